@@ -1,0 +1,23 @@
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class BusSettings(BaseSettings):
+    """Kafka connection and tuning, read from ``IMGPIPE_KAFKA_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGPIPE_KAFKA_", extra="ignore")
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    partitions: int = Field(4, ge=1, description="Partitions of every topic created at start-up.")
+    replication_factor: int = Field(1, ge=1)
+    fetch_max_wait_ms: int = Field(
+        10, ge=0, description="How long the broker may hold a fetch; bounds the latency of every hop."
+    )
+    linger_ms: int = Field(5, ge=0)
+    session_timeout_s: float = Field(6.0, gt=0)
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    client_id: str = "imgpipe"
+
+    @property
+    def faust_broker(self) -> str:
+        return ";".join(f"kafka://{server}" for server in self.bootstrap_servers.split(","))

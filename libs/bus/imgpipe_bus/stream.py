@@ -1,0 +1,122 @@
+"""faust-streaming apps tuned for low per-hop latency, and typed event streams."""
+
+import logging
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from imgpipe_bus.codec import PoisonMessage, decode
+from imgpipe_bus.settings import BusSettings
+from imgpipe_schemas import Event, Topic
+
+log = logging.getLogger(__name__)
+
+
+def create_app(name: str, settings: BusSettings, **conf: Any) -> faust.App:
+    """A faust app whose consumers wait at most ``settings.fetch_max_wait_ms`` per fetch.
+
+    faust hard-codes a 1.5 s fetch wait and silently ignores settings it does not know, so the
+    value is applied by the transport classes below, the one place that builds the consumer.
+    """
+    datadir = Path(tempfile.gettempdir()) / f"imgpipe-faust-{name}"
+    app = _TunedApp(
+        name,
+        broker=settings.faust_broker,
+        datadir=str(datadir),
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=settings.heartbeat_interval_s,
+        broker_client_id=f"{settings.client_id}-{name}",
+        producer_linger_ms=settings.linger_ms,
+        **conf,
+    )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    return app
+
+
+def faust_topic(app: faust.App, topic: Topic) -> faust.TopicT:
+    return app.topic(topic.name, key_serializer="raw", value_serializer="raw")
+
+
+async def events(stream: faust.StreamT, topic: Topic) -> AsyncIterator[Event]:
+    """Decoded events of ``topic``. A message that cannot be decoded is logged and skipped."""
+    async for message in stream.events():
+        if (event := _decode_or_log(topic, message)) is not None:
+            yield event
+
+
+async def event_batches(
+    stream: faust.StreamT, topic: Topic, max_events: int, within_s: float
+) -> AsyncIterator[list[Event]]:
+    """Up to ``max_events`` decoded events at a time, waiting at most ``within_s`` to fill a batch."""
+    async for batch in stream.take_events(max_events, within=within_s):
+        decoded = [event for message in batch if (event := _decode_or_log(topic, message)) is not None]
+        if decoded:
+            yield decoded
+
+
+def _decode_or_log(topic: Topic, message) -> Event | None:
+    try:
+        return decode(topic, message.value)
+    except PoisonMessage as exc:
+        log.error(
+            "skipping poison message at %s[%s]@%s: %s",
+            message.message.topic,
+            message.message.partition,
+            message.message.offset,
+            exc,
+        )
+        return None
+
+
+class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport):
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        return consumer
+
+
+class _TunedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self):
+        return _TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _TunedTransport(faust_aiokafka.Transport):
+    Consumer = _TunedConsumer
+
+
+class _TunedApp(faust.App):
+    fetch_max_wait_ms: int = 1500
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._closers: list[Callable[[], Awaitable[Any]]] = []
+
+    def close_on_shutdown(self, close: Callable[[], Awaitable[Any]]) -> None:
+        """Runs ``close`` once the agents have stopped: for sessions, clients and pools they used."""
+        self._closers.append(close)
+
+    async def on_shutdown(self) -> None:
+        await super().on_shutdown()
+        for close in self._closers:
+            try:
+                await close()
+            except Exception:
+                log.exception("error while closing %s", close)
+
+    def _new_transport(self):
+        return _TunedTransport(self.conf.broker_consumer, self)
+
+
+def run_worker(app: faust.App, log_level: str) -> None:
+    """Runs the app's agents until SIGTERM or SIGINT, then drains them and exits. Logging stays as configured."""
+    worker = faust.Worker(app, loglevel=log_level, quiet=True, override_logging=False)
+    worker.spinner = None
+    worker.execute_from_commandline()

@@ -1,0 +1,17 @@
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from imgpipe_runtime.settings import MongoSettings
+
+
+def connect(settings: MongoSettings) -> AsyncDatabase:
+    client = AsyncMongoClient(settings.url, serverSelectionTimeoutMS=settings.timeout_ms, tz_aware=True)
+    return client[settings.database]
+
+
+async def database_reachable(db: AsyncDatabase) -> bool:
+    try:
+        await db.command("ping")
+        return True
+    except Exception:
+        return False

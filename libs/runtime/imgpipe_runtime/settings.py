@@ -1,0 +1,38 @@
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class MongoSettings(BaseSettings):
+    """MongoDB connection, read from ``IMGPIPE_MONGO_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGPIPE_MONGO_", extra="ignore")
+
+    url: str = "mongodb://127.0.0.1:27017/?retryWrites=false"
+    database: str = "imgpipe"
+    timeout_ms: int = Field(5000, ge=100, description="Server selection timeout.")
+
+
+class LogSettings(BaseSettings):
+    """Logging, read from ``IMGPIPE_LOG_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGPIPE_LOG_", extra="ignore")
+
+    level: str = "INFO"
+    json_lines: bool = Field(False, alias="IMGPIPE_LOG_JSON")
+
+
+class PublicUrlSettings(BaseSettings):
+    """Where ingest listens and the base of every URL handed out (``IMGPIPE_HOST``, ``IMGPIPE_PORT``,
+    ``IMGPIPE_PUBLIC_BASE_URL``); every service that writes URLs reads the same variables."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGPIPE_", extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    public_base_url: str = Field("", description="Defaults to http://HOST:PORT.")
+
+    @model_validator(mode="after")
+    def _default_public_base_url(self) -> "PublicUrlSettings":
+        if not self.public_base_url:
+            self.public_base_url = f"http://{self.host}:{self.port}"
+        return self

@@ -1,0 +1,84 @@
+"""``imgpipe``: run the local stack, the demo and the benchmark."""
+
+import argparse
+import logging
+import signal
+import sys
+
+from imgpipe_ops.processes import StartFailed, port_open
+from imgpipe_ops.settings import LocalSettings
+from imgpipe_ops.stack import LocalStack, StackConfig
+
+log = logging.getLogger("imgpipe")
+
+
+def run(_: argparse.Namespace) -> int:
+    settings = LocalSettings()
+    for port, what in ((settings.port, "API"), (settings.local_kafka_port, "broker"), (settings.local_mongo_port, "database")):
+        if port_open(port):
+            log.error("port %d for the %s is already in use: is imgpipe already running?", port, what)
+            return 1
+    stack = LocalStack(
+        StackConfig(
+            api_port=settings.port,
+            kafka_port=settings.local_kafka_port,
+            mongo_port=settings.local_mongo_port,
+            storage=str((settings.data_dir / "db").resolve()),
+            log_dir=(settings.data_dir / "logs").resolve(),
+            services_log_to_files=False,
+            image_workers=settings.image_workers,
+            partitions=settings.kafka_partitions,
+        )
+    )
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        log.info("starting the database and broker (logs in %s)", stack.config.log_dir)
+        stack.start()
+        print(
+            f"\nimgpipe is up: API {stack.api_url}/api/upload/  docs {stack.api_url}/docs\n"
+            f"Kafka {stack.bootstrap}  MongoDB {stack.mongo_url}\nCtrl-C stops everything.\n",
+            flush=True,
+        )
+        stack.supervise()
+    except StartFailed as exc:
+        log.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.info("stopping every process")
+        stack.stop()
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from imgpipe_ops.demo import run_demo
+
+    return run_demo(args.api, rows=args.rows, images_per_row=args.images)
+
+
+def bench(args: argparse.Namespace) -> int:
+    from imgpipe_ops.bench import run_bench
+
+    return run_bench(images_per_size=args.images)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s imgpipe %(levelname)s %(message)s")
+    parser = argparse.ArgumentParser(prog="imgpipe", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("run", help="start the whole system on the embedded broker and database").set_defaults(func=run)
+    demo_cmd = commands.add_parser("demo", help="upload sample photos to a running stack and show the output")
+    demo_cmd.add_argument("--api", default=f"http://127.0.0.1:{LocalSettings().port}")
+    demo_cmd.add_argument("--rows", type=int, default=5)
+    demo_cmd.add_argument("--images", type=int, default=3, help="images per row")
+    demo_cmd.set_defaults(func=demo)
+    bench_cmd = commands.add_parser("bench", help="raw codec loop vs the full pipeline, on the same images")
+    bench_cmd.add_argument("--images", type=int, default=12, help="images of each size (1000² and 2000²)")
+    bench_cmd.set_defaults(func=bench)
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

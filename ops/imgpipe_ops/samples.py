@@ -1,0 +1,103 @@
+"""Sample photos and a local HTTP server that serves them and records what is posted to it."""
+
+import io
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+from PIL import Image
+
+
+def photo_like_jpeg(width: int, height: int, seed: int, quality: int = 92) -> bytes:
+    """Smooth shapes plus sensor-like grain: compresses like a photo, unlike pure noise or flat colour."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 256, size=(max(2, height // 64), max(2, width // 64), 3), dtype=np.uint8)
+    base = Image.fromarray(coarse, "RGB").resize((width, height), Image.Resampling.BICUBIC)
+    pixels = np.asarray(base, dtype=np.int16) + rng.normal(0, 6, size=(height, width, 3)).astype(np.int16)
+    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Route:
+    body: bytes
+    content_type: str = "image/jpeg"
+    status: int = 200
+
+
+@dataclass
+class LocalHttpServer:
+    """Serves ``routes`` on GET; records every POST and answers it ``post_status`` (200)."""
+
+    routes: dict[str, Route] = field(default_factory=dict)
+    post_status: int = 200
+    received: list[Received] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802
+                route = server.routes.get(self.path)
+                if route is None:
+                    self.send_error(404)
+                    return
+                self.send_response(route.status)
+                self.send_header("Content-Type", route.content_type)
+                self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                self.wfile.write(route.body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                server.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(server.post_status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def start(self) -> "LocalHttpServer":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "LocalHttpServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def products_csv(rows: list[tuple[int, str, list[str]]]) -> bytes:
+    """A CSV in the assignment's format: S. No., Product Name, Input Image Urls (comma-separated, quoted)."""
+    import csv
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["S. No.", "Product Name", "Input Image Urls"])
+    for serial, name, urls in rows:
+        writer.writerow([serial, name, ",".join(urls)])
+    return out.getvalue().encode()

@@ -1,0 +1,108 @@
+"""Event contracts, version 1.
+
+Every event is one JSON object on the wire. Field names are the contract: producers in any language
+build these from the JSON Schema documents under ``schemas/json/v1/``.
+"""
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+from uuid import UUID, uuid4
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+OutputFormat = Literal["jpeg"]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
+
+    event_id: UUID = Field(default_factory=uuid4, description="Unique per event; consumers may use it to de-duplicate.")
+    schema_version: Literal[1] = SCHEMA_VERSION
+    request_id: UUID
+    occurred_at: datetime = Field(default_factory=_now)
+
+    def partition_key(self) -> str:
+        """Results of one request land on one partition, in order."""
+        return str(self.request_id)
+
+
+class RequestAccepted(Event):
+    """A CSV upload was validated and stored; its rows follow on the rows topic."""
+
+    event_type: Literal["request.accepted"] = "request.accepted"
+    rows_total: Annotated[int, Field(ge=1)]
+    images_total: Annotated[int, Field(ge=1)]
+    webhook_url: str | None = None
+
+
+class RowSubmitted(Event):
+    """One CSV row whose images are to be fetched and compressed."""
+
+    event_type: Literal["row.submitted"] = "row.submitted"
+    row_index: Annotated[int, Field(ge=0, description="Position of the row in the input CSV, from 0.")]
+    serial: int
+    product_name: str
+    image_urls: Annotated[list[str], Field(min_length=1)]
+    quality: Annotated[int, Field(ge=1, le=95)] = 50
+    output_format: OutputFormat = "jpeg"
+
+    def partition_key(self) -> str:
+        """Rows of one request spread over the partitions, so that workers share a big request."""
+        return f"{self.request_id}:{self.row_index}"
+
+
+class ImageResult(BaseModel):
+    """The outcome for one input image: an output URL, or an error code and message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
+
+    source_url: str
+    output_url: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    bytes_in: Annotated[int, Field(ge=0)] = 0
+    bytes_out: Annotated[int, Field(ge=0)] = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.output_url is not None
+
+
+class RowProcessed(Event):
+    """Every image of one row has an outcome, in the row's input URL order."""
+
+    event_type: Literal["row.processed"] = "row.processed"
+    row_index: Annotated[int, Field(ge=0)]
+    images: Annotated[list[ImageResult], Field(min_length=1)]
+
+
+class Progress(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
+
+    rows_total: int = 0
+    rows_done: int = 0
+    images_total: int = 0
+    images_ok: int = 0
+    images_failed: int = 0
+
+
+class RequestCompleted(Event):
+    """Every row of a request is in and its output CSV is stored."""
+
+    event_type: Literal["request.completed"] = "request.completed"
+    status: Literal["SUCCESS", "FAILED"]
+    output_file_url: str | None
+    progress: Progress
+    webhook_url: str | None = None
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    model.model_fields["event_type"].default: model
+    for model in (RequestAccepted, RowSubmitted, RowProcessed, RequestCompleted)
+}

@@ -1,0 +1,20 @@
+"""The topics and the one event type each carries."""
+
+from dataclasses import dataclass
+
+from imgpipe_schemas.events import Event, RequestAccepted, RequestCompleted, RowProcessed, RowSubmitted
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    event: type[Event]
+    key: str
+
+
+REQUESTS_ACCEPTED = Topic("imgpipe.requests.accepted", RequestAccepted, "request_id")
+ROWS_SUBMITTED = Topic("imgpipe.rows.submitted", RowSubmitted, "request_id:row_index")
+ROWS_PROCESSED = Topic("imgpipe.rows.processed", RowProcessed, "request_id")
+REQUESTS_COMPLETED = Topic("imgpipe.requests.completed", RequestCompleted, "request_id")
+
+TOPICS: tuple[Topic, ...] = (REQUESTS_ACCEPTED, ROWS_SUBMITTED, ROWS_PROCESSED, REQUESTS_COMPLETED)

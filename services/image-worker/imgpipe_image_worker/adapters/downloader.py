@@ -1,0 +1,80 @@
+"""Downloads source images over HTTP with timeouts and a byte cap enforced while streaming."""
+
+import asyncio
+
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+
+class FetchFailed(Exception):
+    def __init__(self, code: str, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.code = code
+        self.transient = transient
+
+
+class Downloader:
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        timeout: aiohttp.ClientTimeout,
+        attempts: int = 3,
+        backoff_s: float = 0.2,
+    ) -> None:
+        self._session: aiohttp.ClientSession | None = None
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+        self._attempts = attempts
+        self._backoff_s = backoff_s
+
+    async def fetch(self, url: str) -> bytes:
+        """The body of ``url``; transient failures are retried with backoff, then FetchFailed."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=wait_random_exponential(multiplier=self._backoff_s, max=5),
+            retry=retry_if_exception(lambda exc: isinstance(exc, FetchFailed) and exc.transient),
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await self._fetch_once(url)
+        raise AssertionError("unreachable")
+
+    def _client(self) -> aiohttp.ClientSession:
+        """One session per process, opened inside the running event loop on first use."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"User-Agent": "imgpipe/1.0"})
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _fetch_once(self, url: str) -> bytes:
+        try:
+            async with self._client().get(url, allow_redirects=True, max_redirects=5) as response:
+                if response.status >= 400:
+                    transient = response.status >= 500 or response.status in (408, 429)
+                    raise FetchFailed(f"http_{response.status}", f"{url} answered HTTP {response.status}", transient=transient)
+                declared = response.content_length
+                if declared is not None and declared > self._max_bytes:
+                    raise FetchFailed("too_large", f"{declared} bytes declared; the cap is {self._max_bytes}", transient=False)
+                body = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    body.extend(chunk)
+                    if len(body) > self._max_bytes:
+                        raise FetchFailed("too_large", f"more than {self._max_bytes} bytes", transient=False)
+                return bytes(body)
+        except FetchFailed:
+            raise
+        except aiohttp.TooManyRedirects as exc:
+            raise FetchFailed("too_many_redirects", f"{url}: too many redirects", transient=False) from exc
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise FetchFailed("timeout", f"{url}: timed out", transient=True) from exc
+        except aiohttp.InvalidURL as exc:
+            raise FetchFailed("invalid_url", f"{url}: invalid URL", transient=False) from exc
+        except aiohttp.ClientConnectorDNSError as exc:
+            raise FetchFailed("dns_error", f"{url}: host not found", transient=False) from exc
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise FetchFailed("connection_error", f"{url}: {exc.__class__.__name__}: {exc}", transient=True) from exc

@@ -1,0 +1,69 @@
+"""Wires the image-worker: a faust agent over the rows topic, a process pool for Pillow."""
+
+import asyncio
+import functools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+import aiohttp
+import faust
+
+from imgpipe_bus import EventProducer, create_app, ensure_topics, events, faust_topic, run_worker
+from imgpipe_image_worker import handlers
+from imgpipe_image_worker.adapters.downloader import Downloader
+from imgpipe_image_worker.compress import compress
+from imgpipe_image_worker.settings import Settings
+from imgpipe_runtime.blobs import BlobStore
+from imgpipe_runtime.logs import configure_logging
+from imgpipe_runtime.mongo import connect
+from imgpipe_schemas.topics import ROWS_PROCESSED, ROWS_SUBMITTED
+
+
+def build_app(settings: Settings) -> faust.App:
+    app = create_app("image-worker", settings.kafka)
+    pool = ProcessPoolExecutor(settings.compress_processes, mp_context=multiprocessing.get_context("forkserver"))
+    db = connect(settings.mongo)
+    blobs = BlobStore(db)
+    producer = EventProducer(settings.kafka)
+    downloader = Downloader(
+        max_bytes=settings.max_image_bytes,
+        timeout=aiohttp.ClientTimeout(total=settings.fetch_total_timeout_s, connect=settings.fetch_connect_timeout_s),
+        attempts=settings.fetch_attempts,
+    )
+
+    async def close() -> None:
+        await downloader.close()
+        await producer.close()
+        await db.client.close()
+        pool.shutdown(wait=True, cancel_futures=True)
+
+    app.close_on_shutdown(close)
+
+    async def compress_off_loop(data: bytes, quality: int):
+        call = functools.partial(compress, data, quality, settings.max_image_pixels)
+        return await asyncio.get_running_loop().run_in_executor(pool, call)
+
+    @app.agent(faust_topic(app, ROWS_SUBMITTED), concurrency=settings.worker_concurrency)
+    async def process_rows(stream):
+        async for row in events(stream, ROWS_SUBMITTED):
+            result = await handlers.process_row(
+                row,
+                fetch=downloader.fetch,
+                compress=compress_off_loop,
+                blobs=blobs,
+                public_base_url=settings.public_base_url,
+            )
+            await producer.publish(ROWS_PROCESSED, result)
+
+    return app
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging("image-worker", settings.log)
+    ensure_topics(settings.kafka)
+    run_worker(build_app(settings), settings.log.level)
+
+
+if __name__ == "__main__":
+    main()

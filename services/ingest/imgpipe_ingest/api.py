@@ -1,0 +1,184 @@
+"""The REST contract: the seed's paths and its {"status", "message", "payload"} envelope."""
+
+import asyncio
+import logging
+import uuid
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from imgpipe_bus import EventProducer, broker_reachable
+from imgpipe_ingest import handlers
+from imgpipe_ingest.adapters.requests import RequestStore
+from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
+from imgpipe_ingest.settings import Settings
+from imgpipe_runtime.blobs import BlobStore
+from imgpipe_runtime.mongo import connect, database_reachable
+from imgpipe_runtime.webhooks import WebhookVerificationError, verify
+
+log = logging.getLogger(__name__)
+
+
+class Envelope(BaseModel):
+    status: str
+    message: str
+    payload: dict[str, Any] | list[Any] | None = None
+
+
+def envelope(code: int, message: str, payload: Any = None) -> JSONResponse:
+    status = "success" if code < 400 else "error"
+    return JSONResponse({"status": status, "message": message, "payload": payload}, status_code=code)
+
+
+class ClientError(Exception):
+    def __init__(self, code: int, message: str, payload: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.payload = code, message, payload
+
+
+def create_api(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        db = connect(settings.mongo)
+        await db["rows"].create_index([("request_id", 1), ("done", 1)])
+        app.state.db = db
+        app.state.store = RequestStore(db)
+        app.state.blobs = BlobStore(db)
+        app.state.producer = EventProducer(settings.kafka)
+        try:
+            yield
+        finally:
+            await app.state.producer.close()
+            await db.client.close()
+
+    app = FastAPI(
+        title="imgpipe",
+        description="Bulk image compression: upload a CSV of product image URLs, get back compressed images.",
+        version="1.0.0",
+        lifespan=lifespan,
+    )
+
+    def store(request: Request) -> RequestStore:
+        return request.app.state.store
+
+    def blobs(request: Request) -> BlobStore:
+        return request.app.state.blobs
+
+    def producer(request: Request) -> EventProducer:
+        return request.app.state.producer
+
+    Store = Annotated[RequestStore, Depends(store)]
+    Blobs = Annotated[BlobStore, Depends(blobs)]
+    Producer = Annotated[EventProducer, Depends(producer)]
+
+    @app.exception_handler(ClientError)
+    async def client_error(_: Request, exc: ClientError) -> JSONResponse:
+        return envelope(exc.code, exc.message, exc.payload)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"field": ".".join(str(part) for part in error["loc"][1:]), "message": error["msg"]}
+            for error in exc.errors()
+        ]
+        return envelope(400, "invalid request", {"errors": problems})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return envelope(exc.status_code, str(exc.detail))
+
+    @app.post("/api/upload/", response_model=Envelope, status_code=200, summary="Upload a products CSV")
+    async def upload(
+        store: Store,
+        blobs: Blobs,
+        producer: Producer,
+        file: Annotated[UploadFile, File(description="CSV: S. No., Product Name, Input Image Urls")],
+        webhook_url: Annotated[str | None, Form(description="Where to POST the signed completion webhook")] = None,
+    ) -> JSONResponse:
+        data = await _read_bounded(file, settings.max_upload_bytes)
+        webhook_url = (webhook_url or "").strip() or None
+        if webhook_url and (reason := url_problem(webhook_url)):
+            raise ClientError(400, f"webhook_url: {reason}")
+        try:
+            request_id = await handlers.accept_upload(
+                data,
+                webhook_url=webhook_url,
+                quality=settings.default_quality,
+                output_format="jpeg",
+                limits=Limits(max_rows=settings.max_rows, max_urls_per_row=settings.max_urls_per_row),
+                store=store,
+                blobs=blobs,
+                producer=producer,
+            )
+        except CsvRejected as exc:
+            problems = [{"row": p.row, "column": p.column, "message": p.message} for p in exc.problems]
+            raise ClientError(400, f"the CSV was rejected: {len(problems)} problem(s)", {"errors": problems}) from exc
+        return envelope(200, "File uploaded successfully", {"request_id": request_id})
+
+    @app.get("/api/output/", response_model=Envelope, summary="Status, progress and output CSV URL of a request")
+    async def output(store: Store, request_id: Annotated[str, Query()]) -> JSONResponse:
+        request_id = _parse_request_id(request_id)
+        try:
+            status = await handlers.request_status(request_id, store=store, public_base_url=settings.public_base_url)
+        except handlers.RequestNotFound as exc:
+            raise ClientError(404, f"no request with id {request_id}") from exc
+        return envelope(
+            200,
+            "",
+            {
+                "request_id": request_id,
+                "status": status.status,
+                "output_file_url": status.output_file_url,
+                "progress": status.progress.model_dump(),
+            },
+        )
+
+    @app.get("/api/files/{name:path}", summary="An output CSV or image", response_class=Response)
+    async def files(name: str, blobs: Blobs) -> Response:
+        blob = await blobs.get(name)
+        if blob is None:
+            raise ClientError(404, f"no file named {name}")
+        headers = {"Cache-Control": "public, max-age=31536000, immutable"} if "/images/" in name else {}
+        return Response(blob.data, media_type=blob.content_type, headers=headers)
+
+    @app.post("/api/webhook/", response_model=Envelope, summary="Sample webhook receiver: verifies and logs")
+    async def webhook(request: Request) -> JSONResponse:
+        body = await request.body()
+        try:
+            payload = verify(settings.webhook_secret, body, dict(request.headers))
+        except WebhookVerificationError as exc:
+            raise ClientError(401, f"webhook signature rejected: {exc}") from exc
+        log.info("webhook received: %s", payload)
+        return envelope(200, "webhook received")
+
+    @app.get("/healthz", response_model=Envelope, summary="200 once Kafka and MongoDB are reachable")
+    async def healthz(request: Request) -> JSONResponse:
+        kafka_ok, mongo_ok = await asyncio.gather(
+            asyncio.to_thread(broker_reachable, settings.kafka), database_reachable(request.app.state.db)
+        )
+        checks = {"kafka": kafka_ok, "mongodb": mongo_ok}
+        return envelope(200 if all(checks.values()) else 503, "ok" if all(checks.values()) else "unhealthy", checks)
+
+    return app
+
+
+async def _read_bounded(file: UploadFile, limit: int) -> bytes:
+    chunks, size = [], 0
+    while chunk := await file.read(1024 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise ClientError(413, f"the file is larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse_request_id(value: str) -> str:
+    try:
+        return str(uuid.UUID(value.strip()))
+    except ValueError as exc:
+        raise ClientError(400, f"request_id {value[:64]!r} is not a UUID") from exc

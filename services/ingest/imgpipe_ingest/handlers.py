@@ -1,0 +1,99 @@
+"""What ingest decides. Each handler takes its adapters as arguments."""
+
+import logging
+import uuid
+from dataclasses import dataclass
+
+from imgpipe_bus import EventProducer
+from imgpipe_ingest.adapters.requests import RequestStore
+from imgpipe_ingest.csv_input import InputCsv, Limits, parse_csv
+from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name
+from imgpipe_schemas import Progress, RequestAccepted, RowSubmitted
+from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
+
+log = logging.getLogger(__name__)
+
+
+class RequestNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class RequestStatus:
+    status: str
+    output_file_url: str | None
+    progress: Progress
+
+
+async def accept_upload(
+    data: bytes,
+    *,
+    webhook_url: str | None,
+    quality: int,
+    output_format: str,
+    limits: Limits,
+    store: RequestStore,
+    blobs: BlobStore,
+    producer: EventProducer,
+) -> str:
+    """Validates the whole CSV, stores it, publishes one event per row. Raises CsvRejected."""
+    upload = parse_csv(data, limits)
+    request_id = str(uuid.uuid4())
+    input_file = input_csv_name(request_id)
+    await blobs.put(input_file, data, "text/csv")
+    await store.create(
+        request_id,
+        upload,
+        input_file=input_file,
+        webhook_url=webhook_url,
+        quality=quality,
+        output_format=output_format,
+    )
+    await publish_request(request_id, upload, webhook_url, quality, output_format, producer)
+    await store.mark_processing(request_id)
+    log.info("accepted request %s: %d rows, %d images", request_id, len(upload.rows), upload.images_total)
+    return request_id
+
+
+async def publish_request(
+    request_id: str,
+    upload: InputCsv,
+    webhook_url: str | None,
+    quality: int,
+    output_format: str,
+    producer: EventProducer,
+) -> None:
+    rid = uuid.UUID(request_id)
+    await producer.publish(
+        REQUESTS_ACCEPTED,
+        RequestAccepted(
+            request_id=rid, rows_total=len(upload.rows), images_total=upload.images_total, webhook_url=webhook_url
+        ),
+    )
+    await producer.publish_many(
+        ROWS_SUBMITTED,
+        (
+            RowSubmitted(
+                request_id=rid,
+                row_index=row.index,
+                serial=row.serial,
+                product_name=row.product_name,
+                image_urls=row.image_urls,
+                quality=quality,
+                output_format=output_format,
+            )
+            for row in upload.rows
+        ),
+    )
+
+
+async def request_status(request_id: str, *, store: RequestStore, public_base_url: str) -> RequestStatus:
+    request = await store.get(request_id)
+    if request is None:
+        raise RequestNotFound(request_id)
+    output_file = request.get("output_file")
+    return RequestStatus(
+        status=request["status"],
+        output_file_url=blob_url(public_base_url, output_file) if output_file else None,
+        progress=await store.progress(request),
+    )

@@ -1,0 +1,17 @@
+import uvicorn
+
+from imgpipe_bus import ensure_topics
+from imgpipe_ingest.api import create_api
+from imgpipe_ingest.settings import Settings
+from imgpipe_runtime.logs import configure_logging
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging("ingest", settings.log)
+    ensure_topics(settings.kafka)
+    uvicorn.run(create_api(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+from pydantic import Field
+
+from imgpipe_bus import BusSettings
+from imgpipe_runtime.settings import LogSettings, MongoSettings, PublicUrlSettings
+from imgpipe_runtime.webhooks import LOCAL_WEBHOOK_SECRET
+
+
+class Settings(PublicUrlSettings):
+    webhook_secret: str = Field(LOCAL_WEBHOOK_SECRET, pattern=r"^whsec_")
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
+    max_rows: int = Field(10_000, ge=1)
+    max_urls_per_row: int = Field(20, ge=1)
+    default_quality: int = Field(50, ge=1, le=95)
+
+    kafka: BusSettings = Field(default_factory=BusSettings)
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
+    log: LogSettings = Field(default_factory=LogSettings)

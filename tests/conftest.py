@@ -1,0 +1,74 @@
+"""Real infrastructure for the integration and end-to-end tests.
+
+By default each test module gets its own embedded broker (tansu) and database (secantusd-py) as local
+processes, stopped by process id when the module ends. With ``IMGPIPE_TEST_BACKEND=docker`` the tests
+run against Apache Kafka and MongoDB in containers started by testcontainers instead (needs a Docker
+engine; fails loudly without one).
+"""
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from imgpipe_bus import BusSettings
+from imgpipe_ops.processes import (
+    broker_process,
+    database_process,
+    free_port,
+    wait_for_broker,
+    wait_for_database,
+)
+from imgpipe_runtime.settings import MongoSettings
+
+BACKEND = os.environ.get("IMGPIPE_TEST_BACKEND", "embedded")
+if BACKEND not in ("embedded", "docker"):
+    raise pytest.UsageError(f"IMGPIPE_TEST_BACKEND must be 'embedded' or 'docker', not {BACKEND!r}")
+
+
+@dataclass(frozen=True)
+class Infra:
+    bootstrap: str
+    mongo_url: str
+
+
+@pytest.fixture(scope="session")
+def docker_infra():
+    from testcontainers.community.kafka import KafkaContainer
+    from testcontainers.community.mongodb import MongoDbContainer
+
+    with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka, MongoDbContainer("mongo:7.0") as mongo:
+        yield Infra(kafka.get_bootstrap_server(), mongo.get_connection_url())
+
+
+@pytest.fixture(scope="module")
+def infra(request, tmp_path_factory):
+    if BACKEND == "docker":
+        yield request.getfixturevalue("docker_infra")
+        return
+    logs: Path = tmp_path_factory.mktemp("infra-logs")
+    kafka_port, mongo_port = free_port(), free_port()
+    broker = broker_process(kafka_port, logs / "broker.log").start()
+    database = database_process(mongo_port, ":memory:", logs / "database.log").start()
+    try:
+        bootstrap = f"127.0.0.1:{kafka_port}"
+        mongo_url = f"mongodb://127.0.0.1:{mongo_port}/?retryWrites=false"
+        wait_for_broker(broker, bootstrap)
+        wait_for_database(database, mongo_url)
+        yield Infra(bootstrap, mongo_url)
+    finally:
+        broker.stop()
+        database.stop()
+
+
+@pytest.fixture
+def bus_settings(infra) -> BusSettings:
+    return BusSettings(bootstrap_servers=infra.bootstrap, partitions=4)
+
+
+@pytest.fixture
+def mongo_settings(infra) -> MongoSettings:
+    """A database of its own for every test."""
+    return MongoSettings(url=infra.mongo_url, database=f"test_{uuid.uuid4().hex[:12]}")

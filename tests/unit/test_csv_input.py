@@ -1,0 +1,63 @@
+import pytest
+
+from imgpipe_ingest.csv_input import CsvRejected, Limits, parse_csv
+
+HEADER = "S. No.,Product Name,Input Image Urls\n"
+
+
+def test_reads_rows_in_order_with_every_url_of_a_quoted_cell():
+    data = (HEADER + '1,SKU1,"https://a.example/1.jpg,https://a.example/2.jpg"\n2,SKU2,https://b.example/x.png\n').encode()
+    upload = parse_csv(data)
+    assert upload.columns == ["S. No.", "Product Name", "Input Image Urls"]
+    assert [(r.index, r.serial, r.product_name, r.image_urls) for r in upload.rows] == [
+        (0, 1, "SKU1", ["https://a.example/1.jpg", "https://a.example/2.jpg"]),
+        (1, 2, "SKU2", ["https://b.example/x.png"]),
+    ]
+    assert upload.images_total == 3
+
+
+def test_accepts_serial_number_header_bom_crlf_spaces_and_blank_lines():
+    data = "\ufeff Serial Number ,product name,INPUT IMAGE URLS,Notes\r\n\r\n1,P,\" https://a.example/1.jpg , https://a.example/2.jpg \",keep me\r\n".encode()
+    upload = parse_csv(data)
+    assert upload.rows[0].image_urls == ["https://a.example/1.jpg", "https://a.example/2.jpg"]
+    assert upload.rows[0].cells[-1] == "keep me"
+    assert upload.columns[-1] == "Notes"
+
+
+def test_lists_every_problem_not_just_the_first():
+    data = (HEADER + "x,,ftp://a/1.jpg\n2,P,https://ok.example/a.jpg\n2,Q,\n").encode()
+    with pytest.raises(CsvRejected) as rejected:
+        parse_csv(data)
+    problems = [(p.row, p.column, p.message) for p in rejected.value.problems]
+    assert (1, "S. No.", "serial 'x' is not a positive whole number") in problems
+    assert (1, "Product Name", "product name is empty") in problems
+    assert any(row == 1 and "not an http(s) URL" in message for row, _, message in problems)
+    assert (3, "S. No.", "serial 2 repeats row 2") in problems
+    assert (3, "Input Image Urls", "no image URL given") in problems
+    assert len(problems) == 5
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "the file is empty"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00", "the file is binary, not a CSV text file"),
+        ("S. No.,Product Name,Input Image Urls\n1,caf\xe9,http://a/b.jpg\n".encode("latin-1"), "the file is not UTF-8 text"),
+        (HEADER.encode(), "the file has a header but no data rows"),
+        (b"a,b,c\n1,2,3\n", "required column 'S. No.' is missing from the header"),
+    ],
+)
+def test_rejects_unreadable_files_with_a_clear_reason(data, message):
+    with pytest.raises(CsvRejected) as rejected:
+        parse_csv(data)
+    assert rejected.value.problems[0].message.startswith(message)
+
+
+def test_limits_rows_and_urls_per_row():
+    data = (HEADER + '1,P,"http://a/1,http://a/2,http://a/3"\n2,Q,http://a/4\n').encode()
+    with pytest.raises(CsvRejected) as rejected:
+        parse_csv(data, Limits(max_rows=1))
+    assert "at most 1 are accepted" in rejected.value.problems[0].message
+    with pytest.raises(CsvRejected) as rejected:
+        parse_csv(data, Limits(max_urls_per_row=2))
+    assert rejected.value.problems[0].message == "3 URLs; at most 2 per row"

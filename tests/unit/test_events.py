@@ -1,0 +1,61 @@
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from imgpipe_bus import PoisonMessage, decode, encode
+from imgpipe_schemas import TOPICS, ImageResult, RowProcessed, RowSubmitted
+from imgpipe_schemas.export import documents
+from imgpipe_schemas.topics import ROWS_PROCESSED, ROWS_SUBMITTED
+
+SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "json" / "v1"
+
+
+def test_committed_json_schemas_match_the_python_models():
+    expected = documents()
+    committed = {path.name: path.read_text() for path in SCHEMA_DIR.glob("*.json")}
+    assert committed.keys() == expected.keys(), "run `make schemas` and commit schemas/json"
+    for name, text in expected.items():
+        assert committed[name] == text, f"{name} drifted from the models: run `make schemas` and commit it"
+
+
+def test_every_topic_has_a_schema_naming_it():
+    for topic in TOPICS:
+        document = json.loads(documents()[f"{topic.event.model_fields['event_type'].default}.json"])
+        assert document["x-topic"] == topic.name
+        assert {"event_id", "request_id", "schema_version", "occurred_at", "event_type"} <= set(document["required"])
+
+
+def test_events_round_trip_as_json_with_id_version_and_time():
+    row = RowSubmitted(request_id=uuid.uuid4(), row_index=3, serial=4, product_name="P", image_urls=["http://a/b.jpg"])
+    wire = json.loads(encode(row))
+    assert wire["schema_version"] == 1 and wire["event_type"] == "row.submitted"
+    assert uuid.UUID(wire["event_id"]) and wire["occurred_at"]
+    assert decode(ROWS_SUBMITTED, encode(row)) == row
+
+
+def test_rows_of_a_request_spread_and_results_share_a_key():
+    request_id = uuid.uuid4()
+    rows = [RowSubmitted(request_id=request_id, row_index=i, serial=i + 1, product_name="P", image_urls=["http://a/b"]) for i in range(3)]
+    assert len({row.partition_key() for row in rows}) == 3
+    results = [
+        RowProcessed(request_id=request_id, row_index=i, images=[ImageResult(source_url="http://a/b", error_code="x")])
+        for i in range(3)
+    ]
+    assert {result.partition_key() for result in results} == {str(request_id)}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, b"not json", b'{"event_type": "row.processed"}', json.dumps({"request_id": "nope"}).encode()],
+)
+def test_undecodable_messages_are_poison(value):
+    with pytest.raises(PoisonMessage):
+        decode(ROWS_PROCESSED, value)
+
+
+def test_a_row_event_of_the_wrong_type_is_poison():
+    row = RowSubmitted(request_id=uuid.uuid4(), row_index=0, serial=1, product_name="P", image_urls=["http://a/b"])
+    with pytest.raises(PoisonMessage):
+        decode(ROWS_PROCESSED, encode(row))

@@ -1,0 +1,27 @@
+import csv
+import io
+
+from imgpipe_assembler.output_csv import build_output_csv
+from imgpipe_schemas import ImageResult
+
+
+def test_keeps_input_columns_and_order_and_aligns_output_urls_with_input_urls():
+    ok = ImageResult(source_url="http://in/1.jpg", output_url="http://out/0-0.jpg", bytes_in=10, bytes_out=5)
+    failed = ImageResult(source_url="http://in/2.jpg", error_code="http_404", error_message="not found")
+    ok3 = ImageResult(source_url="http://in/3.jpg", output_url="http://out/0-2.jpg")
+    rows = [
+        (["1", "Shirt", "http://in/1.jpg,http://in/2.jpg,http://in/3.jpg", "blue"], [ok, failed, ok3]),
+        (["2", "Hat, red", "http://in/4.jpg", ""], [ImageResult(source_url="http://in/4.jpg", output_url="http://out/1-0.jpg")]),
+    ]
+    text = build_output_csv(["S. No.", "Product Name", "Input Image Urls", "Colour"], rows).decode()
+    parsed = list(csv.reader(io.StringIO(text)))
+    assert parsed[0] == ["S. No.", "Product Name", "Input Image Urls", "Colour", "Output Image Urls", "Image Errors"]
+    assert parsed[1] == [
+        "1",
+        "Shirt",
+        "http://in/1.jpg,http://in/2.jpg,http://in/3.jpg",
+        "blue",
+        "http://out/0-0.jpg,,http://out/0-2.jpg",
+        "image 2 (http://in/2.jpg): http_404: not found",
+    ]
+    assert parsed[2] == ["2", "Hat, red", "http://in/4.jpg", "", "http://out/1-0.jpg", ""]
