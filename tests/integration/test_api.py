@@ -1,0 +1,111 @@
+"""ingest's REST contract, in-process, against the real broker and database."""
+
+import json
+import uuid
+
+import pytest
+from fastapi.testclient import TestClient
+
+from imgpipe_bus import ensure_topics
+from imgpipe_ingest.api import create_api
+from imgpipe_ingest.settings import Settings
+from imgpipe_runtime.webhooks import sign_headers
+from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
+from tests.integration.kafka_helpers import consume
+
+GOOD_CSV = b'S. No.,Product Name,Input Image Urls\n1,A,"http://img.test/1.jpg,http://img.test/2.jpg"\n2,B,http://img.test/3.jpg\n'
+
+
+@pytest.fixture
+def settings(bus_settings, mongo_settings) -> Settings:
+    ensure_topics(bus_settings)
+    return Settings(kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=10_000)
+
+
+@pytest.fixture
+def client(settings):
+    with TestClient(create_api(settings)) as test_client:
+        yield test_client
+
+
+def post_csv(client, data: bytes, **form):
+    return client.post("/api/upload/", files={"file": ("p.csv", data, "text/csv")}, data=form)
+
+
+def test_upload_stores_the_request_and_publishes_one_event_per_row(client, settings):
+    response = post_csv(client, GOOD_CSV, webhook_url="http://hooks.test/h")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["message"]) == ("success", "File uploaded successfully")
+    request_id = body["payload"]["request_id"]
+
+    status = client.get("/api/output/", params={"request_id": request_id}).json()
+    assert status["payload"]["status"] == "PROCESSING"
+    assert status["payload"]["output_file_url"] is None
+    assert status["payload"]["progress"] == {
+        "rows_total": 2, "rows_done": 0, "images_total": 3, "images_ok": 0, "images_failed": 0,
+    }
+    input_csv = client.get(f"/api/files/{request_id}/input.csv")
+    assert input_csv.status_code == 200 and input_csv.content == GOOD_CSV
+
+    mine = lambda event: str(event.request_id) == request_id  # noqa: E731
+    rows = consume(settings.kafka.bootstrap_servers, ROWS_SUBMITTED, 2, match=mine)
+    assert sorted((event.row_index, event.serial, tuple(event.image_urls)) for _, _, event in rows) == [
+        (0, 1, ("http://img.test/1.jpg", "http://img.test/2.jpg")),
+        (1, 2, ("http://img.test/3.jpg",)),
+    ]
+    accepted = consume(settings.kafka.bootstrap_servers, REQUESTS_ACCEPTED, 1, match=mine)[0][2]
+    assert (accepted.rows_total, accepted.images_total, accepted.webhook_url) == (2, 3, "http://hooks.test/h")
+
+
+def test_a_bad_csv_gets_400_listing_every_problem(client):
+    response = post_csv(client, b"S. No.,Product Name,Input Image Urls\n0,,nope\n1,B,http://ok.test/a.jpg\n")
+    assert response.status_code == 400
+    body = response.json()
+    assert body["status"] == "error"
+    assert [(e["row"], e["column"]) for e in body["payload"]["errors"]] == [
+        (1, "S. No."), (1, "Product Name"), (1, "Input Image Urls"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "code", "message"),
+    [
+        ({"data": {}}, 400, "invalid request"),
+        ({"files": {"file": ("p.csv", b"x" * 10_001, "text/csv")}}, 413, "the file is larger than 10000 bytes"),
+        ({"files": {"file": ("p.csv", GOOD_CSV, "text/csv")}, "data": {"webhook_url": "ftp://x"}}, 400, "webhook_url: not an http(s) URL"),
+        ({"files": {"file": ("p.bin", b"\x00\x01\x02", "application/octet-stream")}}, 400, "the CSV was rejected: 1 problem(s)"),
+    ],
+)
+def test_bad_uploads_get_a_clear_4xx_in_the_envelope(client, request_kwargs, code, message):
+    response = client.post("/api/upload/", **request_kwargs)
+    assert response.status_code == code
+    assert response.json()["status"] == "error"
+    assert response.json()["message"] == message
+
+
+def test_status_of_unknown_missing_and_malformed_ids(client):
+    assert client.get("/api/output/", params={"request_id": str(uuid.uuid4())}).status_code == 404
+    assert client.get("/api/output/", params={"request_id": "1234"}).status_code == 400
+    missing = client.get("/api/output/")
+    assert missing.status_code == 400 and missing.json()["payload"]["errors"][0]["field"] == "request_id"
+    assert client.get("/api/files/nope/output.csv").status_code == 404
+
+
+def test_sample_webhook_receiver_accepts_only_signed_payloads(client, settings):
+    body = json.dumps({"type": "request.completed", "data": {}}).encode()
+    signed = sign_headers(settings.webhook_secret, "msg_1", body)
+    assert client.post("/api/webhook/", content=body, headers=signed).status_code == 200
+    assert client.post("/api/webhook/", content=body).status_code == 401
+    assert client.post("/api/webhook/", content=body + b" ", headers=signed).status_code == 401
+
+
+def test_healthz_reports_kafka_and_mongodb(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json()["payload"] == {"kafka": True, "mongodb": True}
+
+
+def test_openapi_docs_are_served(client):
+    assert client.get("/docs").status_code == 200
+    assert "/api/upload/" in client.get("/openapi.json").json()["paths"]
