@@ -60,11 +60,12 @@ def demo(args: argparse.Namespace) -> int:
 def bench(args: argparse.Namespace) -> int:
     from imgpipe_ops.bench import run_bench
 
-    return run_bench(images_per_size=args.images)
+    return run_bench(images_per_size=args.images, workload=args.workload)
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s imgpipe %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="imgpipe", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("run", help="start the whole system on the embedded broker and database").set_defaults(func=run)
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument("--images", type=int, default=3, help="images per row")
     demo_cmd.set_defaults(func=demo)
     bench_cmd = commands.add_parser("bench", help="raw codec loop vs the full pipeline, on the same images")
-    bench_cmd.add_argument("--images", type=int, default=12, help="images of each size (1000² and 2000²)")
+    bench_cmd.add_argument("--images", type=int, default=12, help="distinct photos of each size (1000² and 2000²)")
+    bench_cmd.add_argument("--workload", type=int, default=120, help="images in each throughput run")
     bench_cmd.set_defaults(func=bench)
     args = parser.parse_args(argv)
     return args.func(args)

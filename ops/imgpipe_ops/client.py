@@ -19,8 +19,8 @@ def upload(api: str, csv_bytes: bytes, webhook_url: str | None = None, filename:
     return body["payload"]["request_id"]
 
 
-def status(api: str, request_id: str) -> dict:
-    response = httpx.get(f"{api}/api/output/", params={"request_id": request_id}, timeout=10)
+def status(api: str, request_id: str, http: httpx.Client | None = None) -> dict:
+    response = (http or httpx).get(f"{api}/api/output/", params={"request_id": request_id}, timeout=10)
     response.raise_for_status()
     return response.json()["payload"]
 
@@ -33,12 +33,13 @@ def wait_until_finished(
     poll_s: float = 0.05,
 ) -> dict:
     deadline = time.monotonic() + timeout
-    while True:
-        payload = status(api, request_id)
-        if on_progress:
-            on_progress(payload)
-        if payload["status"] in FINISHED:
-            return payload
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"request {request_id} still {payload['status']} after {timeout:.0f} s: {payload}")
-        time.sleep(poll_s)
+    with httpx.Client() as http:
+        while True:
+            payload = status(api, request_id, http)
+            if on_progress:
+                on_progress(payload)
+            if payload["status"] in FINISHED:
+                return payload
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"request {request_id} still {payload['status']} after {timeout:.0f} s: {payload}")
+            time.sleep(poll_s)

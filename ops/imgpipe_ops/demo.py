@@ -1,0 +1,50 @@
+"""``imgpipe demo``: sample photos served locally, uploaded to a running stack, output shown."""
+
+import time
+
+import httpx
+from tqdm import tqdm
+
+from imgpipe_ops.client import upload, wait_until_finished
+from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
+
+
+def run_demo(api: str, rows: int, images_per_row: int) -> int:
+    try:
+        httpx.get(f"{api}/healthz", timeout=3).raise_for_status()
+    except httpx.HTTPError as exc:
+        print(f"imgpipe is not answering at {api} ({exc}); start it with `make run` first.")
+        return 1
+    count = rows * images_per_row
+    print(f"generating {count} sample photos…")
+    routes = {f"/photos/{i}.jpg": Route(photo_like_jpeg(1200, 800, seed=i)) for i in range(count)}
+    with LocalHttpServer(routes=routes) as server:
+        table = [
+            (r + 1, f"Sample product {r + 1}", [f"{server.url}/photos/{r * images_per_row + j}.jpg" for j in range(images_per_row)])
+            for r in range(rows)
+        ]
+        csv_bytes = products_csv(table)
+        print(f"uploading a {rows}-row CSV; images served from {server.url}\n")
+        print(csv_bytes.decode())
+        started = time.monotonic()
+        request_id = upload(api, csv_bytes, webhook_url=f"{server.url}/webhook")
+        print(f"request_id {request_id}")
+        with tqdm(total=count, unit="image", desc="compressing") as bar:
+
+            def show(payload: dict) -> None:
+                done = payload["progress"]["images_ok"] + payload["progress"]["images_failed"]
+                bar.update(done - bar.n)
+                bar.set_postfix_str(payload["status"])
+
+            final = wait_until_finished(api, request_id, timeout=300, on_progress=show)
+        print(f"\n{final['status']} in {time.monotonic() - started:.2f} s: {final['progress']}")
+        print(f"output CSV: {final['output_file_url']}\n")
+        print(httpx.get(final["output_file_url"], timeout=10).text)
+        source_bytes = sum(len(route.body) for route in routes.values())
+        deadline = time.monotonic() + 30
+        while not server.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for hook in server.received:
+            print(f"webhook received: webhook-id {hook.headers.get('webhook-id')}\n{hook.body.decode()}")
+        print(f"\nsource photos: {source_bytes / 1e6:.1f} MB in total")
+    return 0 if final["status"] == "SUCCESS" else 1
