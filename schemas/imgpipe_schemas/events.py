@@ -93,9 +93,10 @@ class Progress(BaseModel):
 
 
 class RequestCompleted(Event):
-    """Every row of a request is in and its output CSV is stored."""
+    """Every row of a request is in and its output CSV is stored (``request.completed``), or a replayed row
+    changed the output of a finished request (``request.updated``, with a new event id)."""
 
-    event_type: Literal["request.completed"] = "request.completed"
+    event_type: Literal["request.completed", "request.updated"] = "request.completed"
     status: Literal["SUCCESS", "FAILED"]
     output_file_url: str | None
     progress: Progress

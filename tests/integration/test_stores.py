@@ -53,24 +53,34 @@ async def test_duplicated_results_count_once_and_the_request_completes_once(db, 
     deliver = lambda batch: record_results(  # noqa: E731
         batch, store=store, blobs=blobs, producer=producer, public_base_url="http://api"
     )
+    mine = lambda event: str(event.request_id) == request_id  # noqa: E731
     try:
         await deliver([result(request_id, 0, True), result(request_id, 0, True)])
         progress = await requests.progress(await requests.get(request_id))
         assert (progress.rows_done, progress.images_ok, progress.images_failed) == (1, 1, 0)
         await deliver([result(request_id, 2, False), result(request_id, 0, False)])
         await deliver([result(request_id, 1, True)])
-        await deliver([result(request_id, 1, True), result(request_id, 2, True)])
+        await deliver([result(request_id, 1, True), result(request_id, 2, False)])
+
+        request = await requests.get(request_id)
+        assert request["status"] == "SUCCESS"
+        assert request["progress"] == {"rows_total": 3, "rows_done": 3, "images_total": 3, "images_ok": 2, "images_failed": 1}
+        table = list(csv.reader(io.StringIO((await blobs.get(request["output_file"])).data.decode())))
+        assert [row[0] for row in table[1:]] == ["1", "2", "3"]
+        assert [row[3] for row in table[1:]] == ["http://out/0", "http://out/1", ""]
+        completed = consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 1, match=mine)[0][2]
+        assert completed.event_type == "request.completed"
+        assert completed.output_file_url == f"http://api/api/files/{request_id}/output.csv"
+        assert str(completed.event_id) == request["completion_event_id"]
+
+        # A replayed row that now succeeds replaces its error and the request is announced again.
+        await deliver([result(request_id, 2, True)])
     finally:
         await producer.close()
-
     request = await requests.get(request_id)
-    assert request["status"] == "SUCCESS"
-    assert request["progress"] == {"rows_total": 3, "rows_done": 3, "images_total": 3, "images_ok": 2, "images_failed": 1}
+    assert request["progress"]["images_ok"] == 3 and request["progress"]["images_failed"] == 0
     table = list(csv.reader(io.StringIO((await blobs.get(request["output_file"])).data.decode())))
-    assert [row[0] for row in table[1:]] == ["1", "2", "3"]
-    assert [row[3] for row in table[1:]] == ["http://out/0", "http://out/1", ""]
-    completed = consume(
-        bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 1, match=lambda e: str(e.request_id) == request_id
-    )
-    assert completed[0][2].output_file_url == f"http://api/api/files/{request_id}/output.csv"
-    assert str(completed[0][2].event_id) == request["completion_event_id"]
+    assert [row[3] for row in table[1:]] == ["http://out/0", "http://out/1", "http://out/2"]
+    events = consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 2, match=mine)
+    assert [event.event_type for _, _, event in events] == ["request.completed", "request.updated"]
+    assert events[0][2].event_id != events[1][2].event_id

@@ -1,21 +1,29 @@
 from imgpipe_bus.admin import broker_reachable, ensure_topics, topic_names
 from imgpipe_bus.codec import PoisonMessage, decode, encode
+from imgpipe_bus.dead_letters import DeadLetters, dlq_name, origin_of
+from imgpipe_bus.handling import RetryPolicy, Stage, Unprocessable, handle_batches, handle_each
 from imgpipe_bus.producer import EventProducer
 from imgpipe_bus.settings import BusSettings
-from imgpipe_bus.stream import create_app, event_batches, events, faust_topic, run_worker
+from imgpipe_bus.stream import create_app, faust_topic, run_worker
 
 __all__ = [
     "BusSettings",
+    "DeadLetters",
     "EventProducer",
     "PoisonMessage",
+    "RetryPolicy",
+    "Stage",
+    "Unprocessable",
     "broker_reachable",
     "create_app",
     "decode",
+    "dlq_name",
     "encode",
     "ensure_topics",
-    "event_batches",
-    "events",
     "faust_topic",
+    "handle_batches",
+    "handle_each",
+    "origin_of",
     "run_worker",
     "topic_names",
 ]

@@ -6,6 +6,7 @@ import time
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from imgpipe_bus.dead_letters import dlq_name
 from imgpipe_bus.settings import BusSettings
 from imgpipe_schemas import TOPICS
 
@@ -13,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 def topic_names() -> list[str]:
-    return [topic.name for topic in TOPICS]
+    """Every topic and its dead-letter topic."""
+    return [name for topic in TOPICS for name in (topic.name, dlq_name(topic.name))]
 
 
 def ensure_topics(settings: BusSettings, timeout: float = 30.0) -> list[str]:

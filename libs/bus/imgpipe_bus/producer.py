@@ -50,6 +50,15 @@ class EventProducer:
             self._produce(topic.name, event.partition_key().encode(), encode(event), headers, future, loop)
         await asyncio.gather(*pending)
 
+    async def publish_raw(
+        self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        """Produces a message as it is: for dead letters and replays, which keep the original bytes."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._produce(topic, key, value, headers, future, loop)
+        await future
+
     def _produce(self, topic, key, value, headers, future, loop) -> None:
         def delivered(err, msg) -> None:
             outcome = KafkaException(err) if err else None

@@ -1,17 +1,16 @@
-"""faust-streaming apps tuned for low per-hop latency, and typed event streams."""
+"""faust-streaming apps tuned for low per-hop latency."""
 
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from imgpipe_bus.codec import PoisonMessage, decode
 from imgpipe_bus.settings import BusSettings
-from imgpipe_schemas import Event, Topic
+from imgpipe_schemas import Topic
 
 log = logging.getLogger(__name__)
 
@@ -43,37 +42,6 @@ def create_app(name: str, settings: BusSettings, **conf: Any) -> faust.App:
 
 def faust_topic(app: faust.App, topic: Topic) -> faust.TopicT:
     return app.topic(topic.name, key_serializer="raw", value_serializer="raw")
-
-
-async def events(stream: faust.StreamT, topic: Topic) -> AsyncIterator[Event]:
-    """Decoded events of ``topic``. A message that cannot be decoded is logged and skipped."""
-    async for message in stream.events():
-        if (event := _decode_or_log(topic, message)) is not None:
-            yield event
-
-
-async def event_batches(
-    stream: faust.StreamT, topic: Topic, max_events: int, within_s: float
-) -> AsyncIterator[list[Event]]:
-    """Up to ``max_events`` decoded events at a time, waiting at most ``within_s`` to fill a batch."""
-    async for batch in stream.take_events(max_events, within=within_s):
-        decoded = [event for message in batch if (event := _decode_or_log(topic, message)) is not None]
-        if decoded:
-            yield decoded
-
-
-def _decode_or_log(topic: Topic, message) -> Event | None:
-    try:
-        return decode(topic, message.value)
-    except PoisonMessage as exc:
-        log.error(
-            "skipping poison message at %s[%s]@%s: %s",
-            message.message.topic,
-            message.message.partition,
-            message.message.offset,
-            exc,
-        )
-        return None
 
 
 class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):

@@ -1,4 +1,5 @@
 from pymongo import AsyncMongoClient
+from pymongo.errors import ConnectionFailure
 from pymongo.asynchronous.database import AsyncDatabase
 
 from imgpipe_runtime.settings import MongoSettings
@@ -15,3 +16,7 @@ async def database_reachable(db: AsyncDatabase) -> bool:
         return True
     except Exception:
         return False
+
+
+# Errors that mean "the database is unreachable right now", to be waited out rather than dead-lettered.
+OUTAGES: tuple[type[BaseException], ...] = (ConnectionFailure,)

@@ -4,14 +4,16 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from imgpipe_assembler.adapters.requests import SUCCESS, ProgressStore
+from imgpipe_assembler.adapters.requests import FINISHED, ProgressStore
 from imgpipe_assembler.output_csv import build_output_csv
 from imgpipe_bus import EventProducer
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_csv_name
-from imgpipe_schemas import Progress, RequestCompleted, RowProcessed
+from imgpipe_schemas import ImageResult, Progress, RequestCompleted, RowProcessed
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 log = logging.getLogger(__name__)
+
+UNPROCESSED = "not_processed"
 
 
 async def record_results(
@@ -23,33 +25,55 @@ async def record_results(
     public_base_url: str,
 ) -> None:
     """Idempotent: a result delivered twice counts once, and completion is re-checked on every delivery."""
-    await store.record_rows(results)
+    changed = await store.record_rows(results)
     for request_id in dict.fromkeys(str(result.request_id) for result in results):
-        await complete_if_done(request_id, store=store, blobs=blobs, producer=producer, public_base_url=public_base_url)
+        await complete_if_done(
+            request_id,
+            store=store,
+            blobs=blobs,
+            producer=producer,
+            public_base_url=public_base_url,
+            output_changed=request_id in changed,
+        )
 
 
 async def complete_if_done(
-    request_id: str, *, store: ProgressStore, blobs: BlobStore, producer: EventProducer, public_base_url: str
+    request_id: str,
+    *,
+    store: ProgressStore,
+    blobs: BlobStore,
+    producer: EventProducer,
+    public_base_url: str,
+    output_changed: bool = False,
 ) -> None:
+    """Builds the output and announces it when every row is in: once when the request completes, and
+    again (as an update) when a replayed row changes a finished request's output."""
     request = await store.get(request_id)
     if request is None:
         log.warning("row result for unknown request %s ignored", request_id)
         return
-    if request["status"] == SUCCESS and request.get("completion_published"):
-        return
-    if request["status"] != SUCCESS:
+    finished = request["status"] in FINISHED
+    if not finished or output_changed:
         if await store.rows_done(request_id) < request["rows_total"]:
             return
         rows = await store.rows(request_id)
         output_file = output_csv_name(request_id)
         await blobs.put(output_file, build_output_csv(request["columns"], rows), "text/csv")
         progress = _progress(request, rows)
-        request = await store.mark_success(request_id, output_file, progress) or await store.get(request_id)
-        log.info("request %s complete: %s", request_id, progress.model_dump())
+        status = "FAILED" if _never_processed(rows) else "SUCCESS"
+        updated = await store.finish(request_id, status, output_file, progress, update=finished)
+        if updated is None:  # finished meanwhile by another delivery
+            return
+        request = updated
+        log.info("request %s %s: %s", request_id, request["completion_type"], progress.model_dump())
+    elif request.get("completion_published"):
+        return
+    event_id = request["completion_event_id"]
     await producer.publish(
         REQUESTS_COMPLETED,
         RequestCompleted(
-            event_id=uuid.UUID(request["completion_event_id"]),
+            event_id=uuid.UUID(event_id),
+            event_type=request.get("completion_type", "request.completed"),
             request_id=uuid.UUID(request_id),
             status=request["status"],
             output_file_url=blob_url(public_base_url, request["output_file"]),
@@ -57,7 +81,7 @@ async def complete_if_done(
             webhook_url=request.get("webhook_url"),
         ),
     )
-    await store.mark_completion_published(request_id)
+    await store.mark_completion_published(request_id, event_id)
 
 
 def _progress(request: dict, rows) -> Progress:
@@ -68,4 +92,17 @@ def _progress(request: dict, rows) -> Progress:
         images_total=request["images_total"],
         images_ok=sum(image.ok for image in images),
         images_failed=sum(not image.ok for image in images),
+    )
+
+
+def _never_processed(rows) -> bool:
+    return all(image.error_code == UNPROCESSED for _, images in rows for image in images)
+
+
+def unprocessed_results(request_id: str, row: dict, reason: str) -> RowProcessed:
+    """A row the pipeline gave up on: every image an error, so that the request can still finish."""
+    return RowProcessed(
+        request_id=uuid.UUID(request_id),
+        row_index=row["row_index"],
+        images=[ImageResult(source_url=url, error_code=UNPROCESSED, error_message=reason) for url in row["image_urls"]],
     )

@@ -1,15 +1,33 @@
 """Wires the assembler: one faust agent over the row results, batched into MongoDB."""
 
+import asyncio
+import logging
+
 import faust
 
-from imgpipe_assembler import handlers
+from imgpipe_assembler import handlers, reconciler
 from imgpipe_assembler.adapters.requests import ProgressStore
+from imgpipe_assembler.reconciler import ReconcilePolicy
 from imgpipe_assembler.settings import Settings
-from imgpipe_bus import EventProducer, create_app, ensure_topics, event_batches, faust_topic, run_worker
+from confluent_kafka import KafkaException
+
+from imgpipe_bus import (
+    DeadLetters,
+    EventProducer,
+    RetryPolicy,
+    Stage,
+    create_app,
+    ensure_topics,
+    faust_topic,
+    handle_batches,
+    run_worker,
+)
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.logs import configure_logging
-from imgpipe_runtime.mongo import connect
+from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_schemas.topics import ROWS_PROCESSED
+
+log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -25,15 +43,38 @@ def build_app(settings: Settings) -> faust.App:
 
     app.close_on_shutdown(close)
 
+    async def handle(batch) -> None:
+        await handlers.record_results(
+            batch, store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url
+        )
+
+    stage = Stage(
+        "assembler",
+        ROWS_PROCESSED,
+        DeadLetters(producer, group=app.conf.id),
+        RetryPolicy(infrastructure=(KafkaException, *OUTAGES)),
+    )
+
+    policy = ReconcilePolicy(settings.reconcile_stall_s, settings.reconcile_max_rounds)
+
+    @app.timer(settings.reconcile_interval_s)
+    async def reconcile_stalled() -> None:
+        try:
+            # The embedded broker forgets its topics when it restarts.
+            await asyncio.to_thread(ensure_topics, settings.kafka, 5.0)
+            counts = await reconciler.reconcile(
+                policy=policy, store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url
+            )
+        except (KafkaException, *OUTAGES) as exc:
+            log.warning("reconciler pass skipped: %r", exc)
+            return
+        if any(counts.values()):
+            log.info("reconciler pass: %s", counts)
+
     # One actor: results of a request share a partition, so a request is assembled by one actor at a time.
     @app.agent(faust_topic(app, ROWS_PROCESSED), concurrency=1)
     async def assemble(stream):
-        async for batch in event_batches(
-            stream, ROWS_PROCESSED, settings.assembler_batch_size, settings.assembler_batch_wait_s
-        ):
-            await handlers.record_results(
-                batch, store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url
-            )
+        await handle_batches(stream, stage, handle, settings.assembler_batch_size, settings.assembler_batch_wait_s)
 
     return app
 

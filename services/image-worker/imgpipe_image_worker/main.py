@@ -8,14 +8,26 @@ from concurrent.futures import ProcessPoolExecutor
 import aiohttp
 import faust
 
-from imgpipe_bus import EventProducer, create_app, ensure_topics, events, faust_topic, run_worker
+from confluent_kafka import KafkaException
+
+from imgpipe_bus import (
+    DeadLetters,
+    EventProducer,
+    RetryPolicy,
+    Stage,
+    create_app,
+    ensure_topics,
+    faust_topic,
+    handle_each,
+    run_worker,
+)
 from imgpipe_image_worker import handlers
 from imgpipe_image_worker.adapters.downloader import Downloader
 from imgpipe_image_worker.compress import compress
 from imgpipe_image_worker.settings import Settings
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.logs import configure_logging
-from imgpipe_runtime.mongo import connect
+from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_schemas.topics import ROWS_PROCESSED, ROWS_SUBMITTED
 
 
@@ -43,17 +55,22 @@ def build_app(settings: Settings) -> faust.App:
         call = functools.partial(compress, data, quality, settings.max_image_pixels)
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
+    async def handle(row) -> None:
+        result = await handlers.process_row(
+            row, fetch=downloader.fetch, compress=compress_off_loop, blobs=blobs, public_base_url=settings.public_base_url
+        )
+        await producer.publish(ROWS_PROCESSED, result)
+
+    stage = Stage(
+        "image-worker",
+        ROWS_SUBMITTED,
+        DeadLetters(producer, group=app.conf.id),
+        RetryPolicy(infrastructure=(KafkaException, *OUTAGES)),
+    )
+
     @app.agent(faust_topic(app, ROWS_SUBMITTED), concurrency=settings.worker_concurrency)
     async def process_rows(stream):
-        async for row in events(stream, ROWS_SUBMITTED):
-            result = await handlers.process_row(
-                row,
-                fetch=downloader.fetch,
-                compress=compress_off_loop,
-                blobs=blobs,
-                public_base_url=settings.public_base_url,
-            )
-            await producer.publish(ROWS_PROCESSED, result)
+        await handle_each(stream, stage, handle)
 
     return app
 

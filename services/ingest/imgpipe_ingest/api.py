@@ -135,6 +135,7 @@ def create_api(settings: Settings) -> FastAPI:
                 "status": status.status,
                 "output_file_url": status.output_file_url,
                 "progress": status.progress.model_dump(),
+                "webhooks": status.webhooks,
             },
         )
 

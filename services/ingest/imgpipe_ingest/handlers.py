@@ -23,6 +23,7 @@ class RequestStatus:
     status: str
     output_file_url: str | None
     progress: Progress
+    webhooks: list[dict]
 
 
 async def accept_upload(
@@ -96,4 +97,5 @@ async def request_status(request_id: str, *, store: RequestStore, public_base_ur
         status=request["status"],
         output_file_url=blob_url(public_base_url, output_file) if output_file else None,
         progress=await store.progress(request),
+        webhooks=await store.webhook_deliveries(request_id),
     )

@@ -2,30 +2,61 @@
 
 import aiohttp
 import faust
+from confluent_kafka import KafkaException
 
-from imgpipe_bus import create_app, ensure_topics, events, faust_topic, run_worker
+from imgpipe_bus import (
+    DeadLetters,
+    EventProducer,
+    RetryPolicy,
+    Stage,
+    create_app,
+    ensure_topics,
+    faust_topic,
+    handle_each,
+    run_worker,
+)
 from imgpipe_notifier import handlers
+from imgpipe_notifier.adapters.deliveries import DeliveryLog
 from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_notifier.settings import Settings
 from imgpipe_runtime.logs import configure_logging
+from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 
 def build_app(settings: Settings) -> faust.App:
     app = create_app("notifier", settings.kafka)
-    sender = WebhookSender(
-        secret=settings.webhook_secret,
-        timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
-        attempts=settings.webhook_attempts,
-        backoff_s=settings.webhook_backoff_s,
-    )
+    db = connect(settings.mongo)
+    deliveries = DeliveryLog(db)
+    producer = EventProducer(settings.kafka)
+    sender = WebhookSender(secret=settings.webhook_secret, timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s))
 
-    app.close_on_shutdown(sender.close)
+    async def close() -> None:
+        await sender.close()
+        await producer.close()
+        await db.client.close()
+
+    app.close_on_shutdown(close)
+
+    async def handle(completed) -> None:
+        await handlers.notify(
+            completed,
+            sender=sender,
+            deliveries=deliveries,
+            default_url=settings.default_webhook_url,
+            schedule_s=settings.webhook_retry_schedule_s,
+        )
+
+    stage = Stage(
+        "notifier",
+        REQUESTS_COMPLETED,
+        DeadLetters(producer, group=app.conf.id),
+        RetryPolicy(infrastructure=(KafkaException, *OUTAGES)),
+    )
 
     @app.agent(faust_topic(app, REQUESTS_COMPLETED), concurrency=settings.notifier_concurrency)
     async def deliver(stream):
-        async for completed in events(stream, REQUESTS_COMPLETED):
-            await handlers.notify(completed, sender=sender, default_url=settings.default_webhook_url)
+        await handle_each(stream, stage, handle)
 
     return app
 

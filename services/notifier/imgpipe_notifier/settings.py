@@ -1,8 +1,10 @@
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imgpipe_bus import BusSettings
-from imgpipe_runtime.settings import LogSettings
+from imgpipe_runtime.settings import LogSettings, MongoSettings
 from imgpipe_runtime.webhooks import LOCAL_WEBHOOK_SECRET
 
 
@@ -12,9 +14,19 @@ class Settings(BaseSettings):
     webhook_secret: str = Field(LOCAL_WEBHOOK_SECRET, pattern=r"^whsec_")
     default_webhook_url: str | None = None
     webhook_timeout_s: float = Field(10.0, gt=0)
-    webhook_attempts: int = Field(5, ge=1)
-    webhook_backoff_s: float = Field(0.5, ge=0)
-    notifier_concurrency: int = Field(16, ge=1)
+    webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
+        default=[5, 30, 120, 600, 1800, 3600],
+        description="Delays between attempts, comma-separated seconds; their sum bounds a delivery.",
+    )
+    notifier_concurrency: int = Field(64, ge=1)
 
     kafka: BusSettings = Field(default_factory=BusSettings)
+    mongo: MongoSettings = Field(default_factory=MongoSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+
+    @field_validator("webhook_retry_schedule_s", mode="before")
+    @classmethod
+    def _comma_separated(cls, value):
+        if isinstance(value, str):
+            return [float(part) for part in value.split(",") if part.strip()]
+        return value

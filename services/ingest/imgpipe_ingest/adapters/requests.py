@@ -15,6 +15,7 @@ class RequestStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._requests = db["requests"]
         self._rows = db["rows"]
+        self._deliveries = db["deliveries"]
 
     async def create(
         self,
@@ -96,3 +97,18 @@ class RequestStore:
             images_ok=done["images_ok"],
             images_failed=done["images_failed"],
         )
+
+    async def webhook_deliveries(self, request_id: str) -> list[dict]:
+        """Each webhook sent for the request, oldest first, with its attempts."""
+        cursor = self._deliveries.find({"request_id": request_id}, sort=[("created_at", 1)])
+        return [
+            {
+                "webhook_id": delivery["_id"],
+                "url": delivery["url"],
+                "state": delivery["state"],
+                "attempts": [
+                    {"at": attempt["at"].isoformat(), "outcome": attempt["outcome"]} for attempt in delivery["attempts"]
+                ],
+            }
+            async for delivery in cursor
+        ]

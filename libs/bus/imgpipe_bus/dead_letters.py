@@ -1,0 +1,71 @@
+"""Dead-letter topics: ``<topic>.dlq``, one per topic, with headers that say where a message came from
+and why it could not be processed. The original key, value and headers are kept."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from imgpipe_bus.producer import EventProducer
+
+DLQ_SUFFIX = ".dlq"
+HEADER_PREFIX = "dlq."
+REPLAY_HEADER = "imgpipe.replay.count"
+
+
+def dlq_name(topic: str) -> str:
+    return f"{topic}{DLQ_SUFFIX}"
+
+
+def origin_of(dlq_topic: str) -> str:
+    return dlq_topic.removesuffix(DLQ_SUFFIX)
+
+
+@dataclass(frozen=True)
+class Failure:
+    stage: str
+    exception: BaseException
+    attempts: int
+    first_failure: datetime
+    last_failure: datetime
+
+
+def dead_letter_headers(message: Any, group: str, failure: Failure) -> list[tuple[str, bytes]]:
+    """Kafka Connect style context headers, after the message's own headers (minus earlier dlq ones)."""
+    context = {
+        "origin.topic": message.topic,
+        "origin.partition": message.partition,
+        "origin.offset": message.offset,
+        "origin.timestamp": _iso(message.timestamp),
+        "consumer.group": group,
+        "stage": failure.stage,
+        "exception.class": f"{type(failure.exception).__module__}.{type(failure.exception).__qualname__}",
+        "exception.message": str(failure.exception)[:4000],
+        "attempts": failure.attempts,
+        "first.failure": failure.first_failure.isoformat(),
+        "last.failure": failure.last_failure.isoformat(),
+    }
+    kept = [(k, v) for k, v in _headers(message) if not k.startswith(HEADER_PREFIX)]
+    return kept + [(HEADER_PREFIX + key, str(value).encode()) for key, value in context.items()]
+
+
+class DeadLetters:
+    def __init__(self, producer: EventProducer, group: str) -> None:
+        self._producer = producer
+        self._group = group
+
+    async def send(self, message: Any, failure: Failure) -> None:
+        await self._producer.publish_raw(
+            dlq_name(message.topic), message.key, message.value, dead_letter_headers(message, self._group, failure)
+        )
+
+
+def _headers(message: Any) -> list[tuple[str, bytes]]:
+    headers = message.headers or []
+    items = headers.items() if isinstance(headers, dict) else headers
+    return [(key, value if isinstance(value, bytes) else str(value).encode()) for key, value in items]
+
+
+def _iso(timestamp: float | None) -> str:
+    if not timestamp:
+        return ""
+    return datetime.fromtimestamp(timestamp, UTC).isoformat()

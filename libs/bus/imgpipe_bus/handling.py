@@ -1,0 +1,136 @@
+"""The consume loop every agent shares: decode, handle with retries, dead-letter what cannot be handled.
+
+A message is acknowledged (and its offset later committed) only once it was handled or dead-lettered,
+so a crash at any point means it is delivered again, never lost.
+"""
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import faust
+from confluent_kafka import KafkaException
+
+from imgpipe_bus.codec import PoisonMessage, decode
+from imgpipe_bus.dead_letters import DeadLetters, Failure
+from imgpipe_schemas import Event, Topic
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Unprocessable(Exception):
+    """Raised by a handler for a message that retrying cannot help: it is dead-lettered at once."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` bounds failures of the handler itself; an outage of ``infrastructure`` (broker,
+    database) is waited out with capped backoff instead, so that it dead-letters nothing."""
+
+    attempts: int = 3
+    backoff_s: float = 0.2
+    max_backoff_s: float = 5.0
+    infrastructure: tuple[type[BaseException], ...] = field(default=(KafkaException,))
+
+    def delay(self, failures: int) -> float:
+        return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    topic: Topic
+    dead_letters: DeadLetters
+    policy: RetryPolicy = RetryPolicy()
+
+
+async def handle_each(stream: faust.StreamT, stage: Stage, handler: Callable[[Event], Awaitable[Any]]) -> None:
+    async for item in stream.events():
+        event = await _decode_or_dead_letter(stage, item.message)
+        if event is not None:
+            await _handle(stage, [item.message], lambda: handler(event))
+
+
+async def handle_batches(
+    stream: faust.StreamT,
+    stage: Stage,
+    handler: Callable[[Sequence[Event]], Awaitable[Any]],
+    max_events: int,
+    within_s: float,
+) -> None:
+    """Like handle_each, a batch at a time; a batch that keeps failing is retried event by event, so only
+    the events that fail alone are dead-lettered."""
+    async for batch in stream.take_events(max_events, within=within_s):
+        decoded = []
+        for item in batch:
+            if (event := await _decode_or_dead_letter(stage, item.message)) is not None:
+                decoded.append((item.message, event))
+        if not decoded:
+            continue
+        events = [event for _, event in decoded]
+        if await _attempt(stage, lambda: handler(events)):
+            continue
+        for message, event in decoded:
+            await _handle(stage, [message], lambda event=event: handler([event]))
+
+
+async def _decode_or_dead_letter(stage: Stage, message: Any) -> Event | None:
+    try:
+        return decode(stage.topic, message.value)
+    except PoisonMessage as exc:
+        now = datetime.now(UTC)
+        log.error("poison message at %s[%s]@%s dead-lettered: %s", message.topic, message.partition, message.offset, exc)
+        await _dead_letter(stage, message, Failure(stage.name, exc, 1, now, now))
+        return None
+
+
+async def _handle(stage: Stage, messages: list[Any], call: Callable[[], Awaitable[Any]]) -> None:
+    failure = await _attempt(stage, call, give_up=True)
+    if isinstance(failure, Failure):
+        for message in messages:
+            log.error(
+                "message at %s[%s]@%s dead-lettered after %d attempts: %r",
+                message.topic, message.partition, message.offset, failure.attempts, failure.exception,
+            )
+            await _dead_letter(stage, message, failure)
+
+
+async def _attempt(stage: Stage, call: Callable[[], Awaitable[Any]], give_up: bool = False) -> bool | Failure:
+    """True once ``call`` succeeds. After ``policy.attempts`` handler failures: the Failure if
+    ``give_up``, else False. Infrastructure outages are waited out."""
+    policy = stage.policy
+    failures = outages = 0
+    first: datetime | None = None
+    while True:
+        try:
+            await call()
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Unprocessable as exc:
+            now = datetime.now(UTC)
+            return Failure(stage.name, exc, failures + 1, first or now, now) if give_up else False
+        except policy.infrastructure as exc:
+            outages += 1
+            log.warning("%s: infrastructure unavailable (%r); retrying", stage.name, exc)
+            await asyncio.sleep(policy.delay(min(outages, 10)))
+        except Exception as exc:
+            failures += 1
+            now = datetime.now(UTC)
+            first = first or now
+            if failures >= policy.attempts:
+                return Failure(stage.name, exc, failures, first, now) if give_up else False
+            log.warning("%s: attempt %d failed: %r", stage.name, failures, exc)
+            await asyncio.sleep(policy.delay(failures))
+
+
+async def _dead_letter(stage: Stage, message: Any, failure: Failure) -> None:
+    await _attempt(
+        Stage(stage.name, stage.topic, stage.dead_letters, RetryPolicy(attempts=10**9, infrastructure=(Exception,))),
+        lambda: stage.dead_letters.send(message, failure),
+    )
