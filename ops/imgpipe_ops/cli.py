@@ -2,6 +2,7 @@
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -10,6 +11,10 @@ from imgpipe_ops.settings import LocalSettings
 from imgpipe_ops.stack import LocalStack, StackConfig
 
 log = logging.getLogger("imgpipe")
+
+
+def _default_bootstrap() -> str:
+    return os.environ.get("IMGPIPE_KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{LocalSettings().local_kafka_port}"
 
 
 def run(_: argparse.Namespace) -> int:
@@ -63,6 +68,27 @@ def bench(args: argparse.Namespace) -> int:
     return run_bench(images_per_size=args.images, workload=args.workload)
 
 
+def dead_letters(args: argparse.Namespace) -> int:
+    from imgpipe_ops import dlq
+
+    filters = dlq.Filters(topic=args.topic, request_id=args.request, error=args.error, ref=getattr(args, "ref", None))
+    letters = list(dlq.read(args.bootstrap, filters))
+    if args.dlq_command == "list":
+        for letter in letters:
+            print(dlq.summary_line(letter))
+        print(f"{len(letters)} dead letter(s)")
+    elif args.dlq_command == "show":
+        for letter in letters:
+            print(dlq.describe(letter))
+    elif args.dry_run:
+        for letter in letters:
+            print(f"would replay {letter.ref} → {letter.origin}")
+        print(f"{len(letters)} dead letter(s) would be replayed")
+    else:
+        print(f"replayed {dlq.replay(args.bootstrap, letters)} dead letter(s)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s imgpipe %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -78,6 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     bench_cmd.add_argument("--images", type=int, default=12, help="distinct photos of each size (1000² and 2000²)")
     bench_cmd.add_argument("--workload", type=int, default=120, help="images in each throughput run")
     bench_cmd.set_defaults(func=bench)
+    dlq_cmd = commands.add_parser("dlq", help="list, show and replay dead letters")
+    dlq_cmd.set_defaults(func=dead_letters)
+    dlq_commands = dlq_cmd.add_subparsers(dest="dlq_command", required=True)
+    for name, text in (("list", "one line per dead letter"), ("show", "headers and value"), ("replay", "back to the origin topic")):
+        sub = dlq_commands.add_parser(name, help=text)
+        sub.add_argument("--bootstrap", default=_default_bootstrap(), help="Kafka bootstrap servers")
+        sub.add_argument("--topic", help="a topic or its dead-letter topic")
+        sub.add_argument("--request", help="only letters of this request id")
+        sub.add_argument("--error", help="only letters whose exception class contains this")
+        sub.add_argument("--ref", help="one letter, as TOPIC:PARTITION:OFFSET")
+        if name == "replay":
+            sub.add_argument("--dry-run", action="store_true", help="show what would be replayed")
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -2,6 +2,7 @@
 
 import io
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -33,14 +34,17 @@ class Route:
     body: bytes
     content_type: str = "image/jpeg"
     status: int = 200
+    delay_s: float = 0.0
 
 
 @dataclass
 class LocalHttpServer:
-    """Serves ``routes`` on GET; records every POST and answers it ``post_status`` (200)."""
+    """Serves ``routes`` on GET; records every POST and answers it with the next of ``post_statuses``,
+    then ``post_status`` (200)."""
 
     routes: dict[str, Route] = field(default_factory=dict)
     post_status: int = 200
+    post_statuses: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -52,6 +56,8 @@ class LocalHttpServer:
                 if route is None:
                     self.send_error(404)
                     return
+                if route.delay_s:
+                    time.sleep(route.delay_s)
                 self.send_response(route.status)
                 self.send_header("Content-Type", route.content_type)
                 self.send_header("Content-Length", str(len(route.body)))
@@ -61,7 +67,7 @@ class LocalHttpServer:
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 server.received.append(Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(server.post_status)
+                self.send_response(server.post_statuses.pop(0) if server.post_statuses else server.post_status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 

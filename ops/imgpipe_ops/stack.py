@@ -1,7 +1,7 @@
 """The whole system as local processes: embedded broker and database, topics, the four services."""
 
 import logging
-import time
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +43,7 @@ class LocalStack:
         self.broker: Process | None = None
         self.database: Process | None = None
         self.services: list[Process] = []
+        self._stopping = False
 
     @property
     def bootstrap(self) -> str:
@@ -120,20 +121,28 @@ class LocalStack:
     def restart_dead_services(self) -> list[str]:
         """Like compose's ``restart: on-failure``: starts again every service process that exited."""
         restarted = []
-        for process in self.services:
+        for process in self.services if not self._stopping else []:
             if not process.alive():
                 log.warning("%s (pid %s) exited with code %s; restarting", process.name, process.pid, process.popen.returncode)
                 process.start()
                 restarted.append(process.name)
         return restarted
 
-    def supervise(self, poll_s: float = 1.0) -> None:
-        while True:
+    def supervise(self, poll_s: float = 1.0, stop: threading.Event | None = None) -> None:
+        stop = stop or threading.Event()
+        while not stop.is_set():
             self.restart_dead_services()
-            time.sleep(poll_s)
+            stop.wait(poll_s)
+
+    def supervise_in_background(self, poll_s: float = 0.2) -> threading.Event:
+        """Restarts dead services from a thread until the returned event is set."""
+        stop = threading.Event()
+        threading.Thread(target=self.supervise, args=(poll_s, stop), daemon=True, name="supervisor").start()
+        return stop
 
     def stop(self) -> None:
         """Services first, all at once so that they drain in parallel; then the broker and database."""
+        self._stopping = True
         for group in (self.services, [p for p in (self.broker, self.database) if p]):
             for process in group:
                 process.terminate()

@@ -66,6 +66,7 @@ class ImageResult(BaseModel):
     output_url: str | None = None
     error_code: str | None = None
     error_message: str | None = None
+    retryable: bool = Field(False, description="The error was transient and retries ran out: worth replaying later.")
     bytes_in: Annotated[int, Field(ge=0)] = 0
     bytes_out: Annotated[int, Field(ge=0)] = 0
 

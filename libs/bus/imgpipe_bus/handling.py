@@ -50,10 +50,21 @@ class Stage:
 
 
 async def handle_each(stream: faust.StreamT, stage: Stage, handler: Callable[[Event], Awaitable[Any]]) -> None:
+    """A handler that returns an exception has handled the event but asks for a copy of the message in the
+    dead-letter topic, with that exception as the reason: so that it can be replayed once the cause is fixed."""
     async for item in stream.events():
         event = await _decode_or_dead_letter(stage, item.message)
-        if event is not None:
-            await _handle(stage, [item.message], lambda: handler(event))
+        if event is None:
+            continue
+        returned: list[Any] = []
+
+        async def call(event=event, returned=returned) -> None:
+            returned.append(await handler(event))
+
+        await _handle(stage, [item.message], call)
+        if returned and isinstance(returned[-1], Exception):
+            now = datetime.now(UTC)
+            await _dead_letter(stage, item.message, Failure(stage.name, returned[-1], 1, now, now))
 
 
 async def handle_batches(

@@ -37,9 +37,26 @@ async def process_image(
         output = await compress(source, row.quality)
     except (FetchFailed, ImageRejected) as exc:
         log.info("image %s of row %s/%s failed: %s %s", index, row.request_id, row.row_index, exc.code, exc)
-        return ImageResult(source_url=url, error_code=exc.code, error_message=str(exc), bytes_in=bytes_in)
+        return ImageResult(
+            source_url=url,
+            error_code=exc.code,
+            error_message=str(exc),
+            retryable=getattr(exc, "transient", False),
+            bytes_in=bytes_in,
+        )
     name = output_image_name(str(row.request_id), row.row_index, index, output.extension)
     await blobs.put(name, output.data, output.content_type)
     return ImageResult(
         source_url=url, output_url=blob_url(public_base_url, name), bytes_in=bytes_in, bytes_out=len(output.data)
     )
+
+
+class RetriesExhausted(Exception):
+    """Some images of a row failed transiently even after retries: the row is kept for replay."""
+
+
+def replay_reason(result: RowProcessed) -> RetriesExhausted | None:
+    failed = [image for image in result.images if image.retryable]
+    if not failed:
+        return None
+    return RetriesExhausted("; ".join(f"{image.source_url}: {image.error_code}" for image in failed))

@@ -55,11 +55,12 @@ def build_app(settings: Settings) -> faust.App:
         call = functools.partial(compress, data, quality, settings.max_image_pixels)
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
-    async def handle(row) -> None:
+    async def handle(row) -> Exception | None:
         result = await handlers.process_row(
             row, fetch=downloader.fetch, compress=compress_off_loop, blobs=blobs, public_base_url=settings.public_base_url
         )
         await producer.publish(ROWS_PROCESSED, result)
+        return handlers.replay_reason(result)  # a copy goes to the dead-letter topic, for replay
 
     stage = Stage(
         "image-worker",
