@@ -13,6 +13,7 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
+from tests.waiting import wait_for
 from imgpipe_ops.client import upload, wait_until_finished
 from imgpipe_ops.processes import free_port, venv_command
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
@@ -56,14 +57,6 @@ def stack(infra, tmp_path_factory):
         yield running
         stop.set()
 
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def status(stack, request_id) -> dict:

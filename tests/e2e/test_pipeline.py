@@ -10,6 +10,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from tests.waiting import wait_for
 from imgpipe_ops.client import upload, wait_until_finished
 from imgpipe_ops.processes import free_port
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
@@ -40,14 +41,6 @@ def sources():
     with LocalHttpServer(routes=routes) as server:
         yield server
 
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def test_csv_to_compressed_images_and_signed_webhook(stack, sources):

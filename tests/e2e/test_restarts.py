@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.waiting import wait_for
 from imgpipe_ops.client import FINISHED, upload
 from imgpipe_ops.processes import free_port
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
@@ -52,14 +53,6 @@ def progress_of(stack, request_id) -> dict | None:
         return None
     return response.json()["payload"] if response.status_code == 200 else None
 
-
-def wait_for(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def run_with_restart(stack, sources, restart) -> dict:

@@ -145,3 +145,11 @@ async def _dead_letter(stage: Stage, message: Any, failure: Failure) -> None:
         Stage(stage.name, stage.topic, stage.dead_letters, RetryPolicy(attempts=10**9, infrastructure=(Exception,))),
         lambda: stage.dead_letters.send(message, failure),
     )
+
+
+def agent_stage(app: faust.App, topic: Topic, producer: Any, outages: tuple[type[BaseException], ...] = ()) -> Stage:
+    """The stage of an app's agent over ``topic``: named and dead-lettered after the app's consumer group;
+    ``outages`` are waited out like a broker outage."""
+    return Stage(
+        app.conf.id, topic, DeadLetters(producer, group=app.conf.id), RetryPolicy(infrastructure=(KafkaException, *outages))
+    )

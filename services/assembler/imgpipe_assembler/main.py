@@ -12,10 +12,8 @@ from imgpipe_assembler.settings import Settings
 from confluent_kafka import KafkaException
 
 from imgpipe_bus import (
-    DeadLetters,
     EventProducer,
-    RetryPolicy,
-    Stage,
+    agent_stage,
     create_app,
     ensure_topics,
     faust_topic,
@@ -48,12 +46,7 @@ def build_app(settings: Settings) -> faust.App:
             batch, store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url
         )
 
-    stage = Stage(
-        "assembler",
-        ROWS_PROCESSED,
-        DeadLetters(producer, group=app.conf.id),
-        RetryPolicy(infrastructure=(KafkaException, *OUTAGES)),
-    )
+    stage = agent_stage(app, ROWS_PROCESSED, producer, OUTAGES)
 
     policy = ReconcilePolicy(settings.reconcile_stall_s, settings.reconcile_max_rounds)
 

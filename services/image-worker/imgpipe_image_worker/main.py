@@ -8,13 +8,9 @@ from concurrent.futures import ProcessPoolExecutor
 import aiohttp
 import faust
 
-from confluent_kafka import KafkaException
-
 from imgpipe_bus import (
-    DeadLetters,
     EventProducer,
-    RetryPolicy,
-    Stage,
+    agent_stage,
     create_app,
     ensure_topics,
     faust_topic,
@@ -62,12 +58,7 @@ def build_app(settings: Settings) -> faust.App:
         await producer.publish(ROWS_PROCESSED, result)
         return handlers.replay_reason(result)  # a copy goes to the dead-letter topic, for replay
 
-    stage = Stage(
-        "image-worker",
-        ROWS_SUBMITTED,
-        DeadLetters(producer, group=app.conf.id),
-        RetryPolicy(infrastructure=(KafkaException, *OUTAGES)),
-    )
+    stage = agent_stage(app, ROWS_SUBMITTED, producer, OUTAGES)
 
     @app.agent(faust_topic(app, ROWS_SUBMITTED), concurrency=settings.worker_concurrency)
     async def process_rows(stream):

@@ -2,13 +2,9 @@
 
 import aiohttp
 import faust
-from confluent_kafka import KafkaException
-
 from imgpipe_bus import (
-    DeadLetters,
     EventProducer,
-    RetryPolicy,
-    Stage,
+    agent_stage,
     create_app,
     ensure_topics,
     faust_topic,
@@ -47,12 +43,7 @@ def build_app(settings: Settings) -> faust.App:
             schedule_s=settings.webhook_retry_schedule_s,
         )
 
-    stage = Stage(
-        "notifier",
-        REQUESTS_COMPLETED,
-        DeadLetters(producer, group=app.conf.id),
-        RetryPolicy(infrastructure=(KafkaException, *OUTAGES)),
-    )
+    stage = agent_stage(app, REQUESTS_COMPLETED, producer, OUTAGES)
 
     @app.agent(faust_topic(app, REQUESTS_COMPLETED), concurrency=settings.notifier_concurrency)
     async def deliver(stream):

@@ -3,14 +3,26 @@
 import asyncio
 
 import aiohttp
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 
 class FetchFailed(Exception):
-    def __init__(self, code: str, message: str, *, transient: bool) -> None:
+    def __init__(self, code: str, message: str, *, transient: bool, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.transient = transient
+        self.retry_after_s = retry_after_s
+
+
+MAX_RETRY_AFTER_S = 30.0
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header in its delay-seconds form, capped; None for dates or garbage."""
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER_S) if value else None
+    except ValueError:
+        return None
 
 
 class Downloader:
@@ -30,9 +42,15 @@ class Downloader:
 
     async def fetch(self, url: str) -> bytes:
         """The body of ``url``; transient failures are retried with backoff, then FetchFailed."""
+        backoff = wait_random_exponential(multiplier=self._backoff_s, max=5)
+
+        def wait(state: RetryCallState) -> float:
+            asked = getattr(state.outcome.exception(), "retry_after_s", None)
+            return asked if asked is not None else backoff(state)
+
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._attempts),
-            wait=wait_random_exponential(multiplier=self._backoff_s, max=5),
+            wait=wait,
             retry=retry_if_exception(lambda exc: isinstance(exc, FetchFailed) and exc.transient),
             reraise=True,
         )
@@ -56,7 +74,12 @@ class Downloader:
             async with self._client().get(url, allow_redirects=True, max_redirects=5) as response:
                 if response.status >= 400:
                     transient = response.status >= 500 or response.status in (408, 429)
-                    raise FetchFailed(f"http_{response.status}", f"{url} answered HTTP {response.status}", transient=transient)
+                    raise FetchFailed(
+                        f"http_{response.status}",
+                        f"{url} answered HTTP {response.status}",
+                        transient=transient,
+                        retry_after_s=retry_after(response.headers.get("Retry-After")) if transient else None,
+                    )
                 declared = response.content_length
                 if declared is not None and declared > self._max_bytes:
                     raise FetchFailed("too_large", f"{declared} bytes declared; the cap is {self._max_bytes}", transient=False)

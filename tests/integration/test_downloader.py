@@ -1,0 +1,69 @@
+"""The downloader against a real local HTTP server."""
+
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from imgpipe_image_worker.adapters.downloader import Downloader, FetchFailed
+
+
+@pytest.fixture
+async def server():
+    calls: dict[str, int] = {}
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        calls[name] = calls.get(name, 0) + 1
+        if name == "busy" and calls[name] == 1:
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        if name == "down":
+            return web.Response(status=503)
+        if name == "gone":
+            return web.Response(status=404)
+        if name == "huge":
+            response = web.StreamResponse()  # no Content-Length: the cap must hold while streaming
+            await response.prepare(request)
+            for _ in range(64):
+                await response.write(b"x" * 1024)
+            return response
+        return web.Response(body=b"image bytes")
+
+    app = web.Application()
+    app.router.add_get("/{name}", handle)
+    async with TestServer(app, host="127.0.0.1") as test_server:
+        test_server.calls = calls
+        yield test_server
+
+
+def downloader(attempts: int = 3) -> Downloader:
+    return Downloader(max_bytes=10_000, timeout=aiohttp.ClientTimeout(total=5), attempts=attempts, backoff_s=0.01)
+
+
+async def test_429_is_retried_after_the_delay_the_server_asked_for(server):
+    fetcher = downloader()
+    started = time.monotonic()
+    assert await fetcher.fetch(str(server.make_url("/busy"))) == b"image bytes"
+    assert time.monotonic() - started >= 1.0
+    assert server.calls["busy"] == 2
+    await fetcher.close()
+
+
+@pytest.mark.parametrize(("name", "code", "calls"), [("down", "http_503", 3), ("gone", "http_404", 1), ("huge", "too_large", 1)])
+async def test_transient_errors_are_retried_and_permanent_ones_are_not(server, name, code, calls):
+    fetcher = downloader()
+    with pytest.raises(FetchFailed) as failed:
+        await fetcher.fetch(str(server.make_url(f"/{name}")))
+    assert failed.value.code == code
+    assert server.calls[name] == calls
+    await fetcher.close()
+
+
+async def test_connection_refused_is_a_transient_connection_error():
+    fetcher = downloader(attempts=2)
+    with pytest.raises(FetchFailed) as failed:
+        await fetcher.fetch("http://127.0.0.1:9/nothing")
+    assert failed.value.code == "connection_error" and failed.value.transient
+    await fetcher.close()
