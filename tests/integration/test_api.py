@@ -109,3 +109,16 @@ def test_healthz_reports_kafka_and_mongodb(client):
 def test_openapi_docs_are_served(client):
     assert client.get("/docs").status_code == 200
     assert "/api/upload/" in client.get("/openapi.json").json()["paths"]
+
+
+def test_a_database_outage_is_503_with_retry_after_not_500(client, monkeypatch):
+    from pymongo.errors import AutoReconnect
+
+    async def unreachable(*_):
+        raise AutoReconnect("connection is already closed")
+
+    monkeypatch.setattr(client.app.state.store, "get", unreachable)
+    response = client.get("/api/output/", params={"request_id": str(uuid.uuid4())})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.json()["status"] == "error"

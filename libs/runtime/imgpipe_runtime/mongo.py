@@ -6,7 +6,14 @@ from imgpipe_runtime.settings import MongoSettings
 
 
 def connect(settings: MongoSettings) -> AsyncDatabase:
-    client = AsyncMongoClient(settings.url, serverSelectionTimeoutMS=settings.timeout_ms, tz_aware=True)
+    client = AsyncMongoClient(
+        settings.url,
+        serverSelectionTimeoutMS=settings.timeout_ms,
+        # Pooled connections are dropped before a server's idle timeout can close them under us
+        # (secantusd closes idle clients after 300 s).
+        maxIdleTimeMS=settings.max_idle_ms,
+        tz_aware=True,
+    )
     return client[settings.database]
 
 

@@ -10,6 +10,7 @@ class MongoSettings(BaseSettings):
     url: str = "mongodb://127.0.0.1:27017/?retryWrites=false"
     database: str = "imgpipe"
     timeout_ms: int = Field(5000, ge=100, description="Server selection timeout.")
+    max_idle_ms: int = Field(120_000, ge=1000, description="Pooled connections idle longer are closed.")
 
 
 class LogSettings(BaseSettings):

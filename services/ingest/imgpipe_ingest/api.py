@@ -6,10 +6,12 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+from confluent_kafka import KafkaException
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException
 
 from imgpipe_bus import EventProducer, broker_reachable
@@ -79,6 +81,14 @@ def create_api(settings: Settings) -> FastAPI:
     @app.exception_handler(ClientError)
     async def client_error(_: Request, exc: ClientError) -> JSONResponse:
         return envelope(exc.code, exc.message, exc.payload)
+
+    @app.exception_handler(ConnectionFailure)
+    @app.exception_handler(KafkaException)
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("answering 503: %r", exc)
+        response = envelope(503, "the service is briefly unavailable (database or broker); retry shortly")
+        response.headers["Retry-After"] = "5"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
