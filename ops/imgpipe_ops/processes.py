@@ -80,7 +80,7 @@ class Process:
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
 
-    def stop(self, grace: float = 10.0) -> None:
+    def stop(self, grace: float = 40.0) -> None:
         if not self.alive():
             return
         self.terminate()

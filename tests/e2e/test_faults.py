@@ -5,6 +5,7 @@ import csv
 import io
 import json
 import re
+import signal
 import subprocess
 import time
 import uuid
@@ -116,6 +117,20 @@ def kill_mid_request(stack, sources, baseline, labels: list[str]) -> dict:
 
 def test_kill_9_an_image_worker_mid_request(stack, sources, baseline):
     kill_mid_request(stack, sources, baseline, ["image-worker-1"])
+
+
+def test_sigterm_drains_an_image_workers_work_in_flight(stack, sources, baseline):
+    worker = stack.service("image-worker-2")
+    popen = worker.popen
+    request_id = upload(stack.api_url, request_csv(sources))
+    wait_for(lambda: 0 < status(stack, request_id)["progress"]["rows_done"] < ROWS, 60, "the request half done")
+    popen.send_signal(signal.SIGTERM)
+    assert popen.wait(60) == 0
+    log = worker.log.read_text()
+    assert "drained in-flight work before stopping (0 still running)" in log
+    final = wait_until_finished(stack.api_url, request_id, timeout=120)
+    assert final["progress"]["images_ok"] == ROWS * PER_ROW
+    assert normalised_output(final, request_id) == baseline
 
 
 def test_kill_9_the_assembler_and_the_notifier_mid_request(stack, sources, baseline):

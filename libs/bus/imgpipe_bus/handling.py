@@ -5,6 +5,7 @@ so a crash at any point means it is delivered again, never lost.
 """
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -41,30 +42,63 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
 
 
+class InFlight:
+    """Counts messages being handled, so that a stopping worker can let them finish first (drain)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.draining = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @contextlib.asynccontextmanager
+    async def track(self):
+        if self.draining:
+            # Stopping: leave the message unacknowledged; it is delivered again after the restart.
+            await asyncio.Event().wait()
+        self.count += 1
+        self._idle.clear()
+        try:
+            yield
+        finally:
+            self.count -= 1
+            if not self.count:
+                self._idle.set()
+
+    async def drain(self, timeout_s: float) -> int:
+        """Stops new work and waits for the work in flight; returns how many were still running at the end."""
+        self.draining = True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        return self.count
+
+
 @dataclass(frozen=True)
 class Stage:
     name: str
     topic: Topic
     dead_letters: DeadLetters
     policy: RetryPolicy = RetryPolicy()
+    in_flight: InFlight = field(default_factory=InFlight)
 
 
 async def handle_each(stream: faust.StreamT, stage: Stage, handler: Callable[[Event], Awaitable[Any]]) -> None:
     """A handler that returns an exception has handled the event but asks for a copy of the message in the
     dead-letter topic, with that exception as the reason: so that it can be replayed once the cause is fixed."""
     async for item in stream.events():
-        event = await _decode_or_dead_letter(stage, item.message)
-        if event is None:
-            continue
-        returned: list[Any] = []
+        async with stage.in_flight.track():
+            event = await _decode_or_dead_letter(stage, item.message)
+            if event is None:
+                continue
+            returned: list[Any] = []
 
-        async def call(event=event, returned=returned) -> None:
-            returned.append(await handler(event))
+            async def call(event=event, returned=returned) -> None:
+                returned.append(await handler(event))
 
-        await _handle(stage, [item.message], call)
-        if returned and isinstance(returned[-1], Exception):
-            now = datetime.now(UTC)
-            await _dead_letter(stage, item.message, Failure(stage.name, returned[-1], 1, now, now))
+            await _handle(stage, [item.message], call)
+            if returned and isinstance(returned[-1], Exception):
+                now = datetime.now(UTC)
+                await _dead_letter(stage, item.message, Failure(stage.name, returned[-1], 1, now, now))
 
 
 async def handle_batches(
@@ -77,17 +111,22 @@ async def handle_batches(
     """Like handle_each, a batch at a time; a batch that keeps failing is retried event by event, so only
     the events that fail alone are dead-lettered."""
     async for batch in stream.take_events(max_events, within=within_s):
-        decoded = []
-        for item in batch:
-            if (event := await _decode_or_dead_letter(stage, item.message)) is not None:
-                decoded.append((item.message, event))
-        if not decoded:
-            continue
-        events = [event for _, event in decoded]
-        if await _attempt(stage, lambda: handler(events)):
-            continue
-        for message, event in decoded:
-            await _handle(stage, [message], lambda event=event: handler([event]))
+        async with stage.in_flight.track():
+            await _handle_batch(stage, handler, batch)
+
+
+async def _handle_batch(stage: Stage, handler: Callable[[Sequence[Event]], Awaitable[Any]], batch) -> None:
+    decoded = []
+    for item in batch:
+        if (event := await _decode_or_dead_letter(stage, item.message)) is not None:
+            decoded.append((item.message, event))
+    if not decoded:
+        return
+    events = [event for _, event in decoded]
+    if await _attempt(stage, lambda: handler(events)):
+        return
+    for message, event in decoded:
+        await _handle(stage, [message], lambda event=event: handler([event]))
 
 
 async def _decode_or_dead_letter(stage: Stage, message: Any) -> Event | None:
@@ -151,5 +190,9 @@ def agent_stage(app: faust.App, topic: Topic, producer: Any, outages: tuple[type
     """The stage of an app's agent over ``topic``: named and dead-lettered after the app's consumer group;
     ``outages`` are waited out like a broker outage."""
     return Stage(
-        app.conf.id, topic, DeadLetters(producer, group=app.conf.id), RetryPolicy(infrastructure=(KafkaException, *outages))
+        app.conf.id,
+        topic,
+        DeadLetters(producer, group=app.conf.id),
+        RetryPolicy(infrastructure=(KafkaException, *outages)),
+        app.in_flight,
     )

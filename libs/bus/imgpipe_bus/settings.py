@@ -17,6 +17,7 @@ class BusSettings(BaseSettings):
     session_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     client_id: str = "imgpipe"
+    drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long work in flight may take to finish.")
 
     @property
     def faust_broker(self) -> str:

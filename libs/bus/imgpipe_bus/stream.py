@@ -9,6 +9,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from imgpipe_bus.handling import InFlight
 from imgpipe_bus.settings import BusSettings
 from imgpipe_schemas import Topic
 
@@ -34,9 +35,13 @@ def create_app(name: str, settings: BusSettings, **conf: Any) -> faust.App:
         broker_heartbeat_interval=settings.heartbeat_interval_s,
         broker_client_id=f"{settings.client_id}-{name}",
         producer_linger_ms=settings.linger_ms,
+        # The in-flight drain in on_stop replaces faust's wait for every buffered message, which would
+        # wait forever on the messages a draining worker leaves unstarted.
+        stream_wait_empty=False,
         **conf,
     )
     app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.drain_timeout_s = settings.drain_timeout_s
     return app
 
 
@@ -63,9 +68,18 @@ class _TunedTransport(faust_aiokafka.Transport):
 class _TunedApp(faust.App):
     fetch_max_wait_ms: int = 1500
 
+    drain_timeout_s: float = 30.0
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self.in_flight = InFlight()
+
+    async def on_stop(self) -> None:
+        """SIGTERM: no new messages are started, the ones in flight finish, then faust stops and commits."""
+        still_running = await self.in_flight.drain(self.drain_timeout_s)
+        log.info("drained in-flight work before stopping (%d still running)", still_running)
+        await super().on_stop()
 
     def close_on_shutdown(self, close: Callable[[], Awaitable[Any]]) -> None:
         """Runs ``close`` once the agents have stopped: for sessions, clients and pools they used."""
