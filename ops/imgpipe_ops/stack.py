@@ -1,6 +1,7 @@
 """The whole system as local processes: embedded broker and database, topics, the four services."""
 
 import logging
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from imgpipe_ops.processes import (
 
 log = logging.getLogger(__name__)
 
+LOCAL_FETCH_ALLOW = "127.0.0.0/8,::1/128"
 SERVICES = ("ingest", "image-worker", "assembler", "notifier")
 
 
@@ -65,6 +67,9 @@ class LocalStack:
             "IMGPIPE_MONGO_URL": self.mongo_url,
             "IMGPIPE_HOST": "127.0.0.1",
             "IMGPIPE_PORT": str(self.config.api_port),
+            # Locally, image sources and webhooks on this machine are the common case; a value set in
+            # the environment replaces this default.
+            "IMGPIPE_FETCH_ALLOW": os.environ.get("IMGPIPE_FETCH_ALLOW", LOCAL_FETCH_ALLOW),
             **self.config.env,
         }
 

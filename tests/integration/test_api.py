@@ -19,7 +19,9 @@ GOOD_CSV = b'S. No.,Product Name,Input Image Urls\n1,A,"http://img.test/1.jpg,ht
 @pytest.fixture
 def settings(bus_settings, mongo_settings) -> Settings:
     ensure_topics(bus_settings)
-    return Settings(kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=10_000)
+    return Settings(
+        kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=10_000, fetch_allow="127.0.0.1:9"
+    )
 
 
 @pytest.fixture
@@ -33,7 +35,7 @@ def post_csv(client, data: bytes, **form):
 
 
 def test_upload_stores_the_request_and_publishes_one_event_per_row(client, settings):
-    response = post_csv(client, GOOD_CSV, webhook_url="http://hooks.test/h")
+    response = post_csv(client, GOOD_CSV, webhook_url="http://127.0.0.1:9/h")
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["message"]) == ("success", "File uploaded successfully")
@@ -55,7 +57,7 @@ def test_upload_stores_the_request_and_publishes_one_event_per_row(client, setti
         (1, 2, ("http://img.test/3.jpg",)),
     ]
     accepted = consume(settings.kafka.bootstrap_servers, REQUESTS_ACCEPTED, 1, match=mine)[0][2]
-    assert (accepted.rows_total, accepted.images_total, accepted.webhook_url) == (2, 3, "http://hooks.test/h")
+    assert (accepted.rows_total, accepted.images_total, accepted.webhook_url) == (2, 3, "http://127.0.0.1:9/h")
 
 
 def test_a_bad_csv_gets_400_listing_every_problem(client):
@@ -122,3 +124,13 @@ def test_a_database_outage_is_503_with_retry_after_not_500(client, monkeypatch):
     assert response.status_code == 503
     assert response.headers["retry-after"] == "5"
     assert response.json()["status"] == "error"
+
+
+@pytest.mark.parametrize(
+    "webhook_url",
+    ["http://169.254.169.254/latest", "http://localhost:11/h", "http://127.0.0.1:10/h", "http://[::1]:9/h", "http://no-such-host.invalid/h"],
+)
+def test_a_webhook_url_to_a_blocked_address_is_refused_at_upload(client, webhook_url):
+    response = post_csv(client, GOOD_CSV, webhook_url=webhook_url)
+    assert response.status_code == 400
+    assert response.json()["message"].startswith("webhook_url: blocked_address")

@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from imgpipe_image_worker.adapters.downloader import Downloader, FetchFailed
+from imgpipe_runtime.netpolicy import NetPolicy
 
 
 @pytest.fixture
@@ -23,6 +24,14 @@ async def server():
             return web.Response(status=503)
         if name == "gone":
             return web.Response(status=404)
+        if name == "hop":  # redirects to another port of this machine
+            raise web.HTTPFound(f"http://127.0.0.1:{request.url.port + 1}/ok")
+        if name == "hop-by-name":
+            raise web.HTTPFound(f"http://localhost:{request.url.port + 1}/ok")
+        if name == "loop":
+            raise web.HTTPFound("/loop")
+        if name == "relative":
+            raise web.HTTPFound("/ok")
         if name == "huge":
             response = web.StreamResponse()  # no Content-Length: the cap must hold while streaming
             await response.prepare(request)
@@ -38,8 +47,15 @@ async def server():
         yield test_server
 
 
-def downloader(attempts: int = 3) -> Downloader:
-    return Downloader(max_bytes=10_000, timeout=aiohttp.ClientTimeout(total=5), attempts=attempts, backoff_s=0.01)
+def downloader(attempts: int = 3, allow: str = "127.0.0.0/8") -> Downloader:
+    return Downloader(
+        max_bytes=10_000,
+        timeout=aiohttp.ClientTimeout(total=5),
+        policy=NetPolicy.parse(allow),
+        max_redirects=3,
+        attempts=attempts,
+        backoff_s=0.01,
+    )
 
 
 async def test_429_is_retried_after_the_delay_the_server_asked_for(server):
@@ -66,4 +82,28 @@ async def test_connection_refused_is_a_transient_connection_error():
     with pytest.raises(FetchFailed) as failed:
         await fetcher.fetch("http://127.0.0.1:9/nothing")
     assert failed.value.code == "connection_error" and failed.value.transient
+    await fetcher.close()
+
+
+async def test_loopback_is_blocked_unless_allowed(server):
+    fetcher = downloader(allow="")
+    for url in (str(server.make_url("/ok")), f"http://localhost:{server.port}/ok"):  # literal, and by DNS
+        with pytest.raises(FetchFailed) as failed:
+            await fetcher.fetch(url)
+        assert failed.value.code == "blocked_address"
+    assert "ok" not in server.calls
+    await fetcher.close()
+
+
+async def test_every_redirect_hop_is_checked(server):
+    only_this_server = f"127.0.0.1:{server.port}"
+    fetcher = downloader(allow=only_this_server)
+    assert await fetcher.fetch(str(server.make_url("/relative"))) == b"image bytes"
+    for hop in ("/hop", "/hop-by-name"):  # to another port, and to a name that resolves to loopback
+        with pytest.raises(FetchFailed) as failed:
+            await fetcher.fetch(str(server.make_url(hop)))
+        assert failed.value.code == "blocked_address"
+    with pytest.raises(FetchFailed) as failed:
+        await fetcher.fetch(str(server.make_url("/loop")))
+    assert failed.value.code == "too_many_redirects"
     await fetcher.close()

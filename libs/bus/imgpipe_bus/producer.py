@@ -75,6 +75,7 @@ class EventProducer:
         await asyncio.to_thread(self._producer.flush, timeout)
         self._stopping.set()
         await asyncio.to_thread(self._poller.join)
+        self._producer = None  # releases librdkafka's handle and its connection threads now
 
 
 def _resolve(future: asyncio.Future, error: Exception | None) -> None:

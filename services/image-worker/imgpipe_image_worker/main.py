@@ -24,6 +24,7 @@ from imgpipe_image_worker.settings import Settings
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.mongo import OUTAGES, connect
+from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import ROWS_PROCESSED, ROWS_SUBMITTED
 
 
@@ -36,6 +37,8 @@ def build_app(settings: Settings) -> faust.App:
     downloader = Downloader(
         max_bytes=settings.max_image_bytes,
         timeout=aiohttp.ClientTimeout(total=settings.fetch_total_timeout_s, connect=settings.fetch_connect_timeout_s),
+        policy=NetPolicy.parse(settings.fetch_allow),
+        max_redirects=settings.fetch_max_redirects,
         attempts=settings.fetch_attempts,
     )
 

@@ -12,6 +12,8 @@ class Settings(PublicUrlSettings):
     fetch_connect_timeout_s: float = Field(5.0, gt=0)
     fetch_total_timeout_s: float = Field(30.0, gt=0)
     fetch_attempts: int = Field(3, ge=1)
+    fetch_allow: str = Field("", description="CIDRs or host:port that may be fetched although not public.")
+    fetch_max_redirects: int = Field(5, ge=0)
     max_image_bytes: int = Field(25 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(50_000_000, ge=1)
 

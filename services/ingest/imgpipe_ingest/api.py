@@ -21,6 +21,7 @@ from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
 from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.mongo import connect, database_reachable
+from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
 from imgpipe_runtime.webhooks import WebhookVerificationError, verify
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class ClientError(Exception):
 
 
 def create_api(settings: Settings) -> FastAPI:
+    policy = NetPolicy.parse(settings.fetch_allow)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         db = connect(settings.mongo)
@@ -112,8 +115,13 @@ def create_api(settings: Settings) -> FastAPI:
     ) -> JSONResponse:
         data = await _read_bounded(file, settings.max_upload_bytes)
         webhook_url = (webhook_url or "").strip() or None
-        if webhook_url and (reason := url_problem(webhook_url)):
-            raise ClientError(400, f"webhook_url: {reason}")
+        if webhook_url:
+            if reason := url_problem(webhook_url):
+                raise ClientError(400, f"webhook_url: {reason}")
+            try:
+                await check_url(webhook_url, policy)
+            except BlockedAddress as exc:
+                raise ClientError(400, f"webhook_url: blocked_address: {exc}") from exc
         try:
             request_id = await handlers.accept_upload(
                 data,

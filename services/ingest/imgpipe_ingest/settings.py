@@ -10,6 +10,7 @@ class Settings(PublicUrlSettings):
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_rows: int = Field(10_000, ge=1)
     max_urls_per_row: int = Field(20, ge=1)
+    fetch_allow: str = Field("", description="CIDRs or host:port that webhooks may reach although not public.")
     default_quality: int = Field(50, ge=1, le=95)
 
     kafka: BusSettings = Field(default_factory=BusSettings)

@@ -29,8 +29,11 @@ def webhook_body(event: RequestCompleted) -> bytes:
 
 
 def retryable(outcome: int | str) -> bool:
-    """No answer, 5xx, 408 and 429 are worth another attempt; any other refusal is final."""
-    return isinstance(outcome, str) or outcome >= 500 or outcome in (408, 429)
+    """No answer, 5xx, 408 and 429 are worth another attempt; any other refusal, or a destination the
+    network policy refuses, is final."""
+    if isinstance(outcome, str):
+        return not outcome.startswith("blocked_address")
+    return outcome >= 500 or outcome in (408, 429)
 
 
 async def notify(

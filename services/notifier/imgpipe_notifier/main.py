@@ -17,6 +17,7 @@ from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_notifier.settings import Settings
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.mongo import OUTAGES, connect
+from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 
@@ -25,7 +26,11 @@ def build_app(settings: Settings) -> faust.App:
     db = connect(settings.mongo)
     deliveries = DeliveryLog(db)
     producer = EventProducer(settings.kafka)
-    sender = WebhookSender(secret=settings.webhook_secret, timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s))
+    sender = WebhookSender(
+        secret=settings.webhook_secret,
+        timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
+        policy=NetPolicy.parse(settings.fetch_allow),
+    )
 
     async def close() -> None:
         await sender.close()

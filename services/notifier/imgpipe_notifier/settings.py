@@ -18,6 +18,7 @@ class Settings(BaseSettings):
         default=[5, 30, 120, 600, 1800, 3600],
         description="Delays between attempts, comma-separated seconds; their sum bounds a delivery.",
     )
+    fetch_allow: str = Field("", description="CIDRs or host:port that webhooks may reach although not public.")
     notifier_concurrency: int = Field(64, ge=1)
 
     kafka: BusSettings = Field(default_factory=BusSettings)

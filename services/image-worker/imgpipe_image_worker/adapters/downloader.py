@@ -3,6 +3,8 @@
 import asyncio
 
 import aiohttp
+from yarl import URL
+from imgpipe_runtime.netpolicy import BlockedAddress, GuardedResolver, NetPolicy, check_literal
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 
@@ -31,10 +33,14 @@ class Downloader:
         *,
         max_bytes: int,
         timeout: aiohttp.ClientTimeout,
+        policy: NetPolicy,
+        max_redirects: int = 5,
         attempts: int = 3,
         backoff_s: float = 0.2,
     ) -> None:
         self._session: aiohttp.ClientSession | None = None
+        self._policy = policy
+        self._max_redirects = max_redirects
         self._timeout = timeout
         self._max_bytes = max_bytes
         self._attempts = attempts
@@ -62,7 +68,11 @@ class Downloader:
     def _client(self) -> aiohttp.ClientSession:
         """One session per process, opened inside the running event loop on first use."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"User-Agent": "imgpipe/1.0"})
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=GuardedResolver(self._policy)),
+                timeout=self._timeout,
+                headers={"User-Agent": "imgpipe/1.0"},
+            )
         return self._session
 
     async def close(self) -> None:
@@ -70,8 +80,21 @@ class Downloader:
             await self._session.close()
 
     async def _fetch_once(self, url: str) -> bytes:
+        """Follows redirects itself, so that every hop's destination is checked against the policy."""
+        for _ in range(self._max_redirects + 1):
+            location = await self._get(url)
+            if isinstance(location, bytes):
+                return location
+            url = location
+        raise FetchFailed("too_many_redirects", f"more than {self._max_redirects} redirects", transient=False)
+
+    async def _get(self, url: str) -> bytes | str:
+        """The body, or the absolute URL a redirect points to."""
         try:
-            async with self._client().get(url, allow_redirects=True, max_redirects=5) as response:
+            check_literal(url, self._policy)
+            async with self._client().get(url, allow_redirects=False) as response:
+                if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                    return str(response.url.join(URL(response.headers["Location"])))
                 if response.status >= 400:
                     transient = response.status >= 500 or response.status in (408, 429)
                     raise FetchFailed(
@@ -91,13 +114,15 @@ class Downloader:
                 return bytes(body)
         except FetchFailed:
             raise
-        except aiohttp.TooManyRedirects as exc:
-            raise FetchFailed("too_many_redirects", f"{url}: too many redirects", transient=False) from exc
+        except BlockedAddress as exc:
+            raise FetchFailed("blocked_address", str(exc), transient=False) from exc
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, BlockedAddress):
+                raise FetchFailed("blocked_address", str(exc.os_error), transient=False) from exc
+            raise FetchFailed("dns_error", f"{url}: host not found", transient=False) from exc
         except (asyncio.TimeoutError, TimeoutError) as exc:
             raise FetchFailed("timeout", f"{url}: timed out", transient=True) from exc
         except aiohttp.InvalidURL as exc:
             raise FetchFailed("invalid_url", f"{url}: invalid URL", transient=False) from exc
-        except aiohttp.ClientConnectorDNSError as exc:
-            raise FetchFailed("dns_error", f"{url}: host not found", transient=False) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise FetchFailed("connection_error", f"{url}: {exc.__class__.__name__}: {exc}", transient=True) from exc

@@ -4,18 +4,24 @@ import asyncio
 
 import aiohttp
 
+from imgpipe_runtime.netpolicy import BlockedAddress, GuardedResolver, NetPolicy, check_literal
 from imgpipe_runtime.webhooks import sign_headers
 
 
 class WebhookSender:
-    def __init__(self, *, secret: str, timeout: aiohttp.ClientTimeout) -> None:
+    def __init__(self, *, secret: str, timeout: aiohttp.ClientTimeout, policy: NetPolicy) -> None:
         self._secret = secret
+        self._policy = policy
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, headers={"User-Agent": "imgpipe/1.0"})
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(resolver=GuardedResolver(self._policy)),
+                timeout=self._timeout,
+                headers={"User-Agent": "imgpipe/1.0"},
+            )
         return self._session
 
     async def close(self) -> None:
@@ -26,8 +32,13 @@ class WebhookSender:
         """The HTTP status of the subscriber's answer, or a short description of why there was none."""
         headers = {"Content-Type": "application/json", **sign_headers(self._secret, message_id, body)}
         try:
+            check_literal(url, self._policy)
             async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
                 return response.status
+        except BlockedAddress as exc:
+            return f"blocked_address: {exc}"
+        except aiohttp.ClientConnectorDNSError as exc:
+            return f"blocked_address: {exc.os_error}" if isinstance(exc.os_error, BlockedAddress) else f"dns_error: {exc}"
         except (asyncio.TimeoutError, TimeoutError):
             return "timeout"
         except (aiohttp.ClientError, ConnectionError) as exc:
