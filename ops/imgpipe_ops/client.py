@@ -8,8 +8,11 @@ import httpx
 FINISHED = ("SUCCESS", "FAILED")
 
 
-def upload(api: str, csv_bytes: bytes, webhook_url: str | None = None, filename: str = "products.csv") -> str:
-    data = {"webhook_url": webhook_url} if webhook_url else {}
+def upload(
+    api: str, csv_bytes: bytes, webhook_url: str | None = None, filename: str = "products.csv", **form: str
+) -> str:
+    """The request id; ``form`` adds fields such as ``quality`` and ``format``."""
+    data = {**form, **({"webhook_url": webhook_url} if webhook_url else {})}
     response = httpx.post(
         f"{api}/api/upload/", files={"file": (filename, csv_bytes, "text/csv")}, data=data, timeout=60
     )

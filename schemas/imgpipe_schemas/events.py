@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 SCHEMA_VERSION = 1
 
-OutputFormat = Literal["jpeg"]
+OutputFormat = Literal["jpeg", "webp", "png", "keep"]
 
 
 def _now() -> datetime:
@@ -69,6 +69,7 @@ class ImageResult(BaseModel):
     retryable: bool = Field(False, description="The error was transient and retries ran out: worth replaying later.")
     bytes_in: Annotated[int, Field(ge=0)] = 0
     bytes_out: Annotated[int, Field(ge=0)] = 0
+    kept_source: bool = Field(False, description="Re-encoding would not have made it smaller: the output is the source.")
 
     @property
     def ok(self) -> bool:

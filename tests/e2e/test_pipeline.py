@@ -84,6 +84,15 @@ def test_csv_to_compressed_images_and_signed_webhook(stack, sources):
     assert payload["data"]["progress"] == final["progress"]
 
 
+def test_quality_and_format_per_request(stack, sources):
+    request_id = upload(stack.api_url, products_csv([(1, "P", [f"{sources.url}/photos/1.jpg"])]), quality="30", format="webp")
+    final = wait_until_finished(stack.api_url, request_id, timeout=60)
+    output_url = list(csv.DictReader(io.StringIO(httpx.get(final["output_file_url"]).text)))[0]["Output Image Urls"]
+    image = httpx.get(output_url)
+    assert output_url.endswith(".webp") and image.headers["content-type"] == "image/webp"
+    assert Image.open(io.BytesIO(image.content)).format == "WEBP"
+
+
 def test_status_api_answers_unknown_and_malformed_ids_in_the_envelope(stack):
     unknown = httpx.get(f"{stack.api_url}/api/output/", params={"request_id": str(uuid.uuid4())})
     assert unknown.status_code == 404 and unknown.json()["status"] == "error"

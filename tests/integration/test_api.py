@@ -35,7 +35,7 @@ def post_csv(client, data: bytes, **form):
 
 
 def test_upload_stores_the_request_and_publishes_one_event_per_row(client, settings):
-    response = post_csv(client, GOOD_CSV, webhook_url="http://127.0.0.1:9/h")
+    response = post_csv(client, GOOD_CSV, webhook_url="http://127.0.0.1:9/h", quality="70", format="webp")
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["message"]) == ("success", "File uploaded successfully")
@@ -56,6 +56,7 @@ def test_upload_stores_the_request_and_publishes_one_event_per_row(client, setti
         (0, 1, ("http://img.test/1.jpg", "http://img.test/2.jpg")),
         (1, 2, ("http://img.test/3.jpg",)),
     ]
+    assert {(event.quality, event.output_format) for _, _, event in rows} == {(70, "webp")}
     accepted = consume(settings.kafka.bootstrap_servers, REQUESTS_ACCEPTED, 1, match=mine)[0][2]
     assert (accepted.rows_total, accepted.images_total, accepted.webhook_url) == (2, 3, "http://127.0.0.1:9/h")
 
@@ -84,6 +85,15 @@ def test_bad_uploads_get_a_clear_4xx_in_the_envelope(client, request_kwargs, cod
     assert response.status_code == code
     assert response.json()["status"] == "error"
     assert response.json()["message"] == message
+
+
+@pytest.mark.parametrize(
+    ("form", "field"), [({"quality": "0"}, "quality"), ({"quality": "96"}, "quality"), ({"quality": "x"}, "quality"), ({"format": "gif"}, "format")]
+)
+def test_quality_and_format_are_validated(client, form, field):
+    response = post_csv(client, GOOD_CSV, **form)
+    assert response.status_code == 400
+    assert [error["field"] for error in response.json()["payload"]["errors"]] == [field]
 
 
 def test_status_of_unknown_missing_and_malformed_ids(client):

@@ -33,23 +33,71 @@ def test_lower_quality_means_fewer_bytes():
     assert len(compress(source, 20).data) < len(compress(source, 80).data)
 
 
+def photo(size=(160, 120), seed=5) -> Image.Image:
+    return decoded(photo_like_jpeg(*size, seed=seed, quality=98))
+
+
 def test_png_alpha_is_flattened_onto_white():
-    image = Image.new("RGBA", (20, 10), (255, 0, 0, 0))
-    image.paste((0, 0, 255, 255), (0, 0, 10, 10))
-    out = decoded(compress(encode(image, "PNG"), 90).data)
+    image = photo().convert("RGBA")
+    image.paste((0, 0, 0, 0), (80, 0, 160, 120))  # right half transparent
+    image.paste((0, 0, 255, 255), (0, 0, 20, 20))
+    result = compress(encode(image, "PNG"), 90)
+    assert not result.kept_source
+    out = decoded(result.data)
     assert out.mode == "RGB"
-    r, g, b = out.getpixel((15, 5))
-    assert min(r, g, b) > 240  # transparent → white
-    r, g, b = out.getpixel((3, 5))
+    assert min(out.getpixel((120, 60))) > 240  # transparent → white
+    r, g, b = out.getpixel((10, 10))
     assert b > 200 and r < 40  # opaque blue stays blue
 
 
 def test_palette_cmyk_and_16_bit_grayscale_become_jpeg():
-    palette = Image.new("RGB", (16, 16), (10, 200, 30)).convert("P")
-    cmyk = Image.new("CMYK", (16, 16), (0, 255, 255, 0))
-    gray16 = Image.new("I;16", (16, 16), 40000)
-    for source in (encode(palette, "PNG"), encode(cmyk, "JPEG"), encode(gray16, "PNG")):
-        assert decoded(compress(source, 50).data).format == "JPEG"
+    palette = photo().convert("P")
+    cmyk = photo().convert("CMYK")
+    gray16 = photo().convert("L").point(lambda v: v * 256, "I").convert("I;16")
+    for source in (encode(palette, "PNG"), encode(cmyk, "JPEG", quality=98), encode(gray16, "PNG")):
+        result = compress(source, 50)
+        assert not result.kept_source
+        assert decoded(result.data).format == "JPEG"
+
+
+def test_webp_and_png_outputs_and_keep():
+    source = encode(photo(), "PNG")
+    webp = compress(source, 50, output_format="webp")
+    assert (decoded(webp.data).format, webp.content_type, webp.extension) == ("WEBP", "image/webp", "webp")
+    png = compress(source, 50, output_format="png")
+    assert decoded(png.data).format == "PNG" and len(png.data) < len(source)
+    assert len(decoded(png.data).getcolors(256) or []) <= 128  # quality 50 → at most 128 colours
+    kept = compress(source, 50, output_format="keep")
+    assert decoded(kept.data).format == "PNG"
+
+
+def test_webp_keeps_transparency():
+    image = photo().convert("RGBA")
+    image.paste((0, 0, 0, 0), (0, 0, 50, 50))
+    out = decoded(compress(encode(image, "PNG"), 60, output_format="webp").data)
+    assert out.mode == "RGBA" and out.getpixel((10, 10))[3] == 0
+
+
+def test_never_larger_than_the_source():
+    tiny = encode(Image.new("RGB", (4, 4), (9, 9, 9)), "PNG")
+    result = compress(tiny, 50)
+    assert result.kept_source and result.data == tiny
+    assert (result.content_type, result.extension) == ("image/png", "png")
+
+
+def test_animated_gif_keeps_its_first_frame():
+    frames = [photo(seed=i).convert("P") for i in (1, 2, 3)]
+    out = io.BytesIO()
+    frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100)
+    result = compress(out.getvalue(), 50)
+    image = decoded(result.data)
+    assert image.format == "JPEG" and not getattr(image, "is_animated", False)
+
+
+@pytest.mark.parametrize("fmt", ["TIFF", "BMP", "WEBP"])
+def test_other_readable_formats_become_jpeg(fmt):
+    result = compress(encode(photo(), fmt), 50)
+    assert decoded(result.data).format == "JPEG"
 
 
 def test_exif_orientation_is_applied_to_the_pixels():

@@ -12,7 +12,7 @@ from imgpipe_schemas import ImageResult, RowProcessed, RowSubmitted
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], Awaitable[bytes]]
-Compress = Callable[[bytes, int], Awaitable[Compressed]]
+Compress = Callable[[bytes, int, str], Awaitable[Compressed]]
 
 
 async def process_row(
@@ -34,7 +34,7 @@ async def process_image(
     try:
         source = await fetch(url)
         bytes_in = len(source)
-        output = await compress(source, row.quality)
+        output = await compress(source, row.quality, row.output_format)
     except (FetchFailed, ImageRejected) as exc:
         log.info("image %s of row %s/%s failed: %s %s", index, row.request_id, row.row_index, exc.code, exc)
         return ImageResult(
@@ -47,7 +47,11 @@ async def process_image(
     name = output_image_name(str(row.request_id), row.row_index, index, output.extension)
     await blobs.put(name, output.data, output.content_type)
     return ImageResult(
-        source_url=url, output_url=blob_url(public_base_url, name), bytes_in=bytes_in, bytes_out=len(output.data)
+        source_url=url,
+        output_url=blob_url(public_base_url, name),
+        bytes_in=bytes_in,
+        bytes_out=len(output.data),
+        kept_source=output.kept_source,
     )
 
 

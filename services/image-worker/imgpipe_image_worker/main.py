@@ -50,8 +50,8 @@ def build_app(settings: Settings) -> faust.App:
 
     app.close_on_shutdown(close)
 
-    async def compress_off_loop(data: bytes, quality: int):
-        call = functools.partial(compress, data, quality, settings.max_image_pixels)
+    async def compress_off_loop(data: bytes, quality: int, output_format: str):
+        call = functools.partial(compress, data, quality, settings.max_image_pixels, output_format)
         return await asyncio.get_running_loop().run_in_executor(pool, call)
 
     async def handle(row) -> Exception | None:

@@ -4,7 +4,7 @@ import asyncio
 import logging
 import uuid
 from contextlib import asynccontextmanager
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from confluent_kafka import KafkaException
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
@@ -112,6 +112,11 @@ def create_api(settings: Settings) -> FastAPI:
         producer: Producer,
         file: Annotated[UploadFile, File(description="CSV: S. No., Product Name, Input Image Urls")],
         webhook_url: Annotated[str | None, Form(description="Where to POST the signed completion webhook")] = None,
+        quality: Annotated[int | None, Form(ge=1, le=95, description="Encoder quality, 1–95 (default 50)")] = None,
+        output_format: Annotated[
+            Literal["jpeg", "webp", "png", "keep"] | None,
+            Form(alias="format", description="Output format (default jpeg); keep = the source's own"),
+        ] = None,
     ) -> JSONResponse:
         data = await _read_bounded(file, settings.max_upload_bytes)
         webhook_url = (webhook_url or "").strip() or None
@@ -126,8 +131,8 @@ def create_api(settings: Settings) -> FastAPI:
             request_id = await handlers.accept_upload(
                 data,
                 webhook_url=webhook_url,
-                quality=settings.default_quality,
-                output_format="jpeg",
+                quality=quality or settings.default_quality,
+                output_format=output_format or "jpeg",
                 limits=Limits(max_rows=settings.max_rows, max_urls_per_row=settings.max_urls_per_row),
                 store=store,
                 blobs=blobs,
