@@ -144,3 +144,44 @@ def test_a_webhook_url_to_a_blocked_address_is_refused_at_upload(client, webhook
     response = post_csv(client, GOOD_CSV, webhook_url=webhook_url)
     assert response.status_code == 400
     assert response.json()["message"].startswith("webhook_url: blocked_address")
+
+
+def test_idempotency_key_gives_the_same_request_for_the_same_upload_and_409_for_another(client):
+    first = post_csv_with_key(client, GOOD_CSV, "order-42")
+    again = post_csv_with_key(client, GOOD_CSV, "order-42")
+    assert first.status_code == again.status_code == 200
+    assert first.json()["payload"]["request_id"] == again.json()["payload"]["request_id"]
+    other = post_csv_with_key(client, GOOD_CSV.replace(b"SKU", b"B").replace(b"2,B", b"2,C"), "order-42")
+    assert other.status_code == 409 and other.json()["status"] == "error"
+    different_options = post_csv_with_key(client, GOOD_CSV, "order-42", quality="80")
+    assert different_options.status_code == 409
+
+
+def test_a_rejected_upload_does_not_use_up_its_idempotency_key(client):
+    assert post_csv_with_key(client, b"S. No.,Product Name,Input Image Urls\n1,,x\n", "k-1").status_code == 400
+    assert post_csv_with_key(client, GOOD_CSV, "k-1").status_code == 200
+
+
+def post_csv_with_key(client, data: bytes, key: str, **form):
+    return client.post(
+        "/api/upload/", files={"file": ("p.csv", data, "text/csv")}, data=form, headers={"Idempotency-Key": key}
+    )
+
+
+@pytest.fixture
+def keyed_client(settings):
+    with TestClient(create_api(settings.model_copy(update={"api_keys": "k1, k2"}))) as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize(
+    ("headers", "code"),
+    [({}, 401), ({"X-API-Key": "nope"}, 401), ({"Authorization": "Bearer nope"}, 401),
+     ({"X-API-Key": "k2"}, 200), ({"Authorization": "Bearer k1"}, 200)],
+)
+def test_api_keys_guard_upload_and_status(keyed_client, headers, code):
+    upload = keyed_client.post("/api/upload/", files={"file": ("p.csv", GOOD_CSV, "text/csv")}, headers=headers)
+    assert upload.status_code == code
+    status = keyed_client.get("/api/output/", params={"request_id": str(uuid.uuid4())}, headers=headers)
+    assert status.status_code == (401 if code == 401 else 404)
+    assert keyed_client.get("/healthz").status_code == 200

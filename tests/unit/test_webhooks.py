@@ -40,3 +40,15 @@ def test_verify_rejects_wrong_missing_malformed_or_stale_signatures(tamper):
     headers, body = tamper(sign_headers(SECRET, "id", body), body)
     with pytest.raises(WebhookVerificationError):
         verify(SECRET, body, headers)
+
+
+def test_rotation_signs_with_every_secret_and_verifies_with_any():
+    old, new = SECRET, "whsec_" + base64.b64encode(b"the next secret").decode()
+    body = b'{"a":1}'
+    headers = sign_headers(f"{old},{new}", "id", body)
+    assert len(headers["webhook-signature"].split()) == 2
+    assert verify(new, body, headers) == {"a": 1}
+    assert verify(old, body, headers) == {"a": 1}
+    assert verify(f"{new} {old}", body, sign_headers(old, "id", body)) == {"a": 1}
+    with pytest.raises(WebhookVerificationError):
+        verify(new, body, sign_headers(old, "id", body))

@@ -1,13 +1,14 @@
 """The REST contract: the seed's paths and its {"status", "message", "payload"} envelope."""
 
 import asyncio
+import hmac
 import logging
 import uuid
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from confluent_kafka import KafkaException
-from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException
 
 from imgpipe_bus import EventProducer, broker_reachable
 from imgpipe_ingest import handlers
+from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
 from imgpipe_ingest.settings import Settings
@@ -54,6 +56,7 @@ def create_api(settings: Settings) -> FastAPI:
         app.state.db = db
         app.state.store = RequestStore(db)
         app.state.blobs = BlobStore(db)
+        app.state.keys = IdempotencyKeys(db)
         app.state.producer = EventProducer(settings.kafka)
         try:
             yield
@@ -76,6 +79,19 @@ def create_api(settings: Settings) -> FastAPI:
 
     def producer(request: Request) -> EventProducer:
         return request.app.state.producer
+
+    api_keys = [key.strip() for key in settings.api_keys.split(",") if key.strip()]
+
+    def authorised(
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+        x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> None:
+        """With IMGPIPE_API_KEYS set: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
+        if not api_keys:
+            return
+        offered = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
+        if not any(hmac.compare_digest(offered.encode(), key.encode()) for key in api_keys):
+            raise ClientError(401, "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>")
 
     Store = Annotated[RequestStore, Depends(store)]
     Blobs = Annotated[BlobStore, Depends(blobs)]
@@ -105,8 +121,15 @@ def create_api(settings: Settings) -> FastAPI:
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return envelope(exc.status_code, str(exc.detail))
 
-    @app.post("/api/upload/", response_model=Envelope, status_code=200, summary="Upload a products CSV")
+    @app.post(
+        "/api/upload/",
+        response_model=Envelope,
+        status_code=200,
+        summary="Upload a products CSV",
+        dependencies=[Depends(authorised)],
+    )
     async def upload(
+        request: Request,
         store: Store,
         blobs: Blobs,
         producer: Producer,
@@ -116,6 +139,10 @@ def create_api(settings: Settings) -> FastAPI:
         output_format: Annotated[
             Literal["jpeg", "webp", "png", "keep"] | None,
             Form(alias="format", description="Output format (default jpeg); keep = the source's own"),
+        ] = None,
+        idempotency_key: Annotated[
+            str | None,
+            Header(max_length=200, description="Same key and upload: the same request id; a different upload: 409"),
         ] = None,
     ) -> JSONResponse:
         data = await _read_bounded(file, settings.max_upload_bytes)
@@ -127,23 +154,39 @@ def create_api(settings: Settings) -> FastAPI:
                 await check_url(webhook_url, policy)
             except BlockedAddress as exc:
                 raise ClientError(400, f"webhook_url: blocked_address: {exc}") from exc
+        options = {
+            "webhook_url": webhook_url,
+            "quality": quality or settings.default_quality,
+            "output_format": output_format or "jpeg",
+        }
+        accept = {
+            "limits": Limits(max_rows=settings.max_rows, max_urls_per_row=settings.max_urls_per_row),
+            "store": store,
+            "blobs": blobs,
+            "producer": producer,
+        }
         try:
-            request_id = await handlers.accept_upload(
-                data,
-                webhook_url=webhook_url,
-                quality=quality or settings.default_quality,
-                output_format=output_format or "jpeg",
-                limits=Limits(max_rows=settings.max_rows, max_urls_per_row=settings.max_urls_per_row),
-                store=store,
-                blobs=blobs,
-                producer=producer,
-            )
+            if idempotency_key:
+                request_id, new = await handlers.accept_upload_once(
+                    idempotency_key, data, options=options, keys=request.app.state.keys, **accept
+                )
+                if not new:
+                    return envelope(200, "File already uploaded with this Idempotency-Key", {"request_id": request_id})
+            else:
+                request_id = await handlers.accept_upload(data, **options, **accept)
+        except handlers.IdempotencyConflict as exc:
+            raise ClientError(409, "this Idempotency-Key was already used for a different upload") from exc
         except CsvRejected as exc:
             problems = [{"row": p.row, "column": p.column, "message": p.message} for p in exc.problems]
             raise ClientError(400, f"the CSV was rejected: {len(problems)} problem(s)", {"errors": problems}) from exc
         return envelope(200, "File uploaded successfully", {"request_id": request_id})
 
-    @app.get("/api/output/", response_model=Envelope, summary="Status, progress and output CSV URL of a request")
+    @app.get(
+        "/api/output/",
+        response_model=Envelope,
+        summary="Status, progress and output CSV URL of a request",
+        dependencies=[Depends(authorised)],
+    )
     async def output(store: Store, request_id: Annotated[str, Query()]) -> JSONResponse:
         request_id = _parse_request_id(request_id)
         try:

@@ -1,10 +1,13 @@
 """What ingest decides. Each handler takes its adapters as arguments."""
 
+import hashlib
+import json
 import logging
 import uuid
 from dataclasses import dataclass
 
 from imgpipe_bus import EventProducer
+from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import InputCsv, Limits, parse_csv
 from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name
@@ -36,10 +39,11 @@ async def accept_upload(
     store: RequestStore,
     blobs: BlobStore,
     producer: EventProducer,
+    request_id: str | None = None,
 ) -> str:
     """Validates the whole CSV, stores it, publishes one event per row. Raises CsvRejected."""
     upload = parse_csv(data, limits)
-    request_id = str(uuid.uuid4())
+    request_id = request_id or str(uuid.uuid4())
     input_file = input_csv_name(request_id)
     await blobs.put(input_file, data, "text/csv")
     await store.create(
@@ -54,6 +58,30 @@ async def accept_upload(
     await store.mark_processing(request_id)
     log.info("accepted request %s: %d rows, %d images", request_id, len(upload.rows), upload.images_total)
     return request_id
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before for a different upload."""
+
+
+async def accept_upload_once(
+    key: str, data: bytes, *, options: dict, keys: IdempotencyKeys, **accept
+) -> tuple[str, bool]:
+    """accept_upload under an Idempotency-Key: the same key and upload give the same request id (and
+    ``False``: nothing new was accepted); the same key with a different upload raises IdempotencyConflict."""
+    digest = hashlib.sha256(data + json.dumps(options, sort_keys=True).encode()).hexdigest()
+    request_id = str(uuid.uuid4())
+    claim = await keys.claim(key, digest, request_id)
+    if claim["digest"] != digest:
+        raise IdempotencyConflict(key)
+    if claim["request_id"] != request_id:
+        return claim["request_id"], False
+    try:
+        await accept_upload(data, request_id=request_id, **options, **accept)
+    except BaseException:
+        await keys.release(key, request_id)
+        raise
+    return request_id, True
 
 
 async def publish_request(
