@@ -35,6 +35,7 @@ class Route:
     content_type: str = "image/jpeg"
     status: int = 200
     delay_s: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -60,6 +61,8 @@ class LocalHttpServer:
                     time.sleep(route.delay_s)
                 self.send_response(route.status)
                 self.send_header("Content-Type", route.content_type)
+                for name, value in route.headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
                 self.wfile.write(route.body)

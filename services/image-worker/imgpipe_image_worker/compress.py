@@ -29,6 +29,10 @@ class ImageRejected(ValueError):
         super().__init__(message)
         self.code = code
 
+    def __reduce__(self):
+        # Raised in a pool process and unpickled in the worker: both arguments must travel.
+        return (type(self), (self.code, str(self)))
+
 
 @dataclass(frozen=True)
 class Compressed:

@@ -1,10 +1,5 @@
 """Wires the image-worker: a faust agent over the rows topic, a process pool for Pillow."""
 
-import asyncio
-import functools
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
-
 import aiohttp
 import faust
 
@@ -18,8 +13,8 @@ from imgpipe_bus import (
     run_worker,
 )
 from imgpipe_image_worker import handlers
+from imgpipe_image_worker.adapters.codec_pool import CodecPool
 from imgpipe_image_worker.adapters.downloader import Downloader
-from imgpipe_image_worker.compress import compress
 from imgpipe_image_worker.settings import Settings
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.logs import configure_logging
@@ -30,7 +25,7 @@ from imgpipe_schemas.topics import ROWS_PROCESSED, ROWS_SUBMITTED
 
 def build_app(settings: Settings) -> faust.App:
     app = create_app("image-worker", settings.kafka)
-    pool = ProcessPoolExecutor(settings.compress_processes, mp_context=multiprocessing.get_context("forkserver"))
+    codecs = CodecPool(settings.compress_processes, settings.max_image_pixels)
     db = connect(settings.mongo)
     blobs = BlobStore(db)
     producer = EventProducer(settings.kafka)
@@ -46,17 +41,13 @@ def build_app(settings: Settings) -> faust.App:
         await downloader.close()
         await producer.close()
         await db.client.close()
-        pool.shutdown(wait=True, cancel_futures=True)
+        codecs.close()
 
     app.close_on_shutdown(close)
 
-    async def compress_off_loop(data: bytes, quality: int, output_format: str):
-        call = functools.partial(compress, data, quality, settings.max_image_pixels, output_format)
-        return await asyncio.get_running_loop().run_in_executor(pool, call)
-
     async def handle(row) -> Exception | None:
         result = await handlers.process_row(
-            row, fetch=downloader.fetch, compress=compress_off_loop, blobs=blobs, public_base_url=settings.public_base_url
+            row, fetch=downloader.fetch, compress=codecs.compress, blobs=blobs, public_base_url=settings.public_base_url
         )
         await producer.publish(ROWS_PROCESSED, result)
         return handlers.replay_reason(result)  # a copy goes to the dead-letter topic, for replay
