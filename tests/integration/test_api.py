@@ -185,3 +185,15 @@ def test_api_keys_guard_upload_and_status(keyed_client, headers, code):
     status = keyed_client.get("/api/output/", params={"request_id": str(uuid.uuid4())}, headers=headers)
     assert status.status_code == (401 if code == 401 else 404)
     assert keyed_client.get("/healthz").status_code == 200
+
+
+def test_an_upload_while_the_broker_is_down_is_kept_for_the_reconciler(settings):
+    from imgpipe_bus import BusSettings
+    from imgpipe_ops.processes import free_port
+
+    dead_broker = BusSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", delivery_timeout_s=1)
+    with TestClient(create_api(settings.model_copy(update={"kafka": dead_broker}))) as offline:
+        response = post_csv(offline, GOOD_CSV)
+        assert response.status_code == 200
+        request_id = response.json()["payload"]["request_id"]
+        assert offline.get("/api/output/", params={"request_id": request_id}).json()["payload"]["status"] == "PENDING"

@@ -23,6 +23,7 @@ class EventProducer:
                 "client.id": settings.client_id,
                 "linger.ms": settings.linger_ms,
                 "acks": "all",
+                "message.timeout.ms": int(settings.delivery_timeout_s * 1000),
                 # The embedded broker does not support idempotent producers.
                 "enable.idempotence": False,
             }

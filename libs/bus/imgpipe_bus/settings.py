@@ -14,6 +14,7 @@ class BusSettings(BaseSettings):
         10, ge=0, description="How long the broker may hold a fetch; bounds the latency of every hop."
     )
     linger_ms: int = Field(5, ge=0)
+    delivery_timeout_s: float = Field(15.0, gt=0, description="A message not acknowledged by then fails.")
     session_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     client_id: str = "imgpipe"

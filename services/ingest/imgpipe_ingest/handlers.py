@@ -6,6 +6,8 @@ import logging
 import uuid
 from dataclasses import dataclass
 
+from confluent_kafka import KafkaException
+
 from imgpipe_bus import EventProducer
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
@@ -54,7 +56,12 @@ async def accept_upload(
         quality=quality,
         output_format=output_format,
     )
-    await publish_request(request_id, upload, webhook_url, quality, output_format, producer)
+    try:
+        await publish_request(request_id, upload, webhook_url, quality, output_format, producer)
+    except KafkaException as exc:
+        # The request and its rows are stored: the reconciler publishes a PENDING request's rows later.
+        log.warning("request %s stored but not yet published (%s); the reconciler will publish it", request_id, exc)
+        return request_id
     await store.mark_processing(request_id)
     log.info("accepted request %s: %d rows, %d images", request_id, len(upload.rows), upload.images_total)
     return request_id
