@@ -61,3 +61,10 @@ def test_limits_rows_and_urls_per_row():
     with pytest.raises(CsvRejected) as rejected:
         parse_csv(data, Limits(max_urls_per_row=2))
     assert rejected.value.problems[0].message == "3 URLs; at most 2 per row"
+
+
+@pytest.mark.parametrize("serial", ["²", "١", "1.0", "-3", "0", "+4", " "])
+def test_serials_must_be_plain_positive_whole_numbers(serial):
+    with pytest.raises(CsvRejected) as rejected:
+        parse_csv((HEADER + f"{serial},P,http://a.example/x.jpg\n").encode())
+    assert "is not a positive whole number" in rejected.value.problems[0].message

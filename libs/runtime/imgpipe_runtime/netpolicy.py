@@ -12,6 +12,7 @@ import socket
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
@@ -117,3 +118,13 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         await self._resolver.close()
+
+
+def guarded_session(policy: NetPolicy, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
+    """An HTTP client session that can only connect to addresses ``policy`` permits (names resolved by
+    GuardedResolver; IP literals must still be checked with check_literal before each request)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy)),
+        timeout=timeout,
+        headers={"User-Agent": "imgpipe/1.0"},
+    )

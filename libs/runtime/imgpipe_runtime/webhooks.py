@@ -2,9 +2,12 @@
 
 from datetime import UTC, datetime
 
+from typing import Annotated
+
+from pydantic import AfterValidator, Field
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-__all__ = ["LOCAL_WEBHOOK_SECRET", "WebhookVerificationError", "sign_headers", "verify"]
+__all__ = ["LOCAL_WEBHOOK_SECRET", "WebhookSecrets", "WebhookVerificationError", "secrets_of", "sign_headers", "verify"]
 
 # Only for the embedded local stack; every real deployment sets IMGPIPE_WEBHOOK_SECRET.
 LOCAL_WEBHOOK_SECRET = "whsec_aW1ncGlwZS1sb2NhbC1kZXZlbG9wbWVudC1zZWNyZXQ="
@@ -16,6 +19,13 @@ def secrets_of(value: str) -> list[str]:
     if not secrets or not all(secret.startswith("whsec_") for secret in secrets):
         raise ValueError("webhook secrets must be whsec_<base64>, comma-separated")
     return secrets
+
+
+WebhookSecrets = Annotated[
+    str,
+    AfterValidator(lambda value: secrets_of(value) and value),
+    Field(description="whsec_<base64> secrets, comma-separated while rotating"),
+]
 
 
 def sign_headers(secret: str, message_id: str, body: bytes, now: datetime | None = None) -> dict[str, str]:

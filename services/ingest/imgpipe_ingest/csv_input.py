@@ -125,7 +125,7 @@ def _locate_columns(columns: list[str]) -> tuple[int, int, int]:
 
 def _serial(cell: str, column: str, number: int, problems: list[Problem]) -> int | None:
     text = cell.strip()
-    if not text.isdigit() or int(text) < 1:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
         problems.append(Problem(number, column, f"serial {cell!r} is not a positive whole number"))
         return None
     return int(text)

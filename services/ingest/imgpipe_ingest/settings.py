@@ -1,18 +1,12 @@
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from imgpipe_bus import BusSettings
 from imgpipe_runtime.settings import LogSettings, MongoSettings, PublicUrlSettings
-from imgpipe_runtime.webhooks import LOCAL_WEBHOOK_SECRET, secrets_of
+from imgpipe_runtime.webhooks import LOCAL_WEBHOOK_SECRET, WebhookSecrets
 
 
 class Settings(PublicUrlSettings):
-    webhook_secret: str = Field(LOCAL_WEBHOOK_SECRET, description="whsec_… secrets, comma-separated while rotating")
-
-    @field_validator("webhook_secret")
-    @classmethod
-    def _whsec(cls, value: str) -> str:
-        secrets_of(value)
-        return value
+    webhook_secret: WebhookSecrets = LOCAL_WEBHOOK_SECRET
     api_keys: str = Field("", description="Comma-separated; when set, upload and status need one of them.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_rows: int = Field(10_000, ge=1)

@@ -5,19 +5,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imgpipe_bus import BusSettings
 from imgpipe_runtime.settings import LogSettings, MongoSettings
-from imgpipe_runtime.webhooks import LOCAL_WEBHOOK_SECRET, secrets_of
+from imgpipe_runtime.webhooks import LOCAL_WEBHOOK_SECRET, WebhookSecrets
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMGPIPE_", extra="ignore")
 
-    webhook_secret: str = Field(LOCAL_WEBHOOK_SECRET, description="whsec_… secrets, comma-separated while rotating")
-
-    @field_validator("webhook_secret")
-    @classmethod
-    def _whsec(cls, value: str) -> str:
-        secrets_of(value)
-        return value
+    webhook_secret: WebhookSecrets = LOCAL_WEBHOOK_SECRET
     default_webhook_url: str | None = None
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(

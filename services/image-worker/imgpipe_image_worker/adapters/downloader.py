@@ -4,7 +4,7 @@ import asyncio
 
 import aiohttp
 from yarl import URL
-from imgpipe_runtime.netpolicy import BlockedAddress, GuardedResolver, NetPolicy, check_literal
+from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_literal, guarded_session
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 
@@ -68,11 +68,7 @@ class Downloader:
     def _client(self) -> aiohttp.ClientSession:
         """One session per process, opened inside the running event loop on first use."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(resolver=GuardedResolver(self._policy)),
-                timeout=self._timeout,
-                headers={"User-Agent": "imgpipe/1.0"},
-            )
+            self._session = guarded_session(self._policy, self._timeout)
         return self._session
 
     async def close(self) -> None:

@@ -4,7 +4,7 @@ import asyncio
 
 import aiohttp
 
-from imgpipe_runtime.netpolicy import BlockedAddress, GuardedResolver, NetPolicy, check_literal
+from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_literal, guarded_session
 from imgpipe_runtime.webhooks import sign_headers
 
 
@@ -17,11 +17,7 @@ class WebhookSender:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(resolver=GuardedResolver(self._policy)),
-                timeout=self._timeout,
-                headers={"User-Agent": "imgpipe/1.0"},
-            )
+            self._session = guarded_session(self._policy, self._timeout)
         return self._session
 
     async def close(self) -> None:
