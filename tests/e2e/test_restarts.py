@@ -36,6 +36,7 @@ def stack(tmp_path):
         env={
             "IMGPIPE_RECONCILE_INTERVAL_S": "1",
             "IMGPIPE_RECONCILE_STALL_S": "4",
+            "IMGPIPE_RECONCILE_MAX_ROUNDS": "30",  # give up only far beyond a slow restart on a loaded machine
             "IMGPIPE_WORKER_CONCURRENCY": "2",
         },
     )
@@ -57,6 +58,11 @@ def progress_of(stack, request_id) -> dict | None:
 
 def run_with_restart(stack, sources, restart) -> dict:
     rows = [(r + 1, f"P{r + 1}", [f"{sources.url}/p/{r * PER_ROW + j}.jpg" for j in range(PER_ROW)]) for r in range(ROWS)]
+    baseline_id = upload(stack.api_url, products_csv(rows))
+    baseline = wait_for(
+        lambda: (p := progress_of(stack, baseline_id)) and p["status"] in FINISHED and p, 120, "the baseline run"
+    )
+    expected = httpx.get(baseline["output_file_url"]).text.replace(baseline_id, "REQUEST")
     request_id = upload(stack.api_url, products_csv(rows), webhook_url=f"{sources.url}/hook")
     wait_for(
         lambda: (p := progress_of(stack, request_id)) and 0 < p["progress"]["rows_done"] < ROWS, 60, "half done"
@@ -74,6 +80,7 @@ def run_with_restart(stack, sources, restart) -> dict:
     }
     output = httpx.get(final["output_file_url"]).text
     assert output.count(f"/api/files/{request_id}/images/") == ROWS * PER_ROW
+    assert output.replace(request_id, "REQUEST") == expected  # byte for byte, as without the restart
     wait_for(lambda: [r for r in sources.received if request_id.encode() in r.body], 60, "the webhook")
     return final
 
