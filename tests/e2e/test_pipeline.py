@@ -59,7 +59,7 @@ def test_csv_to_compressed_images_and_signed_webhook(stack, sources):
     assert output.status_code == 200 and output.headers["content-type"].startswith("text/csv")
     table = list(csv.DictReader(io.StringIO(output.text)))
     assert [row["S. No."] for row in table] == [str(r[0]) for r in rows]
-    for (serial, name, urls), row in zip(rows, table, strict=True):
+    for (_, name, urls), row in zip(rows, table, strict=True):
         assert row["Product Name"] == name
         assert row["Input Image Urls"] == ",".join(urls)
         outputs = row["Output Image Urls"].split(",")

@@ -2,7 +2,6 @@
 they always run on the embedded broker and database, whatever IMGPIPE_TEST_BACKEND says."""
 
 import time
-import uuid
 
 import httpx
 import pytest

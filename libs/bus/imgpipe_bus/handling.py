@@ -180,10 +180,18 @@ async def _attempt(stage: Stage, call: Callable[[], Awaitable[Any]], give_up: bo
 
 
 async def _dead_letter(stage: Stage, message: Any, failure: Failure) -> None:
-    await _attempt(
-        Stage(stage.name, stage.topic, stage.dead_letters, RetryPolicy(attempts=10**9, infrastructure=(Exception,))),
-        lambda: stage.dead_letters.send(message, failure),
-    )
+    """Retries until the dead letter is stored: acknowledging the message without it would lose it."""
+    tries = 0
+    while True:
+        try:
+            await stage.dead_letters.send(message, failure)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            tries += 1
+            log.warning("%s: dead letter not stored yet (%r); retrying", stage.name, exc)
+            await asyncio.sleep(stage.policy.delay(min(tries, 10)))
 
 
 def agent_stage(app: faust.App, topic: Topic, producer: Any, outages: tuple[type[BaseException], ...] = ()) -> Stage:

@@ -24,7 +24,7 @@ class CodecPool:
 
     async def compress(self, data: bytes, quality: int, output_format: str) -> Compressed:
         call = functools.partial(compress, data, quality, self._max_pixels, output_format)
-        for attempt in (1, 2):
+        for _ in range(2):
             pool = self._pool
             try:
                 return await asyncio.get_running_loop().run_in_executor(pool, call)
