@@ -6,7 +6,7 @@ PACKAGES := -e schemas -e libs/bus -e libs/runtime -e services/ingest -e service
 	-e services/assembler -e services/notifier -e ops
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test test-unit test-integration test-e2e demo bench schemas clean
+.PHONY: install tools run test test-unit test-integration test-e2e demo bench schemas clean
 
 install: $(STAMP)
 
@@ -16,10 +16,16 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt $(wildcard */pyp
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(PACKAGES)
 	touch $(STAMP)
 
+# kcat, for the test of the README's kcat example (Debian/Ubuntu package; `imgpipe kcat` supplies a newer librdkafka).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+tools:
+	@command -v kcat >/dev/null || { echo "installing kcat"; \
+		$(SUDO) apt-get install -y -qq kcat >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kcat; }; }
+
 run: install
 	$(BIN)/imgpipe run
 
-test: install
+test: install tools
 	$(BIN)/python -m pytest
 
 test-unit: install
@@ -28,7 +34,7 @@ test-unit: install
 test-integration: install
 	$(BIN)/python -m pytest tests/integration
 
-test-e2e: install
+test-e2e: install tools
 	$(BIN)/python -m pytest tests/e2e
 
 demo: install

@@ -89,7 +89,20 @@ def dead_letters(args: argparse.Namespace) -> int:
     return 0
 
 
+def kcat(args: list[str]) -> int:
+    from imgpipe_ops.kcat import KcatMissing, exec_kcat
+
+    try:
+        exec_kcat(args)
+    except KcatMissing as exc:
+        log.error("%s", exc)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["kcat"]:  # every later argument is kcat's own
+        return kcat(argv[1:])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s imgpipe %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="imgpipe", description=__doc__)
@@ -116,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--ref", help="one letter, as TOPIC:PARTITION:OFFSET")
         if name == "replay":
             sub.add_argument("--dry-run", action="store_true", help="show what would be replayed")
+    commands.add_parser("kcat", help="kcat with a librdkafka that speaks to the embedded broker: imgpipe kcat -b … -L")
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -19,9 +19,27 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-class Event(BaseModel):
+# Validation context of a message read off a topic.
+WIRE = {"wire": True}
+
+
+class WireModel(BaseModel):
+    """Defaults make events easy to build in Python, but on the wire every field is required, exactly as
+    the JSON Schema documents say: a message missing one is rejected, not completed with a guess."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _complete_on_the_wire(cls, data, info: ValidationInfo):
+        if info.context == WIRE and isinstance(data, dict):
+            missing = [name for name in cls.model_fields if name not in data]
+            if missing:
+                raise ValueError(f"missing required field(s): {', '.join(missing)}")
+        return data
+
+
+class Event(WireModel):
     event_id: UUID = Field(default_factory=uuid4, description="Unique per event; consumers may use it to de-duplicate.")
     schema_version: Literal[1] = SCHEMA_VERSION
     request_id: UUID
@@ -57,10 +75,8 @@ class RowSubmitted(Event):
         return f"{self.request_id}:{self.row_index}"
 
 
-class ImageResult(BaseModel):
+class ImageResult(WireModel):
     """The outcome for one input image: an output URL, or an error code and message."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
 
     source_url: str
     output_url: str | None = None
@@ -84,9 +100,7 @@ class RowProcessed(Event):
     images: Annotated[list[ImageResult], Field(min_length=1)]
 
 
-class Progress(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
-
+class Progress(WireModel):
     rows_total: int = 0
     rows_done: int = 0
     images_total: int = 0

@@ -3,19 +3,28 @@
 import base64
 import csv
 import io
+import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka import Producer
 from PIL import Image
 
 from tests.waiting import wait_for
 from imgpipe_ops.client import upload, wait_until_finished
-from imgpipe_ops.processes import free_port
+from imgpipe_ops.dlq import Filters
+from imgpipe_ops.dlq import read as read_dead_letters
+from imgpipe_ops.processes import free_port, venv_command
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
 from imgpipe_ops.stack import LocalStack, StackConfig
 from imgpipe_runtime.webhooks import verify
+from imgpipe_schemas.topics import ROWS_SUBMITTED
 
 SECRET = "whsec_" + base64.b64encode(b"end-to-end test secret").decode()
 pytestmark = pytest.mark.e2e
@@ -98,3 +107,69 @@ def test_status_api_answers_unknown_and_malformed_ids_in_the_envelope(stack):
     assert unknown.status_code == 404 and unknown.json()["status"] == "error"
     malformed = httpx.get(f"{stack.api_url}/api/output/", params={"request_id": "not-a-uuid"})
     assert malformed.status_code == 400 and "not a UUID" in malformed.json()["message"]
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def direct_output(stack, request_id: str) -> tuple[dict, list[dict]]:
+    final = wait_until_finished(stack.api_url, request_id, timeout=60)
+    return final, list(csv.DictReader(io.StringIO(httpx.get(final["output_file_url"], timeout=10).text)))
+
+
+def test_a_request_produced_straight_to_kafka_with_confluent_kafka(stack, sources):
+    urls = [f"{sources.url}/photos/{i}.jpg" for i in range(3)]
+    produced = subprocess.run(
+        [sys.executable, EXAMPLES / "produce_request.py", "--bootstrap", stack.bootstrap,
+         "--webhook-url", f"{sources.url}/direct-hook", f"Shoe={urls[0]},{urls[1]}", f"Hat={urls[2]}"],
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    request_id = produced.stdout.strip()
+    final, table = direct_output(stack, request_id)
+    assert final["status"] == "SUCCESS"
+    assert final["progress"] == {"rows_total": 2, "rows_done": 2, "images_total": 3, "images_ok": 3, "images_failed": 0}
+    assert [(row["S. No."], row["Product Name"], row["Input Image Urls"]) for row in table] == [
+        ("1", "Shoe", f"{urls[0]},{urls[1]}"), ("2", "Hat", urls[2]),
+    ]
+    assert all(httpx.get(url).status_code == 200 for row in table for url in row["Output Image Urls"].split(","))
+    hook = wait_for(lambda: [r for r in sources.received if r.path == "/direct-hook"], 30, "the webhook")[0]
+    assert verify(SECRET, hook.body, hook.headers)["data"]["request_id"] == request_id
+
+
+def test_a_request_produced_straight_to_kafka_with_kcat(stack, sources):
+    produced = subprocess.run(
+        [EXAMPLES / "produce_request.sh", stack.bootstrap, "Scarf", f"{sources.url}/photos/4.jpg"],
+        env={**os.environ, "KCAT": f"{venv_command('imgpipe')} kcat"},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert produced.returncode == 0, produced.stderr
+    final, table = direct_output(stack, produced.stdout.strip())
+    assert final["status"] == "SUCCESS" and final["progress"]["images_ok"] == 1
+    assert (table[0]["Product Name"], table[0]["Input Image Urls"]) == ("Scarf", f"{sources.url}/photos/4.jpg")
+
+
+def test_a_produced_event_that_fails_its_schema_is_dead_lettered_with_the_reason(stack, sources):
+    request_id = str(uuid.uuid4())
+    event = {
+        "event_id": str(uuid.uuid4()), "event_type": "row.submitted", "schema_version": 1,
+        "request_id": request_id, "occurred_at": "2026-11-24T10:00:00Z", "row_index": 0, "serial": 1,
+        "product_name": "No quality", "image_urls": [f"{sources.url}/photos/5.jpg"], "output_format": "jpeg",
+    }
+    producer = Producer({"bootstrap.servers": stack.bootstrap})
+    producer.produce(ROWS_SUBMITTED.name, key=f"{request_id}:0", value=json.dumps(event).encode())
+    assert producer.flush(10) == 0
+
+    mine = Filters(topic=ROWS_SUBMITTED.name, request_id=request_id)
+    letters = wait_for(lambda: list(read_dead_letters(stack.bootstrap, mine)), 60, "the dead letter")
+    assert "missing required field(s): quality" in letters[0].context("exception.message")
+    assert letters[0].context("consumer.group") == "image-worker"
+    # The pipeline goes on; the assembler, which reads the same topic, does not dead-letter it again.
+    request_id = upload(stack.api_url, products_csv([(1, "After", [f"{sources.url}/photos/6.jpg"])]))
+    assert wait_until_finished(stack.api_url, request_id, timeout=60)["status"] == "SUCCESS"
+    assert len(list(read_dead_letters(stack.bootstrap, mine))) == 1
+
+
+def test_the_readme_shows_the_direct_producer_examples_as_they_are():
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    for example in ("produce_request.py", "produce_request.sh"):
+        assert (EXAMPLES / example).read_text() in readme, f"README's copy of examples/{example} is out of date"

@@ -2,6 +2,7 @@ import json
 import uuid
 from pathlib import Path
 
+import jsonschema_rs
 import pytest
 
 from imgpipe_bus import PoisonMessage, decode, encode
@@ -59,3 +60,53 @@ def test_a_row_event_of_the_wrong_type_is_poison():
     row = RowSubmitted(request_id=uuid.uuid4(), row_index=0, serial=1, product_name="P", image_urls=["http://a/b"])
     with pytest.raises(PoisonMessage):
         decode(ROWS_PROCESSED, encode(row))
+
+
+def direct_row(**changes) -> dict:
+    """A row.submitted event as a producer in another language writes it, from the JSON Schema document."""
+    event = {
+        "event_id": str(uuid.uuid4()),
+        "event_type": "row.submitted",
+        "schema_version": 1,
+        "request_id": str(uuid.uuid4()),
+        "occurred_at": "2026-11-24T10:00:00Z",
+        "row_index": 0,
+        "serial": 1,
+        "product_name": "Shoe",
+        "image_urls": ["https://images.example/shoe.jpg"],
+        "quality": 50,
+        "output_format": "jpeg",
+    }
+    event.update(changes)
+    return {key: value for key, value in event.items() if value is not ...}
+
+
+@pytest.mark.parametrize(
+    ("changes", "valid"),
+    [
+        ({}, True),
+        ({"quality": 95, "output_format": "keep"}, True),
+        ({"event_id": ...}, False),
+        ({"occurred_at": ...}, False),
+        ({"quality": ...}, False),
+        ({"quality": 0}, False),
+        ({"quality": 96}, False),
+        ({"output_format": "gif"}, False),
+        ({"image_urls": []}, False),
+        ({"row_index": -1}, False),
+        ({"schema_version": 2}, False),
+        ({"event_type": "row.processed"}, False),
+        ({"colour": "red"}, False),
+        ({"request_id": "not-a-uuid"}, False),
+        ({"occurred_at": "yesterday"}, False),
+    ],
+)
+def test_the_json_schema_document_and_the_consumers_agree_on_what_is_valid(changes, valid):
+    event = direct_row(**changes)
+    schema = json.loads((SCHEMA_DIR / "row.submitted.json").read_text())
+    assert jsonschema_rs.validator_for(schema, validate_formats=True).is_valid(event) is valid
+    if valid:
+        assert decode(ROWS_SUBMITTED, json.dumps(event).encode()).request_id == uuid.UUID(event["request_id"])
+    else:
+        with pytest.raises(PoisonMessage):
+            decode(ROWS_SUBMITTED, json.dumps(event).encode())

@@ -3,6 +3,7 @@
 from pydantic import ValidationError
 
 from imgpipe_schemas import Event, Topic
+from imgpipe_schemas.events import WIRE
 
 
 class PoisonMessage(ValueError):
@@ -17,6 +18,6 @@ def decode(topic: Topic, value: bytes | None) -> Event:
     if value is None:
         raise PoisonMessage(f"empty message on {topic.name}")
     try:
-        return topic.event.model_validate_json(value)
+        return topic.event.model_validate_json(value, context=WIRE)
     except ValidationError as exc:
         raise PoisonMessage(f"not a valid {topic.event.__name__} on {topic.name}: {exc}") from exc

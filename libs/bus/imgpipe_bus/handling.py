@@ -75,11 +75,15 @@ class InFlight:
 
 @dataclass(frozen=True)
 class Stage:
+    """``dead_letter_poison`` is False for a stage that reads another stage's topic: the owner of the
+    topic dead-letters an undecodable message once, the others log and skip it."""
+
     name: str
     topic: Topic
     dead_letters: DeadLetters
     policy: RetryPolicy = RetryPolicy()
     in_flight: InFlight = field(default_factory=InFlight)
+    dead_letter_poison: bool = True
 
 
 async def handle_each(stream: faust.StreamT, stage: Stage, handler: Callable[[Event], Awaitable[Any]]) -> None:
@@ -133,6 +137,9 @@ async def _decode_or_dead_letter(stage: Stage, message: Any) -> Event | None:
     try:
         return decode(stage.topic, message.value)
     except PoisonMessage as exc:
+        if not stage.dead_letter_poison:
+            log.warning("poison message at %s[%s]@%s skipped: %s", message.topic, message.partition, message.offset, exc)
+            return None
         now = datetime.now(UTC)
         log.error("poison message at %s[%s]@%s dead-lettered: %s", message.topic, message.partition, message.offset, exc)
         await _dead_letter(stage, message, Failure(stage.name, exc, 1, now, now))
@@ -194,13 +201,21 @@ async def _dead_letter(stage: Stage, message: Any, failure: Failure) -> None:
             await asyncio.sleep(stage.policy.delay(min(tries, 10)))
 
 
-def agent_stage(app: faust.App, topic: Topic, producer: Any, outages: tuple[type[BaseException], ...] = ()) -> Stage:
+def agent_stage(
+    app: faust.App,
+    topic: Topic,
+    producer: Any,
+    outages: tuple[type[BaseException], ...] = (),
+    *,
+    owns_topic: bool = True,
+) -> Stage:
     """The stage of an app's agent over ``topic``: named and dead-lettered after the app's consumer group;
-    ``outages`` are waited out like a broker outage."""
+    ``outages`` are waited out like a broker outage. Only the topic's owner dead-letters poison messages."""
     return Stage(
         app.conf.id,
         topic,
         DeadLetters(producer, group=app.conf.id),
         RetryPolicy(infrastructure=(KafkaException, *outages)),
         app.in_flight,
+        dead_letter_poison=owns_topic,
     )

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from imgpipe_assembler.adapters.requests import FINISHED, ProgressStore
 from imgpipe_assembler.output_csv import build_output_csv
-from imgpipe_bus import EventProducer
+from imgpipe_bus import EventProducer, Unprocessable
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_csv_name
-from imgpipe_schemas import ImageResult, Progress, RequestCompleted, RowProcessed
+from imgpipe_schemas import ImageResult, Progress, RequestAccepted, RequestCompleted, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,33 @@ async def record_results(
         )
 
 
+async def register_requests(accepted: Sequence[RequestAccepted], *, store: ProgressStore, **adapters) -> None:
+    """Requests produced straight to Kafka become known here; an upload's request is known already.
+    Their results may have arrived first, so completion is checked."""
+    for event in accepted:
+        if await store.register_request(event):
+            log.info("request %s received from Kafka: %d rows", event.request_id, event.rows_total)
+            await complete_if_done(str(event.request_id), store=store, **adapters)
+
+
+async def register_rows(rows: Sequence[RowSubmitted], *, store: ProgressStore, **adapters) -> None:
+    """Stores the input of rows produced straight to Kafka, so that their request can be re-driven and
+    its output CSV built. Rows of an upload were stored by ingest and are skipped."""
+    uploaded = await store.uploaded({str(row.request_id) for row in rows})
+    direct = [row for row in rows if str(row.request_id) not in uploaded]
+    if not direct:
+        return
+    requests = {request_id: await store.get(request_id) for request_id in {str(row.request_id) for row in direct}}
+    for row in direct:
+        request = requests[str(row.request_id)]
+        if request is not None and row.row_index >= request["rows_total"]:
+            raise Unprocessable(
+                f"row_index {row.row_index} is outside request {row.request_id}, which has {request['rows_total']} rows"
+            )
+    for request_id in await store.register_rows(direct):
+        await complete_if_done(request_id, store=store, **adapters)
+
+
 async def complete_if_done(
     request_id: str,
     *,
@@ -45,22 +72,24 @@ async def complete_if_done(
     producer: EventProducer,
     public_base_url: str,
     output_changed: bool = False,
+    give_up: bool = False,
 ) -> None:
     """Builds the output and announces it when every row is in: once when the request completes, and
-    again (as an update) when a replayed row changes a finished request's output."""
+    again (as an update) when a replayed row changes a finished request's output. ``give_up`` finishes
+    it with the rows there are (FAILED when rows are missing)."""
     request = await store.get(request_id)
     if request is None:
-        log.warning("row result for unknown request %s ignored", request_id)
+        log.info("results for request %s wait for its request.accepted event", request_id)
         return
     finished = request["status"] in FINISHED
     if not finished or output_changed:
-        if await store.rows_done(request_id) < request["rows_total"]:
+        if not give_up and await store.rows_done(request) < request["rows_total"]:
             return
-        rows = await store.rows(request_id)
+        rows = await store.rows(request)
         output_file = output_csv_name(request_id)
         await blobs.put(output_file, build_output_csv(request["columns"], rows), "text/csv")
         progress = _progress(request, rows)
-        status = "FAILED" if _never_processed(rows) else "SUCCESS"
+        status = "FAILED" if len(rows) < request["rows_total"] or _never_processed(rows) else "SUCCESS"
         updated = await store.finish(request_id, status, output_file, progress, update=finished)
         if updated is None:  # finished meanwhile by another delivery
             return
@@ -88,7 +117,7 @@ def _progress(request: dict, rows) -> Progress:
     images = [image for _, row_images in rows for image in row_images]
     return Progress(
         rows_total=request["rows_total"],
-        rows_done=len(rows),
+        rows_done=sum(1 for _, images in rows if images),
         images_total=request["images_total"],
         images_ok=sum(image.ok for image in images),
         images_failed=sum(not image.ok for image in images),

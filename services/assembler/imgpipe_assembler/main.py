@@ -1,4 +1,5 @@
-"""Wires the assembler: one faust agent over the row results, batched into MongoDB."""
+"""Wires the assembler: faust agents over the row results (and the requests and rows that direct producers
+send), batched into MongoDB, and the reconciler's timer."""
 
 import asyncio
 import logging
@@ -23,7 +24,7 @@ from imgpipe_bus import (
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.mongo import OUTAGES, connect
-from imgpipe_schemas.topics import ROWS_PROCESSED
+from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,21 @@ def build_app(settings: Settings) -> faust.App:
 
     app.close_on_shutdown(close)
 
+    adapters = dict(store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url)
+
     async def handle(batch) -> None:
-        await handlers.record_results(
-            batch, store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url
-        )
+        await handlers.record_results(batch, **adapters)
+
+    async def handle_accepted(batch) -> None:
+        await handlers.register_requests(batch, **adapters)
+
+    async def handle_submitted(batch) -> None:
+        await handlers.register_rows(batch, **adapters)
 
     stage = agent_stage(app, ROWS_PROCESSED, producer, OUTAGES)
+    accepted_stage = agent_stage(app, REQUESTS_ACCEPTED, producer, OUTAGES)
+    # The image worker owns the rows topic; the assembler reads it only to learn rows produced straight to Kafka.
+    submitted_stage = agent_stage(app, ROWS_SUBMITTED, producer, OUTAGES, owns_topic=False)
 
     policy = ReconcilePolicy(settings.reconcile_stall_s, settings.reconcile_max_rounds)
 
@@ -68,6 +78,18 @@ def build_app(settings: Settings) -> faust.App:
     @app.agent(faust_topic(app, ROWS_PROCESSED), concurrency=1)
     async def assemble(stream):
         await handle_batches(stream, stage, handle, settings.assembler_batch_size, settings.assembler_batch_wait_s)
+
+    @app.agent(faust_topic(app, REQUESTS_ACCEPTED), concurrency=1)
+    async def receive_requests(stream):
+        await handle_batches(
+            stream, accepted_stage, handle_accepted, settings.assembler_batch_size, settings.assembler_batch_wait_s
+        )
+
+    @app.agent(faust_topic(app, ROWS_SUBMITTED), concurrency=1)
+    async def receive_rows(stream):
+        await handle_batches(
+            stream, submitted_stage, handle_submitted, settings.assembler_batch_size, settings.assembler_batch_wait_s
+        )
 
     return app
 

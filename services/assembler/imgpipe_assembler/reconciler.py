@@ -45,12 +45,17 @@ async def reconcile(
         for request in await store.stalled(status, before):
             request_id = request["_id"]
             missing = await store.rows_not_done(request_id)
-            if request.get("reconcile_rounds", 0) >= policy.max_rounds and missing:
+            if request.get("reconcile_rounds", 0) >= policy.max_rounds:
                 reason = f"not processed after {policy.max_rounds} re-drives {policy.stall_s:.0f} s apart"
                 log.error("request %s: giving up on %d row(s): %s", request_id, len(missing), reason)
-                await record_results(
-                    [unprocessed_results(request_id, row, reason) for row in missing],
-                    store=store, blobs=blobs, producer=producer, public_base_url=public_base_url,
+                if missing:
+                    await record_results(
+                        [unprocessed_results(request_id, row, reason) for row in missing],
+                        store=store, blobs=blobs, producer=producer, public_base_url=public_base_url,
+                    )
+                # Finishes it even if some rows never arrived (a direct producer's request).
+                await complete_if_done(
+                    request_id, store=store, blobs=blobs, producer=producer, public_base_url=public_base_url, give_up=True
                 )
                 counts["gave_up"] += 1
                 continue
@@ -77,6 +82,6 @@ def _row_event(request: dict, row: dict) -> RowSubmitted:
         serial=row["serial"],
         product_name=row["product_name"],
         image_urls=row["image_urls"],
-        quality=request.get("quality", 50),
-        output_format=request.get("output_format", "jpeg"),
+        quality=row.get("quality") or request.get("quality") or 50,
+        output_format=row.get("output_format") or request.get("output_format") or "jpeg",
     )

@@ -6,11 +6,16 @@ from datetime import UTC, datetime
 
 from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
-from imgpipe_schemas import ImageResult, Progress, RowProcessed
+from imgpipe_schemas import ImageResult, Progress, RequestAccepted, RowProcessed, RowSubmitted
 
 PENDING, PROCESSING, SUCCESS, FAILED = "PENDING", "PROCESSING", "SUCCESS", "FAILED"
 FINISHED = (SUCCESS, FAILED)
+UPLOAD, KAFKA = "upload", "kafka"
+DUPLICATE_KEY = 11000
+# The columns of a request produced straight to Kafka: the CSV it would have been uploaded as.
+DIRECT_COLUMNS = ["S. No.", "Product Name", "Input Image Urls"]
 
 
 class ProgressStore:
@@ -20,8 +25,9 @@ class ProgressStore:
 
     async def record_rows(self, results: Sequence[RowProcessed]) -> set[str]:
         """Stores each row's results once. A later result replaces a stored one only when fewer of its
-        images failed (a replay that now succeeds); a duplicate changes nothing. Returns the ids of the
-        requests whose rows changed."""
+        images failed (a replay that now succeeds); a duplicate changes nothing. A result may arrive before
+        its row is known (a request produced straight to Kafka): it is kept, and the row's input joins it
+        later. Returns the ids of the requests whose rows changed."""
         now = datetime.now(UTC)
         updates = []
         for result in results:
@@ -40,12 +46,13 @@ class ProgressStore:
                             "images_failed": failed,
                             "result_event_id": str(result.event_id),
                             "updated_at": now,
-                        }
+                        },
+                        "$setOnInsert": {"request_id": str(result.request_id), "row_index": result.row_index},
                     },
+                    upsert=True,
                 )
             )
-        outcome = await self._rows.bulk_write(updates, ordered=False)
-        if not outcome.modified_count:
+        if not await _upsert_new(self._rows, updates):
             return set()
         applied = self._rows.find(
             {"result_event_id": {"$in": [str(result.event_id) for result in results]}}, {"request_id": 1}
@@ -57,11 +64,12 @@ class ProgressStore:
     async def get(self, request_id: str) -> dict | None:
         return await self._requests.find_one({"_id": request_id})
 
-    async def rows_done(self, request_id: str) -> int:
-        return await self._rows.count_documents({"request_id": request_id, "done": True})
+    async def rows_done(self, request: dict) -> int:
+        """Rows of the request with both their input and their results."""
+        return await self._rows.count_documents({**_rows_of(request), "done": True})
 
-    async def rows(self, request_id: str) -> list[tuple[list[str], list[ImageResult]]]:
-        cursor = self._rows.find({"request_id": request_id}, sort=[("row_index", 1)])
+    async def rows(self, request: dict) -> list[tuple[list[str], list[ImageResult]]]:
+        cursor = self._rows.find(_rows_of(request), sort=[("row_index", 1)])
         return [
             (row["cells"], [ImageResult.model_validate(image) for image in row.get("images", [])])
             async for row in cursor
@@ -99,6 +107,64 @@ class ProgressStore:
             {"_id": request_id, "completion_event_id": event_id}, {"$set": {"completion_published": True}}
         )
 
+    # Requests produced straight to Kafka.
+
+    async def register_request(self, accepted: RequestAccepted) -> bool:
+        """Stores a request first seen on Kafka; True if it is new. A request that ingest stored (or an
+        earlier delivery) is left as it is."""
+        now = datetime.now(UTC)
+        outcome = await self._requests.update_one(
+            {"_id": str(accepted.request_id)},
+            {
+                "$setOnInsert": {
+                    "status": PROCESSING,
+                    "origin": KAFKA,
+                    "columns": DIRECT_COLUMNS,
+                    "rows_total": accepted.rows_total,
+                    "images_total": accepted.images_total,
+                    "input_file": None,
+                    "output_file": None,
+                    "webhook_url": accepted.webhook_url,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            },
+            upsert=True,
+        )
+        return outcome.upserted_id is not None
+
+    async def uploaded(self, request_ids: set[str]) -> set[str]:
+        """Those of ``request_ids`` that ingest stored, rows and all."""
+        cursor = self._requests.find({"_id": {"$in": list(request_ids)}, "origin": UPLOAD}, {"_id": 1})
+        return {request["_id"] async for request in cursor}
+
+    async def register_rows(self, rows: Sequence[RowSubmitted]) -> set[str]:
+        """Stores the input of rows first seen on Kafka, beside results that may already be in; a row
+        whose input is known is left as it is. Returns the ids of the requests that gained rows."""
+        updates = [
+            UpdateOne(
+                {"_id": f"{row.request_id}:{row.row_index}", "cells": {"$exists": False}},
+                {
+                    "$set": {
+                        "request_id": str(row.request_id),
+                        "row_index": row.row_index,
+                        "serial": row.serial,
+                        "product_name": row.product_name,
+                        "image_urls": row.image_urls,
+                        "cells": [str(row.serial), row.product_name, ",".join(row.image_urls)],
+                        "quality": row.quality,
+                        "output_format": row.output_format,
+                    },
+                    "$setOnInsert": {"done": False},
+                },
+                upsert=True,
+            )
+            for row in rows
+        ]
+        if not await _upsert_new(self._rows, updates):
+            return set()
+        return {str(row.request_id) for row in rows}
+
     # The reconciler's queries.
 
     async def stalled(self, status: str, before: datetime) -> list[dict]:
@@ -123,3 +189,21 @@ class ProgressStore:
             {"_id": request_id, "status": {"$nin": list(FINISHED)}},
             {"$set": {"status": PROCESSING, "last_progress_at": now}, "$inc": {"reconcile_rounds": 1}},
         )
+
+
+def _rows_of(request: dict) -> dict:
+    """The rows that make up a request: input known, within its row count (a direct producer may send
+    results, or rows, that the request does not have)."""
+    return {"request_id": request["_id"], "cells": {"$exists": True}, "row_index": {"$lt": request["rows_total"]}}
+
+
+async def _upsert_new(collection, updates: list[UpdateOne]) -> int:
+    """Runs conditional upserts; one whose condition fails on an existing document is a no-op (it surfaces
+    as a duplicate key). Returns how many documents were inserted or changed."""
+    try:
+        outcome = (await collection.bulk_write(updates, ordered=False)).bulk_api_result
+    except BulkWriteError as exc:
+        outcome = exc.details
+        if any(error["code"] != DUPLICATE_KEY for error in outcome["writeErrors"]):
+            raise
+    return outcome["nModified"] + outcome["nUpserted"]

@@ -50,6 +50,7 @@ class RequestStore:
             {
                 "_id": request_id,
                 "status": PENDING,
+                "origin": "upload",
                 "columns": upload.columns,
                 "rows_total": len(upload.rows),
                 "images_total": upload.images_total,
