@@ -87,6 +87,46 @@ def test_bad_uploads_get_a_clear_4xx_in_the_envelope(client, request_kwargs, cod
     assert response.json()["message"] == message
 
 
+BODY_LIMIT = 10_000 + 64 * 1024
+
+
+def oversized_body():
+    """A multipart body over the limit, sent in chunks without a Content-Length."""
+    yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="p.csv"\r\n\r\n'
+    for _ in range(BODY_LIMIT // 8192 + 2):
+        yield b"x" * 8192
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+def test_a_body_over_the_limit_is_refused_while_it_arrives(client, declared):
+    headers = {"content-type": "multipart/form-data; boundary=b"}
+    body = b"".join(oversized_body()) if declared else oversized_body()
+    response = client.post("/api/upload/", content=body, headers=headers)
+    assert response.status_code == 413
+    assert response.json() == {
+        "status": "error", "message": f"the request body is larger than {BODY_LIMIT} bytes", "payload": None,
+    }
+
+
+def test_a_large_upload_within_the_limits_is_read_in_chunks(bus_settings, mongo_settings):
+    """More rows than one parsing chunk and more bytes than the in-memory spool: every row arrives, in order."""
+    ensure_topics(bus_settings)
+    rows = [f"{n},Product {n},http://img.test/{n}.jpg,{'d' * 400}" for n in range(1, 2501)]
+    data = ("S. No.,Product Name,Input Image Urls,Description\n" + "\n".join(rows) + "\n").encode()
+    assert len(data) > 1024 * 1024
+    settings = Settings(kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=2 * 1024 * 1024)
+    with TestClient(create_api(settings)) as big_client:
+        response = post_csv(big_client, data)
+        assert response.status_code == 200, response.text
+        request_id = response.json()["payload"]["request_id"]
+        status = big_client.get("/api/output/", params={"request_id": request_id}).json()["payload"]
+        assert (status["progress"]["rows_total"], status["progress"]["images_total"]) == (2500, 2500)
+        assert big_client.get(f"/api/files/{request_id}/input.csv").content == data
+    mine = lambda event: str(event.request_id) == request_id  # noqa: E731
+    events = consume(bus_settings.bootstrap_servers, ROWS_SUBMITTED, 2500, match=mine)
+    assert sorted(event.serial for _, _, event in events) == list(range(1, 2501))
+
+
 @pytest.mark.parametrize(
     ("form", "field"), [({"quality": "0"}, "quality"), ({"quality": "96"}, "quality"), ({"quality": "x"}, "quality"), ({"format": "gif"}, "format")]
 )

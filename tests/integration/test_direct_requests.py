@@ -11,13 +11,12 @@ from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.handlers import record_results, register_requests, register_rows
 from imgpipe_assembler.reconciler import ReconcilePolicy, reconcile
 from imgpipe_bus import EventProducer, Unprocessable, ensure_topics
-from imgpipe_ingest.adapters.requests import RequestStore
-from imgpipe_ingest.csv_input import parse_csv
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.mongo import connect
 from imgpipe_schemas import ImageResult, RequestAccepted, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_COMPLETED, ROWS_SUBMITTED
 from tests.integration.kafka_helpers import consume
+from tests.integration.uploads import store_upload
 
 
 @pytest.fixture
@@ -93,10 +92,7 @@ async def test_a_row_outside_its_request_is_unprocessable(adapters):
 async def test_an_uploads_events_leave_its_stored_rows_alone(adapters, mongo_settings):
     db = connect(mongo_settings)
     request_id = uuid.uuid4()
-    upload = parse_csv(b"S. No.,Product Name,Input Image Urls,Colour\n7,Hat,http://in/0,red\n")
-    await RequestStore(db).create(
-        str(request_id), upload, input_file="x", webhook_url=None, quality=50, output_format="jpeg"
-    )
+    await store_upload(db, str(request_id), b"S. No.,Product Name,Input Image Urls,Colour\n7,Hat,http://in/0,red\n")
     await register_requests([accepted(request_id, 1)], **adapters)
     await register_rows([submitted(request_id, 0)], **adapters)
     await record_results([processed(request_id, 0)], **adapters)

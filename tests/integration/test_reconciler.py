@@ -4,12 +4,11 @@ from datetime import UTC, datetime, timedelta
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.reconciler import ReconcilePolicy, reconcile
 from imgpipe_bus import EventProducer, ensure_topics
-from imgpipe_ingest.adapters.requests import RequestStore
-from imgpipe_ingest.csv_input import parse_csv
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.mongo import connect
 from imgpipe_schemas.topics import REQUESTS_COMPLETED, ROWS_SUBMITTED
 from tests.integration.kafka_helpers import consume
+from tests.integration.uploads import store_upload
 
 CSV = b"S. No.,Product Name,Input Image Urls\n1,A,http://in/0\n2,B,\"http://in/1,http://in/2\"\n"
 
@@ -19,9 +18,7 @@ async def test_a_request_stuck_in_pending_is_redriven_then_given_up(mongo_settin
     db = connect(mongo_settings)
     producer = EventProducer(bus_settings)
     request_id = str(uuid.uuid4())
-    await RequestStore(db).create(
-        request_id, parse_csv(CSV), input_file="x", webhook_url=None, quality=40, output_format="jpeg"
-    )
+    await store_upload(db, request_id, CSV, quality=40)
     store = ProgressStore(db)
     policy = ReconcilePolicy(stall_s=60, max_rounds=2)
     run = lambda now: reconcile(  # noqa: E731

@@ -7,13 +7,12 @@ import pytest
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.handlers import record_results
 from imgpipe_bus import EventProducer, ensure_topics
-from imgpipe_ingest.adapters.requests import RequestStore
-from imgpipe_ingest.csv_input import parse_csv
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.mongo import connect
 from imgpipe_schemas import ImageResult, RowProcessed
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 from tests.integration.kafka_helpers import consume
+from tests.integration.uploads import store_upload
 
 
 @pytest.fixture
@@ -44,10 +43,10 @@ def result(request_id: str, row: int, ok: bool) -> RowProcessed:
 
 async def test_duplicated_results_count_once_and_the_request_completes_once(db, bus_settings):
     ensure_topics(bus_settings)
-    upload = parse_csv(b"S. No.,Product Name,Input Image Urls\n1,A,http://in/0\n2,B,http://in/1\n3,C,http://in/2\n")
     request_id = str(uuid.uuid4())
-    requests = RequestStore(db)
-    await requests.create(request_id, upload, input_file="x", webhook_url=None, quality=50, output_format="jpeg")
+    requests = await store_upload(
+        db, request_id, b"S. No.,Product Name,Input Image Urls\n1,A,http://in/0\n2,B,http://in/1\n3,C,http://in/2\n"
+    )
     await requests.mark_processing(request_id)
     store, blobs, producer = ProgressStore(db), BlobStore(db), EventProducer(bus_settings)
     deliver = lambda batch: record_results(  # noqa: E731

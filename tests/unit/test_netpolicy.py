@@ -1,8 +1,10 @@
 import ipaddress
+import socket
 
 import pytest
+from aiohttp.abc import AbstractResolver
 
-from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_literal, is_public
+from imgpipe_runtime.netpolicy import BlockedAddress, GuardedResolver, NetPolicy, check_literal, is_public
 
 BLOCKED = [
     "127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254", "0.0.0.0", "100.64.0.1",
@@ -47,3 +49,27 @@ def test_ip_literal_urls_are_checked_without_resolving():
         check_literal("http://[::ffff:7f00:1]:8080/x", NetPolicy())
     check_literal("http://example.test/x", NetPolicy())  # names are left to the resolver
     check_literal("http://127.0.0.1:9000/x", NetPolicy.parse("127.0.0.1:9000"))
+
+
+class RebindingDns(AbstractResolver):
+    """Answers each lookup with the next list of addresses: public first, then private."""
+
+    def __init__(self, *answers: list[str]) -> None:
+        self.answers = list(answers)
+
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        return [
+            {"hostname": host, "host": address, "port": port, "family": family, "proto": 0, "flags": 0}
+            for address in self.answers.pop(0)
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_the_address_connected_to_is_the_address_checked_on_every_lookup():
+    resolver = GuardedResolver(NetPolicy(), RebindingDns(["93.184.216.34"], ["127.0.0.1"], ["10.0.0.7", "8.8.8.8"]))
+    assert [r["host"] for r in await resolver.resolve("images.example", 80)] == ["93.184.216.34"]
+    with pytest.raises(BlockedAddress):
+        await resolver.resolve("images.example", 80)  # the rebinding answer is refused, not connected to
+    assert [r["host"] for r in await resolver.resolve("images.example", 80)] == ["8.8.8.8"]

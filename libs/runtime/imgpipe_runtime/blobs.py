@@ -1,9 +1,15 @@
 """Files (uploaded CSVs, output images, output CSVs) in GridFS, addressed by a path-like name."""
 
+import io
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import BinaryIO
 
-from gridfs import AsyncGridFSBucket, NoFile
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+
+CHUNK_BYTES = 255 * 1024  # GridFS's default chunk size
 
 
 @dataclass(frozen=True)
@@ -14,27 +20,70 @@ class Blob:
 
 
 class BlobStore:
-    def __init__(self, db: AsyncDatabase, bucket: str = "blobs") -> None:
-        self._bucket = AsyncGridFSBucket(db, bucket_name=bucket)
+    """Files in the GridFS layout (``<bucket>.files`` and ``<bucket>.chunks``, readable by any GridFS
+    tool), written and read a chunk at a time: pymongo's own GridFS buffers up to 32 MB on upload and
+    fetches up to 16 MB per batch on download, so a large file would sit in memory whole."""
 
-    async def put(self, name: str, data: bytes, content_type: str) -> None:
-        """Stores ``data`` under ``name``, replacing what was there: writing the same output twice is harmless."""
-        try:
-            await self._bucket.delete(name)
-        except NoFile:
-            pass
-        await self._bucket.upload_from_stream_with_id(
-            name, name, data, metadata={"content_type": content_type}
+    def __init__(self, db: AsyncDatabase, bucket: str = "blobs") -> None:
+        self._files = db[f"{bucket}.files"]
+        self._chunks = db[f"{bucket}.chunks"]
+        self._indexed = False
+
+    async def put(self, name: str, data: bytes | BinaryIO, content_type: str) -> None:
+        """Stores ``data`` (bytes, or a file read from where it stands) under ``name``, replacing what was
+        there: writing the same output twice is harmless."""
+        if not self._indexed:
+            await self._chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
+            self._indexed = True
+        await self._files.delete_one({"_id": name})
+        await self._chunks.delete_many({"files_id": name})
+        source = io.BytesIO(data) if isinstance(data, bytes) else data
+        length = number = 0
+        while chunk := source.read(CHUNK_BYTES):
+            await self._chunks.insert_one({"files_id": name, "n": number, "data": chunk})
+            length += len(chunk)
+            number += 1
+        await self._files.insert_one(
+            {
+                "_id": name,
+                "filename": name,
+                "length": length,
+                "chunkSize": CHUNK_BYTES,
+                "uploadDate": datetime.now(UTC),
+                "metadata": {"content_type": content_type},
+            }
         )
 
-    async def get(self, name: str) -> Blob | None:
-        try:
-            stream = await self._bucket.open_download_stream(name)
-        except NoFile:
+    async def open(self, name: str) -> "BlobReader | None":
+        file = await self._files.find_one({"_id": name})
+        if file is None:
             return None
-        data = await stream.read()
-        content_type = (stream.metadata or {}).get("content_type", "application/octet-stream")
-        return Blob(name, content_type, data)
+        content_type = (file.get("metadata") or {}).get("content_type", "application/octet-stream")
+        return BlobReader(name, content_type, file["length"], self._chunks)
+
+    async def get(self, name: str) -> Blob | None:
+        reader = await self.open(name)
+        if reader is None:
+            return None
+        return Blob(name, reader.content_type, b"".join([chunk async for chunk in reader.chunks()]))
+
+
+@dataclass(frozen=True)
+class BlobReader:
+    name: str
+    content_type: str
+    length: int
+    chunk_collection: AsyncCollection
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The file's bytes, about a megabyte fetched at a time."""
+        cursor = self.chunk_collection.find({"files_id": self.name}, sort=[("n", 1)], batch_size=4)
+        expected = 0
+        async for chunk in cursor:
+            if chunk["n"] != expected:
+                raise OSError(f"blob {self.name}: chunk {expected} is missing")
+            expected += 1
+            yield bytes(chunk["data"])
 
 
 def blob_url(public_base_url: str, name: str) -> str:

@@ -98,9 +98,9 @@ async def check_url(url: str, policy: NetPolicy) -> None:
 class GuardedResolver(AbstractResolver):
     """An aiohttp resolver that returns only the addresses the policy permits, or raises BlockedAddress."""
 
-    def __init__(self, policy: NetPolicy) -> None:
+    def __init__(self, policy: NetPolicy, resolver: AbstractResolver | None = None) -> None:
         self._policy = policy
-        self._resolver = DefaultResolver()
+        self._resolver = resolver or DefaultResolver()
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
         results = await self._resolver.resolve(host, port, family)

@@ -5,13 +5,12 @@ import hmac
 import logging
 import uuid
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from confluent_kafka import KafkaException
 from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException
 
@@ -19,7 +18,9 @@ from imgpipe_bus import EventProducer, broker_reachable
 from imgpipe_ingest import handlers
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
+from imgpipe_ingest.body_limit import BodyLimit
 from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
+from imgpipe_ingest.envelope import ClientError, Envelope, envelope
 from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.mongo import connect, database_reachable
@@ -27,23 +28,7 @@ from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
 from imgpipe_runtime.webhooks import WebhookVerificationError, verify
 
 log = logging.getLogger(__name__)
-
-
-class Envelope(BaseModel):
-    status: str
-    message: str
-    payload: dict[str, Any] | list[Any] | None = None
-
-
-def envelope(code: int, message: str, payload: Any = None) -> JSONResponse:
-    status = "success" if code < 400 else "error"
-    return JSONResponse({"status": status, "message": message, "payload": payload}, status_code=code)
-
-
-class ClientError(Exception):
-    def __init__(self, code: int, message: str, payload: Any = None) -> None:
-        super().__init__(message)
-        self.code, self.message, self.payload = code, message, payload
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 def create_api(settings: Settings) -> FastAPI:
@@ -70,6 +55,8 @@ def create_api(settings: Settings) -> FastAPI:
         version="1.0.0",
         lifespan=lifespan,
     )
+    # The file's own limit plus room for the form's other fields and multipart framing.
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
 
     def store(request: Request) -> RequestStore:
         return request.app.state.store
@@ -145,7 +132,9 @@ def create_api(settings: Settings) -> FastAPI:
             Header(max_length=200, description="Same key and upload: the same request id; a different upload: 409"),
         ] = None,
     ) -> JSONResponse:
-        data = await _read_bounded(file, settings.max_upload_bytes)
+        if file.size is not None and file.size > settings.max_upload_bytes:
+            raise ClientError(413, f"the file is larger than {settings.max_upload_bytes} bytes")
+        data = file.file
         webhook_url = (webhook_url or "").strip() or None
         if webhook_url:
             if reason := url_problem(webhook_url):
@@ -207,11 +196,13 @@ def create_api(settings: Settings) -> FastAPI:
 
     @app.get("/api/files/{name:path}", summary="An output CSV or image", response_class=Response)
     async def files(name: str, blobs: Blobs) -> Response:
-        blob = await blobs.get(name)
+        blob = await blobs.open(name)
         if blob is None:
             raise ClientError(404, f"no file named {name}")
-        headers = {"Cache-Control": "public, max-age=31536000, immutable"} if "/images/" in name else {}
-        return Response(blob.data, media_type=blob.content_type, headers=headers)
+        headers = {"Content-Length": str(blob.length)}
+        if "/images/" in name:
+            headers["Cache-Control"] = "public, max-age=31536000, immutable"
+        return StreamingResponse(blob.chunks(), media_type=blob.content_type, headers=headers)
 
     @app.post("/api/webhook/", response_model=Envelope, summary="Sample webhook receiver: verifies and logs")
     async def webhook(request: Request) -> JSONResponse:
@@ -232,16 +223,6 @@ def create_api(settings: Settings) -> FastAPI:
         return envelope(200 if all(checks.values()) else 503, "ok" if all(checks.values()) else "unhealthy", checks)
 
     return app
-
-
-async def _read_bounded(file: UploadFile, limit: int) -> bytes:
-    chunks, size = [], 0
-    while chunk := await file.read(1024 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise ClientError(413, f"the file is larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _parse_request_id(value: str) -> str:

@@ -1,8 +1,13 @@
-"""Reading and validating an uploaded products CSV. Pure: bytes in, rows or every problem out."""
+"""Reading and validating an uploaded products CSV, from a file read a chunk at a time: memory stays
+the same whatever the file's size. Pure: a binary file in, rows or every problem out."""
 
+import codecs
 import csv
+import hashlib
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import pandas as pd
@@ -11,6 +16,8 @@ SERIAL_NAMES = ("s. no.", "serial number")
 PRODUCT = "product name"
 URLS = "input image urls"
 MAX_URL_LENGTH = 2048
+CHUNK_BYTES = 1 << 20
+ROWS_PER_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,13 @@ class InputRow:
     product_name: str
     image_urls: list[str]
     cells: list[str]
+
+
+@dataclass(frozen=True)
+class CsvSummary:
+    columns: list[str]
+    rows_total: int
+    images_total: int
 
 
 @dataclass(frozen=True)
@@ -51,59 +65,124 @@ class Limits:
     max_urls_per_row: int = 20
 
 
-def parse_csv(data: bytes, limits: Limits = Limits()) -> InputCsv:
-    """Rows in input order, or CsvRejected listing every problem found. ``row`` counts data rows from 1."""
-    frame = _read_frame(data)
-    columns = [str(name) for name in frame.columns]
-    serial_col, product_col, urls_col = _locate_columns(columns)
-    if len(frame) == 0:
-        raise CsvRejected([Problem(None, None, "the file has a header but no data rows")])
-    if len(frame) > limits.max_rows:
-        raise CsvRejected([Problem(None, None, f"the file has {len(frame)} rows; at most {limits.max_rows} are accepted")])
+def check_text(source: BinaryIO) -> str:
+    """Rejects an empty, binary or non-UTF-8 file; returns the file's SHA-256 (hex)."""
+    source.seek(0)
+    digest, decoder = hashlib.sha256(), codecs.getincrementaldecoder("utf-8")()
+    offset, blank = 0, True
+    while chunk := source.read(CHUNK_BYTES):
+        digest.update(chunk)
+        if b"\x00" in chunk:
+            raise CsvRejected([Problem(None, None, "the file is binary, not a CSV text file")])
+        try:
+            decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            raise CsvRejected([Problem(None, None, f"the file is not UTF-8 text (byte {offset + exc.start})")]) from exc
+        blank = blank and not chunk.strip()
+        offset += len(chunk)
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise CsvRejected([Problem(None, None, f"the file is not UTF-8 text (byte {offset + exc.start})")]) from exc
+    if blank:
+        raise CsvRejected([Problem(None, None, "the file is empty")])
+    return digest.hexdigest()
 
+
+def validate_csv(source: BinaryIO, limits: Limits = Limits()) -> CsvSummary:
+    """Checks every row of a file that passed check_text; CsvRejected lists every problem found.
+    ``row`` in a problem counts data rows from 1."""
+    columns = _header(source)
     problems: list[Problem] = []
-    rows: list[InputRow] = []
-    seen_serials: dict[int, int] = {}
-    for index, cells in enumerate(frame.itertuples(index=False, name=None)):
-        number = index + 1
-        cells = [str(cell) for cell in cells]
-        serial = _serial(cells[serial_col], columns[serial_col], number, problems)
-        if serial is not None:
-            if serial in seen_serials:
-                problems.append(
-                    Problem(number, columns[serial_col], f"serial {serial} repeats row {seen_serials[serial]}")
-                )
-            seen_serials.setdefault(serial, number)
-        product = cells[product_col].strip()
-        if not product:
-            problems.append(Problem(number, columns[product_col], "product name is empty"))
-        urls = _urls(cells[urls_col], columns[urls_col], number, limits, problems)
-        if serial is not None and product and urls:
-            rows.append(InputRow(index, serial, product, urls, cells))
+    rows_total = images_total = 0
+    for row in _rows(source, columns, limits, problems):
+        rows_total += 1
+        if rows_total > limits.max_rows:
+            problems.clear()  # only counting from here on
+        elif row is not None:
+            images_total += len(row.image_urls)
+    if rows_total > limits.max_rows:
+        raise CsvRejected([Problem(None, None, f"the file has {rows_total} rows; at most {limits.max_rows} are accepted")])
+    if rows_total == 0:
+        raise CsvRejected([Problem(None, None, "the file has a header but no data rows")])
     if problems:
         raise CsvRejected(problems)
-    return InputCsv(columns, rows)
+    return CsvSummary(columns, rows_total, images_total)
 
 
-def _read_frame(data: bytes) -> pd.DataFrame:
-    if not data.strip():
-        raise CsvRejected([Problem(None, None, "the file is empty")])
-    if b"\x00" in data:
-        raise CsvRejected([Problem(None, None, "the file is binary, not a CSV text file")])
+def read_rows(source: BinaryIO, limits: Limits = Limits(), batch: int = ROWS_PER_CHUNK) -> Iterator[list[InputRow]]:
+    """The rows of a validated file in input order, ``batch`` at a time."""
+    rows: list[InputRow] = []
+    for row in _rows(source, _header(source), limits, []):
+        if row is not None:
+            rows.append(row)
+        if len(rows) == batch:
+            yield rows
+            rows = []
+    if rows:
+        yield rows
+
+
+def parse_csv(data: bytes, limits: Limits = Limits()) -> InputCsv:
+    """The whole file at once, for small inputs: rows in input order, or CsvRejected."""
+    source = io.BytesIO(data)
+    check_text(source)
+    summary = validate_csv(source, limits)
+    return InputCsv(summary.columns, [row for batch in read_rows(source, limits) for row in batch])
+
+
+def _header(source: BinaryIO) -> list[str]:
+    source.seek(0)
     try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise CsvRejected([Problem(None, None, f"the file is not UTF-8 text (byte {exc.start})")]) from exc
+        frame = pd.read_csv(source, nrows=0, encoding="utf-8-sig")
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
+        raise CsvRejected([Problem(None, None, f"the file is not a readable CSV: {exc}")]) from exc
+    columns = [str(name) for name in frame.columns]
+    _locate_columns(columns)
+    return columns
+
+
+def _chunks(source: BinaryIO) -> Iterator[pd.DataFrame]:
+    """The data rows, as frames of ROWS_PER_CHUNK rows."""
+    source.seek(0)
     try:
-        return pd.read_csv(
-            io.StringIO(text),
+        reader = pd.read_csv(
+            source,
+            encoding="utf-8-sig",
             dtype=str,
             keep_default_na=False,
             skip_blank_lines=True,
             quoting=csv.QUOTE_MINIMAL,
+            chunksize=ROWS_PER_CHUNK,
         )
+        with reader:
+            yield from reader
     except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
         raise CsvRejected([Problem(None, None, f"the file is not a readable CSV: {exc}")]) from exc
+
+
+def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[Problem]) -> Iterator[InputRow | None]:
+    """Each data row, checked: the row, or None with its problems appended."""
+    serial_col, product_col, urls_col = _locate_columns(columns)
+    seen_serials: dict[int, int] = {}
+    index = 0
+    for chunk in _chunks(source):
+        for cells in chunk.itertuples(index=False, name=None):
+            number = index + 1
+            cells = [str(cell) for cell in cells]
+            serial = _serial(cells[serial_col], columns[serial_col], number, problems)
+            if serial is not None:
+                if serial in seen_serials:
+                    problems.append(
+                        Problem(number, columns[serial_col], f"serial {serial} repeats row {seen_serials[serial]}")
+                    )
+                seen_serials.setdefault(serial, number)
+            product = cells[product_col].strip()
+            if not product:
+                problems.append(Problem(number, columns[product_col], "product name is empty"))
+            urls = _urls(cells[urls_col], columns[urls_col], number, limits, problems)
+            yield InputRow(index, serial, product, urls, cells) if serial is not None and product and urls else None
+            index += 1
 
 
 def _locate_columns(columns: list[str]) -> tuple[int, int, int]:

@@ -1,17 +1,20 @@
 """What ingest decides. Each handler takes its adapters as arguments."""
 
+import asyncio
 import hashlib
 import json
 import logging
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from confluent_kafka import KafkaException
 
 from imgpipe_bus import EventProducer
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
-from imgpipe_ingest.csv_input import InputCsv, Limits, parse_csv
+from imgpipe_ingest.csv_input import InputRow, Limits, check_text, read_rows, validate_csv
 from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name
 from imgpipe_schemas import Progress, RequestAccepted, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
@@ -32,7 +35,7 @@ class RequestStatus:
 
 
 async def accept_upload(
-    data: bytes,
+    source: BinaryIO,
     *,
     webhook_url: str | None,
     quality: int,
@@ -43,27 +46,38 @@ async def accept_upload(
     producer: EventProducer,
     request_id: str | None = None,
 ) -> str:
-    """Validates the whole CSV, stores it, publishes one event per row. Raises CsvRejected."""
-    upload = parse_csv(data, limits)
+    """Validates the whole CSV, stores it, publishes one event per row. Raises CsvRejected.
+
+    The file is read a chunk at a time (validated, stored, its rows stored, then published), never whole."""
+    await asyncio.to_thread(check_text, source)
+    summary = await asyncio.to_thread(validate_csv, source, limits)
     request_id = request_id or str(uuid.uuid4())
     input_file = input_csv_name(request_id)
-    await blobs.put(input_file, data, "text/csv")
-    await store.create(
-        request_id,
-        upload,
-        input_file=input_file,
-        webhook_url=webhook_url,
-        quality=quality,
-        output_format=output_format,
+    source.seek(0)
+    await blobs.put(input_file, source, "text/csv")
+    async for rows in _row_batches(source, limits):
+        await store.insert_rows(request_id, rows)
+    await store.insert_request(
+        request_id, summary, input_file=input_file, webhook_url=webhook_url, quality=quality, output_format=output_format
     )
     try:
-        await publish_request(request_id, upload, webhook_url, quality, output_format, producer)
+        await producer.publish(
+            REQUESTS_ACCEPTED,
+            RequestAccepted(
+                request_id=uuid.UUID(request_id),
+                rows_total=summary.rows_total,
+                images_total=summary.images_total,
+                webhook_url=webhook_url,
+            ),
+        )
+        async for rows in _row_batches(source, limits):
+            await producer.publish_many(ROWS_SUBMITTED, (row_event(request_id, row, quality, output_format) for row in rows))
     except KafkaException as exc:
         # The request and its rows are stored: the reconciler publishes a PENDING request's rows later.
         log.warning("request %s stored but not yet published (%s); the reconciler will publish it", request_id, exc)
         return request_id
     await store.mark_processing(request_id)
-    log.info("accepted request %s: %d rows, %d images", request_id, len(upload.rows), upload.images_total)
+    log.info("accepted request %s: %d rows, %d images", request_id, summary.rows_total, summary.images_total)
     return request_id
 
 
@@ -72,11 +86,12 @@ class IdempotencyConflict(Exception):
 
 
 async def accept_upload_once(
-    key: str, data: bytes, *, options: dict, keys: IdempotencyKeys, **accept
+    key: str, source: BinaryIO, *, options: dict, keys: IdempotencyKeys, **accept
 ) -> tuple[str, bool]:
     """accept_upload under an Idempotency-Key: the same key and upload give the same request id (and
     ``False``: nothing new was accepted); the same key with a different upload raises IdempotencyConflict."""
-    digest = hashlib.sha256(data + json.dumps(options, sort_keys=True).encode()).hexdigest()
+    file_digest = await asyncio.to_thread(check_text, source)
+    digest = hashlib.sha256((file_digest + json.dumps(options, sort_keys=True)).encode()).hexdigest()
     request_id = str(uuid.uuid4())
     claim = await keys.claim(key, digest, request_id)
     if claim["digest"] != digest:
@@ -84,43 +99,30 @@ async def accept_upload_once(
     if claim["request_id"] != request_id:
         return claim["request_id"], False
     try:
-        await accept_upload(data, request_id=request_id, **options, **accept)
+        await accept_upload(source, request_id=request_id, **options, **accept)
     except BaseException:
         await keys.release(key, request_id)
         raise
     return request_id, True
 
 
-async def publish_request(
-    request_id: str,
-    upload: InputCsv,
-    webhook_url: str | None,
-    quality: int,
-    output_format: str,
-    producer: EventProducer,
-) -> None:
-    rid = uuid.UUID(request_id)
-    await producer.publish(
-        REQUESTS_ACCEPTED,
-        RequestAccepted(
-            request_id=rid, rows_total=len(upload.rows), images_total=upload.images_total, webhook_url=webhook_url
-        ),
+def row_event(request_id: str, row: InputRow, quality: int, output_format: str) -> RowSubmitted:
+    return RowSubmitted(
+        request_id=uuid.UUID(request_id),
+        row_index=row.index,
+        serial=row.serial,
+        product_name=row.product_name,
+        image_urls=row.image_urls,
+        quality=quality,
+        output_format=output_format,
     )
-    await producer.publish_many(
-        ROWS_SUBMITTED,
-        (
-            RowSubmitted(
-                request_id=rid,
-                row_index=row.index,
-                serial=row.serial,
-                product_name=row.product_name,
-                image_urls=row.image_urls,
-                quality=quality,
-                output_format=output_format,
-            )
-            for row in upload.rows
-        ),
-    )
+
+
+async def _row_batches(source: BinaryIO, limits: Limits) -> AsyncIterator[list[InputRow]]:
+    """read_rows, each batch parsed off the event loop."""
+    batches = read_rows(source, limits)
+    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+        yield batch
 
 
 async def request_status(request_id: str, *, store: RequestStore, public_base_url: str) -> RequestStatus:

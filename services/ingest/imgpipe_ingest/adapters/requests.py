@@ -1,10 +1,11 @@
 """The request and row documents in MongoDB, as ingest writes and reads them."""
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from imgpipe_ingest.csv_input import InputCsv
+from imgpipe_ingest.csv_input import CsvSummary, InputRow
 from imgpipe_schemas import Progress
 
 PENDING, PROCESSING, SUCCESS, FAILED = "PENDING", "PROCESSING", "SUCCESS", "FAILED"
@@ -17,19 +18,9 @@ class RequestStore:
         self._rows = db["rows"]
         self._deliveries = db["deliveries"]
 
-    async def create(
-        self,
-        request_id: str,
-        upload: InputCsv,
-        *,
-        input_file: str,
-        webhook_url: str | None,
-        quality: int,
-        output_format: str,
-    ) -> None:
-        """Stores the request as PENDING with every row: the stored input the pipeline can always re-drive from."""
-        now = datetime.now(UTC)
-        for start in range(0, len(upload.rows), ROW_BATCH):
+    async def insert_rows(self, request_id: str, rows: Sequence[InputRow]) -> None:
+        """Stores rows of a request being accepted: the stored input the pipeline can always re-drive from."""
+        for start in range(0, len(rows), ROW_BATCH):
             await self._rows.insert_many(
                 [
                     {
@@ -42,17 +33,30 @@ class RequestStore:
                         "cells": row.cells,
                         "done": False,
                     }
-                    for row in upload.rows[start : start + ROW_BATCH]
+                    for row in rows[start : start + ROW_BATCH]
                 ],
                 ordered=False,
             )
+
+    async def insert_request(
+        self,
+        request_id: str,
+        upload: CsvSummary,
+        *,
+        input_file: str,
+        webhook_url: str | None,
+        quality: int,
+        output_format: str,
+    ) -> None:
+        """Stores the request as PENDING, once its rows are stored."""
+        now = datetime.now(UTC)
         await self._requests.insert_one(
             {
                 "_id": request_id,
                 "status": PENDING,
                 "origin": "upload",
                 "columns": upload.columns,
-                "rows_total": len(upload.rows),
+                "rows_total": upload.rows_total,
                 "images_total": upload.images_total,
                 "input_file": input_file,
                 "output_file": None,
