@@ -68,3 +68,33 @@ def test_serials_must_be_plain_positive_whole_numbers(serial):
     with pytest.raises(CsvRejected) as rejected:
         parse_csv((HEADER + f"{serial},P,http://a.example/x.jpg\n").encode())
     assert "is not a positive whole number" in rejected.value.problems[0].message
+
+
+def url_of_length(length: int) -> str:
+    prefix = "https://images.example/"
+    return prefix + "a" * (length - len(prefix))
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (url_of_length(2048), None),
+        ("HTTP://Images.Example/x.jpg", None),
+        ("https://[2606:4700::1111]:8443/x.png", None),
+        (url_of_length(2049), "URL longer than 2048 characters"),
+        ("ftp://images.example/x.jpg", "not an http(s) URL"),
+        ("images.example/x.jpg", "not an http(s) URL"),
+        ("https:///x.jpg", "URL has no host"),
+        ("https://images.example:99999/x.jpg", "malformed URL"),
+        ("https://images.example/a b.jpg", "URL contains whitespace"),
+    ],
+)
+def test_each_url_must_be_an_absolute_http_url_of_at_most_2048_characters(url, problem):
+    data = (HEADER + f'1,P,"{url}"\n').encode()
+    if problem is None:
+        assert parse_csv(data).rows[0].image_urls == [url]
+        return
+    with pytest.raises(CsvRejected) as rejected:
+        parse_csv(data)
+    assert [(p.row, p.column) for p in rejected.value.problems] == [(1, "Input Image Urls")]
+    assert problem in rejected.value.problems[0].message
