@@ -1,6 +1,6 @@
 """Submits a request straight to Kafka, without the HTTP API; prints its request id.
 
-    python examples/produce_request.py --bootstrap 127.0.0.1:9092 "Shoe=https://a.example/1.jpg,https://a.example/2.jpg" "Hat=…"
+    python examples/produce_request.py --bootstrap 127.0.0.1:19092 "Shoe=https://a.example/1.jpg,https://a.example/2.jpg" "Hat=…"
 
 One row per PRODUCT=URL[,URL…] argument, serials from 1. Then: GET /api/output/?request_id=<the printed id>
 """
@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from confluent_kafka import Producer
 
 parser = argparse.ArgumentParser()
-parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+parser.add_argument("--bootstrap", default="127.0.0.1:19092")
 parser.add_argument("--webhook-url")
 parser.add_argument("rows", nargs="+", metavar="PRODUCT=URL[,URL...]")
 args = parser.parse_args()
