@@ -71,20 +71,37 @@ def test_a_bad_csv_gets_400_listing_every_problem(client):
     ]
 
 
+def csv_file(data: bytes, name: str = "p.csv", content_type: str = "text/csv") -> dict:
+    return {"files": {"file": (name, data, content_type)}}
+
+
+HEADER = b"S. No.,Product Name,Input Image Urls\n"
+REJECTED = "the CSV was rejected: 1 problem(s)"
+
+
 @pytest.mark.parametrize(
-    ("request_kwargs", "code", "message"),
+    ("request_kwargs", "code", "message", "reason"),
     [
-        ({"data": {}}, 400, "invalid request"),
-        ({"files": {"file": ("p.csv", b"x" * 10_001, "text/csv")}}, 413, "the file is larger than 10000 bytes"),
-        ({"files": {"file": ("p.csv", GOOD_CSV, "text/csv")}, "data": {"webhook_url": "ftp://x"}}, 400, "webhook_url: not an http(s) URL"),
-        ({"files": {"file": ("p.bin", b"\x00\x01\x02", "application/octet-stream")}}, 400, "the CSV was rejected: 1 problem(s)"),
+        ({"data": {}}, 400, "invalid request", None),
+        (csv_file(b"x" * 10_001), 413, "the file is larger than 10000 bytes", None),
+        ({**csv_file(GOOD_CSV), "data": {"webhook_url": "ftp://x"}}, 400, "webhook_url: not an http(s) URL", None),
+        (csv_file(b""), 400, REJECTED, "the file is empty"),
+        (csv_file(b" \r\n\n"), 400, REJECTED, "the file is empty"),
+        (csv_file(HEADER), 400, REJECTED, "the file has a header but no data rows"),
+        (csv_file(b"\x89PNG\r\n\x1a\n\x00\x00", "p.png", "image/png"), 400, REJECTED, "the file is binary"),
+        (csv_file(HEADER + "1,Caf\xe9,http://a.test/1.jpg\n".encode("latin-1")), 400, REJECTED, "the file is not UTF-8 text (byte 42)"),
+        (csv_file(b'{"products": [1, 2]}\n', "p.json", "application/json"), 400, "the CSV was rejected: 3 problem(s)", "required column 'S. No.' is missing"),
+        (csv_file(HEADER + b'1,A,"http://a.test/1.jpg\n'), 400, REJECTED, "the file is not a readable CSV"),
+        (csv_file(HEADER + b"1,A,http://a.test/1.jpg,surplus\n"), 400, REJECTED, "4 fields, but the header names 3 columns"),
     ],
 )
-def test_bad_uploads_get_a_clear_4xx_in_the_envelope(client, request_kwargs, code, message):
+def test_bad_uploads_get_a_clear_4xx_in_the_envelope(client, request_kwargs, code, message, reason):
     response = client.post("/api/upload/", **request_kwargs)
     assert response.status_code == code
     assert response.json()["status"] == "error"
     assert response.json()["message"] == message
+    if reason:
+        assert response.json()["payload"]["errors"][0]["message"].startswith(reason)
 
 
 BODY_LIMIT = 10_000 + 64 * 1024

@@ -98,3 +98,21 @@ def test_each_url_must_be_an_absolute_http_url_of_at_most_2048_characters(url, p
         parse_csv(data)
     assert [(p.row, p.column) for p in rejected.value.problems] == [(1, "Input Image Urls")]
     assert problem in rejected.value.problems[0].message
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused_not_shifted():
+    with pytest.raises(CsvRejected) as rejected:
+        parse_csv((HEADER + "5,1,Hat,http://a.example/x.jpg\n").encode())
+    assert [(p.row, p.message) for p in rejected.value.problems] == [(1, "4 fields, but the header names 3 columns")]
+
+
+def test_trailing_empty_fields_and_rows_of_empty_fields_are_ignored():
+    upload = parse_csv((HEADER + "1,Hat,http://a.example/x.jpg,,\n,,\n2,Cap,http://a.example/y.jpg\n").encode())
+    assert [row.cells for row in upload.rows] == [
+        ["1", "Hat", "http://a.example/x.jpg"], ["2", "Cap", "http://a.example/y.jpg"],
+    ]
+
+
+def test_a_short_row_has_its_missing_cells_empty():
+    data = "S. No.,Product Name,Input Image Urls,Notes\n1,Hat,http://a.example/x.jpg\n".encode()
+    assert parse_csv(data).rows[0].cells == ["1", "Hat", "http://a.example/x.jpg", ""]

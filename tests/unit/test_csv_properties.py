@@ -58,3 +58,43 @@ def test_any_text_after_a_valid_header_is_read_or_rejected_with_reasons(body):
         parse_csv(("S. No.,Product Name,Input Image Urls\n" + body).encode())
     except CsvRejected as rejected:
         assert rejected.problems
+
+
+cells = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\ufeff\x00"), max_size=12)
+
+
+@st.composite
+def tables_with_extra_columns(draw):
+    """(extra column names, rows, each row's extra cells, the row given a surplus field or -1)."""
+    required = {"s. no.", "serial number", "product name", "input image urls"}
+    extra_columns = draw(st.lists(names.filter(lambda name: name.lower() not in required), max_size=3))
+    table = draw(rows)
+    width = len(extra_columns)
+    extra = [draw(st.lists(cells, min_size=width, max_size=width)) for _ in table]
+    return extra_columns, table, extra, draw(st.integers(min_value=-1, max_value=len(table) - 1))
+
+
+@given(tables_with_extra_columns())
+@settings(max_examples=200, deadline=None)
+def test_no_cell_is_ever_shifted_dropped_or_invented(generated):
+    """Extra columns come back as written; a row with more fields than the header is refused, never read
+    with its cells moved (pandas' reader takes such a first row's first field as an index)."""
+    extra_columns, table, extra, surplus_row = generated
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")  # so that a cell's lone \r is quoted too
+    writer.writerow(["S. No.", "Product Name", "Input Image Urls", *extra_columns])
+    written = []
+    for index, ((name, row_urls), extra_cells) in enumerate(zip(table, extra, strict=True)):
+        record = [str(index + 1), name, ",".join(row_urls), *extra_cells]
+        writer.writerow([*record, "surplus"] if index == surplus_row else record)
+        written.append(record)
+    try:
+        upload = parse_csv(out.getvalue().encode())
+    except CsvRejected as rejected:
+        assert surplus_row >= 0
+        assert [(p.row, p.message) for p in rejected.problems] == [
+            (surplus_row + 1, f"{len(written[0]) + 1} fields, but the header names {len(written[0])} columns")
+        ]
+        return
+    assert surplus_row == -1
+    assert [row.cells for row in upload.rows] == written

@@ -1,5 +1,8 @@
-"""Reading and validating an uploaded products CSV, from a file read a chunk at a time: memory stays
-the same whatever the file's size. Pure: a binary file in, rows or every problem out."""
+"""Reading and validating an uploaded products CSV, a record at a time: memory stays the same whatever
+the file's size. Pure: a binary file in, rows or every problem out.
+
+The standard csv module reads the records: it gives each record exactly as written, where pandas' reader
+takes a first row with one field too many as an index column (shifting every cell) or truncates it."""
 
 import codecs
 import csv
@@ -10,14 +13,12 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
-import pandas as pd
-
 SERIAL_NAMES = ("s. no.", "serial number")
 PRODUCT = "product name"
 URLS = "input image urls"
 MAX_URL_LENGTH = 2048
 CHUNK_BYTES = 1 << 20
-ROWS_PER_CHUNK = 1000
+ROWS_PER_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def validate_csv(source: BinaryIO, limits: Limits = Limits()) -> CsvSummary:
     return CsvSummary(columns, rows_total, images_total)
 
 
-def read_rows(source: BinaryIO, limits: Limits = Limits(), batch: int = ROWS_PER_CHUNK) -> Iterator[list[InputRow]]:
+def read_rows(source: BinaryIO, limits: Limits = Limits(), batch: int = ROWS_PER_BATCH) -> Iterator[list[InputRow]]:
     """The rows of a validated file in input order, ``batch`` at a time."""
     rows: list[InputRow] = []
     for row in _rows(source, _header(source), limits, []):
@@ -132,57 +133,52 @@ def parse_csv(data: bytes, limits: Limits = Limits()) -> InputCsv:
 
 
 def _header(source: BinaryIO) -> list[str]:
-    source.seek(0)
-    try:
-        frame = pd.read_csv(source, nrows=0, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise CsvRejected([Problem(None, None, f"the file is not a readable CSV: {exc}")]) from exc
-    columns = [str(name) for name in frame.columns]
-    _locate_columns(columns)
-    return columns
+    for record in _records(source):
+        _locate_columns(record)
+        return record
+    raise CsvRejected([Problem(None, None, "the file is empty")])
 
 
-def _chunks(source: BinaryIO) -> Iterator[pd.DataFrame]:
-    """The data rows, as frames of ROWS_PER_CHUNK rows."""
+def _records(source: BinaryIO) -> Iterator[list[str]]:
+    """The file's records from its start, blank ones (no field with text) skipped."""
     source.seek(0)
+    text = io.TextIOWrapper(source, encoding="utf-8-sig", newline="")
+    reader = csv.reader(text, strict=True)
     try:
-        reader = pd.read_csv(
-            source,
-            encoding="utf-8-sig",
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=True,
-            quoting=csv.QUOTE_MINIMAL,
-            chunksize=ROWS_PER_CHUNK,
-        )
-        with reader:
-            yield from reader
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as exc:
-        raise CsvRejected([Problem(None, None, f"the file is not a readable CSV: {exc}")]) from exc
+        for record in reader:
+            if any(field.strip() for field in record):
+                yield record
+    except csv.Error as exc:
+        raise CsvRejected([Problem(None, None, f"the file is not a readable CSV: line {reader.line_num}: {exc}")]) from exc
+    finally:
+        text.detach()  # the caller's file stays open
 
 
 def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[Problem]) -> Iterator[InputRow | None]:
     """Each data row, checked: the row, or None with its problems appended."""
     serial_col, product_col, urls_col = _locate_columns(columns)
     seen_serials: dict[int, int] = {}
-    index = 0
-    for chunk in _chunks(source):
-        for cells in chunk.itertuples(index=False, name=None):
-            number = index + 1
-            cells = [str(cell) for cell in cells]
-            serial = _serial(cells[serial_col], columns[serial_col], number, problems)
-            if serial is not None:
-                if serial in seen_serials:
-                    problems.append(
-                        Problem(number, columns[serial_col], f"serial {serial} repeats row {seen_serials[serial]}")
-                    )
-                seen_serials.setdefault(serial, number)
-            product = cells[product_col].strip()
-            if not product:
-                problems.append(Problem(number, columns[product_col], "product name is empty"))
-            urls = _urls(cells[urls_col], columns[urls_col], number, limits, problems)
-            yield InputRow(index, serial, product, urls, cells) if serial is not None and product and urls else None
-            index += 1
+    records = _records(source)
+    next(records)  # the header
+    for index, cells in enumerate(records):
+        number = index + 1
+        if len(cells) > len(columns):
+            if any(cell.strip() for cell in cells[len(columns) :]):
+                problems.append(Problem(number, None, f"{len(cells)} fields, but the header names {len(columns)} columns"))
+                yield None
+                continue
+            cells = cells[: len(columns)]  # trailing empty fields, as spreadsheets export them
+        cells += [""] * (len(columns) - len(cells))
+        serial = _serial(cells[serial_col], columns[serial_col], number, problems)
+        if serial is not None:
+            if serial in seen_serials:
+                problems.append(Problem(number, columns[serial_col], f"serial {serial} repeats row {seen_serials[serial]}"))
+            seen_serials.setdefault(serial, number)
+        product = cells[product_col].strip()
+        if not product:
+            problems.append(Problem(number, columns[product_col], "product name is empty"))
+        urls = _urls(cells[urls_col], columns[urls_col], number, limits, problems)
+        yield InputRow(index, serial, product, urls, cells) if serial is not None and product and urls else None
 
 
 def _locate_columns(columns: list[str]) -> tuple[int, int, int]:
