@@ -47,6 +47,7 @@ def stack(infra, tmp_path_factory):
             "IMGPIPE_WEBHOOK_SECRET": SECRET,
             "IMGPIPE_MONGO_DATABASE": f"faults_{uuid.uuid4().hex[:8]}",
             "IMGPIPE_WEBHOOK_RETRY_SCHEDULE_S": "0.3,0.5,1",
+            "IMGPIPE_WEBHOOK_POLL_S": "0.2",
             "IMGPIPE_FETCH_ATTEMPTS": "2",
             "IMGPIPE_RECONCILE_INTERVAL_S": "1",
             "IMGPIPE_RECONCILE_STALL_S": "20",

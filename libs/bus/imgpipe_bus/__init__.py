@@ -1,6 +1,6 @@
 from imgpipe_bus.admin import broker_reachable, ensure_topics, topic_names
 from imgpipe_bus.codec import PoisonMessage, decode, encode
-from imgpipe_bus.dead_letters import DeadLetters, dlq_name, origin_of
+from imgpipe_bus.dead_letters import DeadLetters, Failure, Letter, dlq_name, origin_of
 from imgpipe_bus.handling import RetryPolicy, Stage, Unprocessable, agent_stage, handle_batches, handle_each
 from imgpipe_bus.producer import EventProducer
 from imgpipe_bus.settings import BusSettings
@@ -10,6 +10,8 @@ __all__ = [
     "BusSettings",
     "DeadLetters",
     "EventProducer",
+    "Failure",
+    "Letter",
     "PoisonMessage",
     "RetryPolicy",
     "Stage",

@@ -21,6 +21,33 @@ def origin_of(dlq_topic: str) -> str:
 
 
 @dataclass(frozen=True)
+class Letter:
+    """A consumed message as plain data, to be kept (say in MongoDB) and dead-lettered later."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp: float | None
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+
+    @classmethod
+    def of(cls, message: Any) -> "Letter":
+        return cls(
+            message.topic, message.partition, message.offset, message.timestamp, message.key, message.value,
+            _headers(message),
+        )
+
+    def to_document(self) -> dict:
+        return {**self.__dict__, "headers": [list(header) for header in self.headers]}
+
+    @classmethod
+    def from_document(cls, document: dict) -> "Letter":
+        return cls(**{**document, "headers": [(key, bytes(value)) for key, value in document["headers"]]})
+
+
+@dataclass(frozen=True)
 class Failure:
     stage: str
     exception: BaseException

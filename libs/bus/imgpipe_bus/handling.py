@@ -17,7 +17,7 @@ import faust
 from confluent_kafka import KafkaException
 
 from imgpipe_bus.codec import PoisonMessage, decode
-from imgpipe_bus.dead_letters import DeadLetters, Failure
+from imgpipe_bus.dead_letters import DeadLetters, Failure, Letter
 from imgpipe_schemas import Event, Topic
 
 log = logging.getLogger(__name__)
@@ -86,18 +86,22 @@ class Stage:
     dead_letter_poison: bool = True
 
 
-async def handle_each(stream: faust.StreamT, stage: Stage, handler: Callable[[Event], Awaitable[Any]]) -> None:
+async def handle_each(
+    stream: faust.StreamT, stage: Stage, handler: Callable[..., Awaitable[Any]], *, with_letter: bool = False
+) -> None:
     """A handler that returns an exception has handled the event but asks for a copy of the message in the
-    dead-letter topic, with that exception as the reason: so that it can be replayed once the cause is fixed."""
+    dead-letter topic, with that exception as the reason: so that it can be replayed once the cause is fixed.
+    ``with_letter``: the handler also gets the message as a Letter, to keep for dead-lettering it later."""
     async for item in stream.events():
         async with stage.in_flight.track():
             event = await _decode_or_dead_letter(stage, item.message)
             if event is None:
                 continue
             returned: list[Any] = []
+            args = (event, Letter.of(item.message)) if with_letter else (event,)
 
-            async def call(event=event, returned=returned) -> None:
-                returned.append(await handler(event))
+            async def call(args=args, returned=returned) -> None:
+                returned.append(await handler(*args))
 
             await _handle(stage, [item.message], call)
             if returned and isinstance(returned[-1], Exception):

@@ -1,22 +1,42 @@
-"""A completed (or updated) request becomes one signed webhook delivery, retried on a schedule."""
+"""A completed (or updated) request becomes one signed webhook delivery, attempted at once and then on a
+schedule kept in MongoDB: a subscriber that is down for an hour holds no consumer and no offset back."""
 
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
-from imgpipe_bus import Unprocessable
-from imgpipe_notifier.adapters.deliveries import DeliveryLog
+from imgpipe_bus import DeadLetters, Failure, Letter
+from imgpipe_notifier.adapters.deliveries import DELIVERED, FAILED, GONE, RETRYING, DeliveryLog
 from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_schemas import RequestCompleted
 
 log = logging.getLogger(__name__)
 
-DELIVERED, RETRYING, GONE, FAILED = "delivered", "retrying", "gone", "failed"
 
-
-class DeliveryFailed(Unprocessable):
+class DeliveryFailed(Exception):
     """The subscriber refused the webhook for good, or every scheduled attempt failed."""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """``delays_s``: the waits between attempts. ``lease_s``: how long an attempt in progress keeps its
+    delivery from the others (longer than a webhook's timeout); a notifier that dies mid-attempt leaves
+    the delivery to be picked up again after it."""
+
+    delays_s: tuple[float, ...]
+    lease_s: float
+
+
+@dataclass(frozen=True)
+class Outbox:
+    """What an attempt needs."""
+
+    deliveries: DeliveryLog
+    sender: WebhookSender
+    dead_letters: DeadLetters
+    schedule: Schedule
 
 
 def webhook_body(event: RequestCompleted) -> bytes:
@@ -36,40 +56,63 @@ def retryable(outcome: int | str) -> bool:
     return outcome >= 500 or outcome in (408, 429)
 
 
-async def notify(
-    event: RequestCompleted,
-    *,
-    sender: WebhookSender,
-    deliveries: DeliveryLog,
-    default_url: str | None,
-    schedule_s: Sequence[float],
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+async def accept(
+    event: RequestCompleted, letter: Letter, *, outbox: Outbox, default_url: str | None, now: datetime | None = None
 ) -> str | None:
-    """Delivers with the event id as ``webhook-id`` on every attempt: first at once, then after each delay
-    of ``schedule_s``. 2xx is delivered, 410 means the subscriber is gone (no more attempts); anything else
-    that remains after the schedule raises DeliveryFailed (the message is dead-lettered)."""
+    """Records the delivery and makes its first attempt; later attempts are deliver_due's. A completion
+    delivered again (a redelivered message) finds its delivery recorded and changes nothing."""
     url = event.webhook_url or default_url
     if not url:
         log.info("request %s completed; no webhook URL to notify", event.request_id)
         return None
-    webhook_id, request_id = str(event.event_id), str(event.request_id)
-    if await deliveries.state(webhook_id) in (DELIVERED, GONE):
-        return None  # a redelivered completion that was already handled
-    body = webhook_body(event)
-    for attempt, delay in enumerate([0.0, *schedule_s], start=1):
-        await sleep(delay)
-        outcome = await sender.post(url, webhook_id, body)
-        if isinstance(outcome, int) and 200 <= outcome < 300:
-            await deliveries.record(webhook_id, request_id, url, outcome, DELIVERED)
-            log.info("webhook %s for request %s delivered to %s (attempt %d)", webhook_id, request_id, url, attempt)
-            return DELIVERED
-        if outcome == 410:
-            await deliveries.record(webhook_id, request_id, url, outcome, GONE)
-            log.warning("webhook %s: %s answered 410 Gone; not retried", webhook_id, url)
-            return GONE
-        final = attempt > len(schedule_s) or not retryable(outcome)
-        await deliveries.record(webhook_id, request_id, url, outcome, FAILED if final else RETRYING)
-        if final:
-            raise DeliveryFailed(f"webhook {webhook_id} to {url} failed after {attempt} attempt(s): {outcome}")
-        log.warning("webhook %s attempt %d to %s: %s; retrying", webhook_id, attempt, url, outcome)
-    raise AssertionError("unreachable")
+    now = now or datetime.now(UTC)
+    delivery = await outbox.deliveries.open(
+        str(event.event_id), str(event.request_id), url, webhook_body(event), letter, now, outbox.schedule.lease_s
+    )
+    if delivery is None:
+        return None
+    return await attempt(delivery, outbox=outbox, now=now)
+
+
+async def deliver_due(*, outbox: Outbox, concurrency: int, now: datetime | None = None) -> int:
+    """Attempts every delivery whose retry is due, ``concurrency`` at a time; returns how many."""
+    now = now or datetime.now(UTC)
+    attempted = 0
+    while claimed := await outbox.deliveries.claim_due(now, outbox.schedule.lease_s, concurrency):
+        outcomes = await asyncio.gather(*(attempt(delivery, outbox=outbox, now=now) for delivery in claimed), return_exceptions=True)
+        for delivery, outcome in zip(claimed, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                log.warning("webhook %s: attempt not recorded (%r); retried when its lease ends", delivery["_id"], outcome)
+        attempted += len(claimed)
+    return attempted
+
+
+async def attempt(delivery: dict, *, outbox: Outbox, now: datetime) -> str:
+    """One POST with the delivery's fixed webhook id and body; records the outcome and, if another
+    attempt is due, when. The last failure dead-letters the completion event."""
+    webhook_id, url = delivery["_id"], delivery["url"]
+    number = delivery["attempt_count"] + 1
+    outcome = await outbox.sender.post(url, webhook_id, bytes(delivery["body"]))
+    delays = outbox.schedule.delays_s
+    if isinstance(outcome, int) and 200 <= outcome < 300:
+        state = DELIVERED
+        log.info("webhook %s for request %s delivered to %s (attempt %d)", webhook_id, delivery["request_id"], url, number)
+    elif outcome == 410:
+        state = GONE
+        log.warning("webhook %s: %s answered 410 Gone; not retried", webhook_id, url)
+    elif number > len(delays) or not retryable(outcome):
+        state = FAILED
+        reason = DeliveryFailed(f"webhook {webhook_id} to {url} failed after {number} attempt(s): {outcome}")
+        first = delivery["attempts"][0]["at"] if delivery["attempts"] else now
+        # Before recording: if the dead letter cannot be stored now, the lease runs out and all is tried again.
+        await outbox.dead_letters.send(
+            Letter.from_document(delivery["letter"]), Failure("notifier", reason, number, first, now)
+        )
+        log.error("%s; dead-lettered", reason)
+    else:
+        next_at = now + timedelta(seconds=delays[number - 1])
+        await outbox.deliveries.record(webhook_id, outcome, RETRYING, now, next_at)
+        log.warning("webhook %s attempt %d to %s: %s; next at %s", webhook_id, number, url, outcome, next_at)
+        return RETRYING
+    await outbox.deliveries.record(webhook_id, outcome, state, now)
+    return state

@@ -1,8 +1,12 @@
-"""Wires the notifier: one faust agent over completed requests."""
+"""Wires the notifier: one faust agent over completed requests (each delivery's first attempt) and a timer
+that makes the retries that are due."""
+
+import logging
 
 import aiohttp
 import faust
 from imgpipe_bus import (
+    DeadLetters,
     EventProducer,
     agent_stage,
     create_app,
@@ -14,22 +18,31 @@ from imgpipe_bus import (
 from imgpipe_notifier import handlers
 from imgpipe_notifier.adapters.deliveries import DeliveryLog
 from imgpipe_notifier.adapters.webhook import WebhookSender
+from imgpipe_notifier.handlers import Outbox, Schedule
 from imgpipe_notifier.settings import Settings
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
+from confluent_kafka import KafkaException
+
+log = logging.getLogger(__name__)
 
 
 def build_app(settings: Settings) -> faust.App:
     app = create_app("notifier", settings.kafka)
     db = connect(settings.mongo)
-    deliveries = DeliveryLog(db)
     producer = EventProducer(settings.kafka)
     sender = WebhookSender(
         secret=settings.webhook_secret,
         timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
         policy=NetPolicy.parse(settings.fetch_allow),
+    )
+    outbox = Outbox(
+        DeliveryLog(db),
+        sender,
+        DeadLetters(producer, group=app.conf.id),
+        Schedule(tuple(settings.webhook_retry_schedule_s), lease_s=2 * settings.webhook_timeout_s + 5),
     )
 
     async def close() -> None:
@@ -39,20 +52,21 @@ def build_app(settings: Settings) -> faust.App:
 
     app.close_on_shutdown(close)
 
-    async def handle(completed) -> None:
-        await handlers.notify(
-            completed,
-            sender=sender,
-            deliveries=deliveries,
-            default_url=settings.default_webhook_url,
-            schedule_s=settings.webhook_retry_schedule_s,
-        )
+    async def handle(completed, letter) -> None:
+        await handlers.accept(completed, letter, outbox=outbox, default_url=settings.default_webhook_url)
 
     stage = agent_stage(app, REQUESTS_COMPLETED, producer, OUTAGES)
 
     @app.agent(faust_topic(app, REQUESTS_COMPLETED), concurrency=settings.notifier_concurrency)
     async def deliver(stream):
-        await handle_each(stream, stage, handle)
+        await handle_each(stream, stage, handle, with_letter=True)
+
+    @app.timer(settings.webhook_poll_s)
+    async def retry_due() -> None:
+        try:
+            await handlers.deliver_due(outbox=outbox, concurrency=settings.notifier_concurrency)
+        except (KafkaException, *OUTAGES) as exc:
+            log.warning("webhook retries skipped this round: %r", exc)
 
     return app
 

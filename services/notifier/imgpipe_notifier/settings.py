@@ -18,8 +18,9 @@ class Settings(BaseSettings):
         default=[5, 30, 120, 600, 1800, 3600],
         description="Delays between attempts, comma-separated seconds; their sum bounds a delivery.",
     )
+    webhook_poll_s: float = Field(1.0, gt=0, description="How often due retries are looked for.")
     fetch_allow: str = Field("", description="CIDRs or host:port that webhooks may reach although not public.")
-    notifier_concurrency: int = Field(64, ge=1)
+    notifier_concurrency: int = Field(64, ge=1, description="Webhook attempts in flight at once.")
 
     kafka: BusSettings = Field(default_factory=BusSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)

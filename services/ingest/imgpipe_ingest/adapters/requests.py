@@ -105,7 +105,9 @@ class RequestStore:
 
     async def webhook_deliveries(self, request_id: str) -> list[dict]:
         """Each webhook sent for the request, oldest first, with its attempts."""
-        cursor = self._deliveries.find({"request_id": request_id}, sort=[("created_at", 1)])
+        cursor = self._deliveries.find(
+            {"request_id": request_id}, {"url": 1, "state": 1, "attempts": 1}, sort=[("created_at", 1)]
+        )
         return [
             {
                 "webhook_id": delivery["_id"],

@@ -1,27 +1,72 @@
-"""Webhook delivery attempts, recorded in MongoDB so that the status API can show them."""
+"""Webhook deliveries in MongoDB: the retry schedule (who is due when) and every attempt, which the status
+API shows."""
 
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from imgpipe_bus import Letter
+
+PENDING, RETRYING, DELIVERED, GONE, FAILED = "pending", "retrying", "delivered", "gone", "failed"
+OPEN = [PENDING, RETRYING]
 
 
 class DeliveryLog:
     def __init__(self, db: AsyncDatabase) -> None:
         self._deliveries = db["deliveries"]
+        self._indexed = False
 
-    async def record(self, webhook_id: str, request_id: str, url: str, outcome: int | str, state: str) -> None:
-        now = datetime.now(UTC)
+    async def open(
+        self, webhook_id: str, request_id: str, url: str, body: bytes, letter: Letter, now: datetime, lease_s: float
+    ) -> dict | None:
+        """Records a new delivery, leased to the caller for its first attempt; None if it exists already."""
+        delivery = {
+            "_id": webhook_id,
+            "request_id": request_id,
+            "url": url,
+            "body": body,
+            "letter": letter.to_document(),
+            "state": PENDING,
+            "attempt_count": 0,
+            "attempts": [],
+            "next_attempt_at": now + timedelta(seconds=lease_s),
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            await self._deliveries.insert_one(delivery)
+        except DuplicateKeyError:
+            return None
+        return delivery
+
+    async def claim_due(self, now: datetime, lease_s: float, limit: int) -> list[dict]:
+        """Up to ``limit`` open deliveries whose next attempt is due, each leased to the caller."""
+        if not self._indexed:
+            await self._deliveries.create_index([("state", 1), ("next_attempt_at", 1)])
+            self._indexed = True
+        claimed = []
+        while len(claimed) < limit:
+            delivery = await self._deliveries.find_one_and_update(
+                {"state": {"$in": OPEN}, "next_attempt_at": {"$lte": now}},
+                {"$set": {"next_attempt_at": now + timedelta(seconds=lease_s)}},
+                sort=[("next_attempt_at", 1)],
+                return_document=ReturnDocument.AFTER,
+            )
+            if delivery is None:
+                break
+            claimed.append(delivery)
+        return claimed
+
+    async def record(
+        self, webhook_id: str, outcome: int | str, state: str, now: datetime, next_attempt_at: datetime | None = None
+    ) -> None:
         await self._deliveries.update_one(
             {"_id": webhook_id},
             {
-                "$set": {"request_id": request_id, "url": url, "state": state, "updated_at": now},
-                "$setOnInsert": {"created_at": now},
+                "$set": {"state": state, "next_attempt_at": next_attempt_at, "updated_at": now},
                 "$inc": {"attempt_count": 1},
                 "$push": {"attempts": {"at": now, "outcome": outcome}},
             },
-            upsert=True,
         )
-
-    async def state(self, webhook_id: str) -> str | None:
-        delivery = await self._deliveries.find_one({"_id": webhook_id}, {"state": 1})
-        return delivery["state"] if delivery else None

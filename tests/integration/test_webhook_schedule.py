@@ -1,0 +1,136 @@
+"""The webhook schedule kept in MongoDB: attempts, leases and dead letters, with the clock passed in."""
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from imgpipe_bus import Letter
+from imgpipe_notifier.adapters.deliveries import DeliveryLog
+from imgpipe_notifier.handlers import Outbox, Schedule, accept, deliver_due, webhook_body
+from imgpipe_runtime.mongo import connect
+from imgpipe_schemas import Progress, RequestCompleted
+
+START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+SCHEDULE = Schedule(delays_s=(5, 30), lease_s=60)
+
+
+class ScriptedSender:
+    """Answers each URL's POSTs from its script, and records every POST."""
+
+    def __init__(self, outcomes: list) -> None:
+        self.outcomes = list(outcomes)
+        self.posts: list[tuple[str, str, bytes]] = []
+
+    async def post(self, url: str, message_id: str, body: bytes):
+        self.posts.append((url, message_id, body))
+        await asyncio.sleep(0)
+        return self.outcomes.pop(0) if self.outcomes else 200
+
+
+class KeptDeadLetters:
+    def __init__(self) -> None:
+        self.sent = []
+
+    async def send(self, letter, failure) -> None:
+        self.sent.append((letter, failure))
+
+
+@pytest.fixture
+async def deliveries(mongo_settings):
+    db = connect(mongo_settings)
+    yield DeliveryLog(db)
+    await db.client.drop_database(mongo_settings.database)
+    await db.client.close()
+
+
+def completed() -> RequestCompleted:
+    return RequestCompleted(
+        request_id=uuid.uuid4(), status="SUCCESS", output_file_url="http://api/o.csv",
+        progress=Progress(rows_total=1, rows_done=1, images_total=1, images_ok=1), webhook_url="http://hooks.test/h",
+    )
+
+
+def letter_of(event: RequestCompleted) -> Letter:
+    return Letter("imgpipe.requests.completed", 2, 41, 1795000000.0, str(event.request_id).encode(),
+                  event.model_dump_json().encode(), [("trace", b"abc")])
+
+
+def outbox_for(deliveries, outcomes) -> Outbox:
+    return Outbox(deliveries, ScriptedSender(outcomes), KeptDeadLetters(), SCHEDULE)
+
+
+async def stored(deliveries, webhook_id) -> dict:
+    return await deliveries._deliveries.find_one({"_id": webhook_id})
+
+
+async def test_retried_on_the_schedule_with_one_id_and_body_until_2xx(deliveries):
+    outbox, event = outbox_for(deliveries, [500, "timeout", 204]), completed()
+    assert await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START) == "retrying"
+    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=4)) == 0
+    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=5)) == 1
+    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=34)) == 0
+    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=35)) == 1
+    assert {(message_id, body) for _, message_id, body in outbox.sender.posts} == {(str(event.event_id), webhook_body(event))}
+    delivery = await stored(deliveries, str(event.event_id))
+    assert delivery["state"] == "delivered"
+    assert [attempt["outcome"] for attempt in delivery["attempts"]] == [500, "timeout", 204]
+    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(days=1)) == 0
+    assert outbox.dead_letters.sent == []
+
+
+async def test_410_stops_at_once(deliveries):
+    outbox, event = outbox_for(deliveries, [410]), completed()
+    assert await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START) == "gone"
+    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(days=1)) == 0
+    assert len(outbox.sender.posts) == 1 and outbox.dead_letters.sent == []
+
+
+@pytest.mark.parametrize(("outcomes", "attempts"), [([400], 1), (["blocked_address: 10.0.0.1"], 1), ([503, 503, 503], 3)])
+async def test_a_refusal_or_the_end_of_the_schedule_dead_letters_the_event(deliveries, outcomes, attempts):
+    outbox, event = outbox_for(deliveries, outcomes), completed()
+    await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START)
+    for seconds in (5, 35):
+        await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=seconds))
+    assert len(outbox.sender.posts) == attempts
+    assert (await stored(deliveries, str(event.event_id)))["state"] == "failed"
+    [(letter, failure)] = outbox.dead_letters.sent
+    assert letter == letter_of(event)
+    assert failure.attempts == attempts and f"failed after {attempts} attempt(s)" in str(failure.exception)
+    assert failure.first_failure == START
+
+
+async def test_a_redelivered_completion_is_not_sent_again(deliveries):
+    outbox, event = outbox_for(deliveries, [200]), completed()
+    assert await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START) == "delivered"
+    assert await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START) is None
+    assert len(outbox.sender.posts) == 1
+
+
+async def test_a_delivery_left_by_a_dead_notifier_is_taken_up_when_its_lease_ends(deliveries):
+    event = completed()
+    await deliveries.open(str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 60)
+    outbox = outbox_for(deliveries, [200])
+    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=59)) == 0
+    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=60)) == 1
+    assert (await stored(deliveries, str(event.event_id)))["state"] == "delivered"
+
+
+async def test_two_notifiers_never_attempt_the_same_delivery_at_once(deliveries):
+    events = [completed() for _ in range(6)]
+    for event in events:
+        await deliveries.open(str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 0)
+    first, second = outbox_for(deliveries, []), outbox_for(deliveries, [])
+    counts = await asyncio.gather(
+        deliver_due(outbox=first, concurrency=2, now=START), deliver_due(outbox=second, concurrency=2, now=START)
+    )
+    assert sum(counts) == 6
+    posted = [message_id for _, message_id, _ in first.sender.posts + second.sender.posts]
+    assert sorted(posted) == sorted(str(event.event_id) for event in events)
+
+
+async def test_no_webhook_url_means_nothing_to_deliver(deliveries):
+    outbox, event = outbox_for(deliveries, []), completed().model_copy(update={"webhook_url": None})
+    assert await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START) is None
+    assert outbox.sender.posts == []
