@@ -79,10 +79,12 @@ async def deliver_due(*, outbox: Outbox, concurrency: int, now: datetime | None 
     now = now or datetime.now(UTC)
     attempted = 0
     while claimed := await outbox.deliveries.claim_due(now, outbox.schedule.lease_s, concurrency):
-        outcomes = await asyncio.gather(*(attempt(delivery, outbox=outbox, now=now) for delivery in claimed), return_exceptions=True)
+        outcomes = await asyncio.gather(
+            *(attempt(delivery, outbox=outbox, now=now) for delivery in claimed), return_exceptions=True
+        )
         for delivery, outcome in zip(claimed, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                log.warning("webhook %s: attempt not recorded (%r); retried when its lease ends", delivery["_id"], outcome)
+                log.warning("webhook %s: attempt not recorded (%r); tried again after its lease", delivery["_id"], outcome)
         attempted += len(claimed)
     return attempted
 
