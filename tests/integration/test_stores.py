@@ -32,6 +32,20 @@ async def test_blobs_are_stored_replaced_and_missing_ones_are_none(db):
     assert await blobs.get("r/nothing") is None
 
 
+async def test_a_blob_of_several_chunks_is_replaced_whole_and_read_from_a_file_where_it_stands(db):
+    blobs = BlobStore(db)
+    large = bytes(range(256)) * 3000  # three GridFS chunks
+    await blobs.put("r/input.csv", large, "text/csv")
+    assert (await blobs.get("r/input.csv")).data == large
+    source = io.BytesIO(b"header to skip|short")
+    source.seek(len(b"header to skip|"))
+    await blobs.put("r/input.csv", source, "text/csv")
+    assert (await blobs.get("r/input.csv")).data == b"short"
+    await blobs.put("r/input.csv", b"", "text/csv")
+    reader = await blobs.open("r/input.csv")
+    assert (reader.length, [chunk async for chunk in reader.chunks()]) == (0, [])
+
+
 def result(request_id: str, row: int, ok: bool) -> RowProcessed:
     image = (
         ImageResult(source_url=f"http://in/{row}", output_url=f"http://out/{row}", bytes_in=9, bytes_out=3)

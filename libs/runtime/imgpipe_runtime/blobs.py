@@ -8,6 +8,7 @@ from typing import BinaryIO
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 CHUNK_BYTES = 255 * 1024  # GridFS's default chunk size
 
@@ -35,9 +36,17 @@ class BlobStore:
         if not self._indexed:
             await self._chunks.create_index([("files_id", 1), ("n", 1)], unique=True)
             self._indexed = True
-        await self._files.delete_one({"_id": name})
-        await self._chunks.delete_many({"files_id": name})
         source = io.BytesIO(data) if isinstance(data, bytes) else data
+        start = source.tell()
+        try:
+            await self._write(name, source, content_type)
+        except DuplicateKeyError:  # a blob of that name exists: replace it (the rare case, so not checked first)
+            await self._files.delete_one({"_id": name})
+            await self._chunks.delete_many({"files_id": name})
+            source.seek(start)
+            await self._write(name, source, content_type)
+
+    async def _write(self, name: str, source: BinaryIO, content_type: str) -> None:
         length = number = 0
         while chunk := source.read(CHUNK_BYTES):
             await self._chunks.insert_one({"files_id": name, "n": number, "data": chunk})
