@@ -16,6 +16,8 @@ from confluent_kafka import Producer
 
 from tests.waiting import wait_for
 from imgpipe_ops.client import upload, wait_until_finished
+from imgpipe_ops.dlq import Filters
+from imgpipe_ops.dlq import read as read_dead_letters
 from imgpipe_ops.processes import free_port, venv_command
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
 from imgpipe_ops.stack import LocalStack, StackConfig
@@ -154,6 +156,26 @@ def test_webhook_retried_with_the_same_id_until_the_receiver_recovers(stack, sou
     assert len({hook.headers["webhook-id"] for hook in receiver.received}) == 1
     assert len(receiver.received) == 3
     assert [a["outcome"] for a in delivery["attempts"]] == [500, 503, 200]
+
+
+def test_a_webhook_refused_for_good_is_dead_lettered_with_where_it_came_from(stack, sources, baseline):
+    with LocalHttpServer(post_status=400) as receiver:
+        request_id = upload(stack.api_url, request_csv(sources, rows=1), webhook_url=f"{receiver.url}/hook")
+        wait_until_finished(stack.api_url, request_id, timeout=60)
+        failed = wait_for(
+            lambda: [d for d in status(stack, request_id)["webhooks"] if d["state"] == "failed"], 30, "a failed delivery"
+        )[0]
+    assert [a["outcome"] for a in failed["attempts"]] == [400]
+    letters = wait_for(
+        lambda: list(read_dead_letters(stack.bootstrap, Filters(topic=REQUESTS_COMPLETED.name, request_id=request_id))),
+        30, "the dead letter",
+    )
+    [letter] = letters
+    assert letter.context("consumer.group") == "notifier"
+    assert letter.context("exception.class") == "imgpipe_notifier.handlers.DeliveryFailed"
+    assert "failed after 1 attempt(s): 400" in letter.context("exception.message")
+    assert letter.context("origin.topic") == REQUESTS_COMPLETED.name and letter.context("origin.offset").isdigit()
+    assert json.loads(letter.value)["event_id"] == failed["webhook_id"]
 
 
 def dlq_cli(stack, *args: str) -> str:
