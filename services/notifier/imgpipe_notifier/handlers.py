@@ -49,10 +49,10 @@ def webhook_body(event: RequestCompleted) -> bytes:
 
 
 def retryable(outcome: int | str) -> bool:
-    """No answer, 5xx, 408 and 429 are worth another attempt; any other refusal, or a destination the
-    network policy refuses, is final."""
+    """No answer, 5xx, 408 and 429 are worth another attempt; any other refusal, a destination the
+    network policy refuses, or a URL that cannot be parsed, is final."""
     if isinstance(outcome, str):
-        return not outcome.startswith("blocked_address")
+        return not outcome.startswith(("blocked_address", "invalid_url"))
     return outcome >= 500 or outcome in (408, 429)
 
 
