@@ -113,6 +113,9 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def direct_output(stack, request_id: str) -> tuple[dict, list[dict]]:
+    """A request produced to Kafka is known to the status API once the assembler has read it (404 before)."""
+    status_url = f"{stack.api_url}/api/output/"
+    wait_for(lambda: httpx.get(status_url, params={"request_id": request_id}).status_code == 200, 30, "the request")
     final = wait_until_finished(stack.api_url, request_id, timeout=60)
     return final, list(csv.DictReader(io.StringIO(httpx.get(final["output_file_url"], timeout=10).text)))
 
@@ -121,17 +124,20 @@ def test_a_request_produced_straight_to_kafka_with_confluent_kafka(stack, source
     urls = [f"{sources.url}/photos/{i}.jpg" for i in range(3)]
     produced = subprocess.run(
         [sys.executable, EXAMPLES / "produce_request.py", "--bootstrap", stack.bootstrap,
-         "--webhook-url", f"{sources.url}/direct-hook", f"Shoe={urls[0]},{urls[1]}", f"Hat={urls[2]}"],
+         "--webhook-url", f"{sources.url}/direct-hook", f"Shoe={urls[0]},{urls[1]}", f"Hat={urls[2]}",
+         "Odd=ftp://images.example/x.jpg"],
         capture_output=True, text=True, timeout=60, check=True,
     )
     request_id = produced.stdout.strip()
     final, table = direct_output(stack, request_id)
     assert final["status"] == "SUCCESS"
-    assert final["progress"] == {"rows_total": 2, "rows_done": 2, "images_total": 3, "images_ok": 3, "images_failed": 0}
+    assert final["progress"] == {"rows_total": 3, "rows_done": 3, "images_total": 4, "images_ok": 3, "images_failed": 1}
     assert [(row["S. No."], row["Product Name"], row["Input Image Urls"]) for row in table] == [
-        ("1", "Shoe", f"{urls[0]},{urls[1]}"), ("2", "Hat", urls[2]),
+        ("1", "Shoe", f"{urls[0]},{urls[1]}"), ("2", "Hat", urls[2]), ("3", "Odd", "ftp://images.example/x.jpg"),
     ]
-    assert all(httpx.get(url).status_code == 200 for row in table for url in row["Output Image Urls"].split(","))
+    assert all(httpx.get(url).status_code == 200 for row in table[:2] for url in row["Output Image Urls"].split(","))
+    # A direct producer's rows skip ingest's CSV rules; a URL they would refuse is a per-image error.
+    assert table[2]["Output Image Urls"] == "" and "invalid_url" in table[2]["Image Errors"]
     hook = wait_for(lambda: [r for r in sources.received if r.path == "/direct-hook"], 30, "the webhook")[0]
     assert verify(SECRET, hook.body, hook.headers)["data"]["request_id"] == request_id
 

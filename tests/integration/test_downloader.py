@@ -107,3 +107,13 @@ async def test_every_redirect_hop_is_checked(server):
         await fetcher.fetch(str(server.make_url("/loop")))
     assert failed.value.code == "too_many_redirects"
     await fetcher.close()
+
+
+@pytest.mark.parametrize("url", ["http://[::1", "not a url", "ftp://images.example/x.jpg", "https:///x.jpg"])
+async def test_a_url_that_is_not_an_absolute_http_url_is_an_invalid_url(url):
+    """Rows produced straight to Kafka skip ingest's CSV rules: the worker gives them a per-image error."""
+    fetcher = downloader()
+    with pytest.raises(FetchFailed) as failed:
+        await fetcher.fetch(url)
+    assert (failed.value.code, failed.value.transient) == ("invalid_url", False)
+    await fetcher.close()

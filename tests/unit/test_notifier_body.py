@@ -35,8 +35,8 @@ def test_webhook_body_has_type_timestamp_and_request_data():
     ("url", "outcome"),
     [
         ("http://[::1", "invalid_url"),
-        ("not a url", "blocked_address"),
-        ("ftp://hooks.example/h", "blocked_address"),
+        ("not a url", "invalid_url"),
+        ("ftp://hooks.example/h", "invalid_url"),
         ("http://169.254.169.254/latest", "blocked_address"),
     ],
 )

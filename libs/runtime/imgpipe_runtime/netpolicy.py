@@ -23,6 +23,10 @@ class BlockedAddress(OSError):
     """The destination is not a public address and no allow-list entry names it."""
 
 
+class InvalidUrl(ValueError):
+    """Not an absolute http(s) URL with a host."""
+
+
 @dataclass(frozen=True)
 class NetPolicy:
     networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -68,10 +72,14 @@ def is_public(address: IPAddress) -> bool:
 
 
 def url_host_port(url: str) -> tuple[str, int]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BlockedAddress(f"{url[:100]!r} is not an absolute http(s) URL")
-    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise InvalidUrl(f"{url[:100]!r} is not a valid URL: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not host:
+        raise InvalidUrl(f"{url[:100]!r} is not an absolute http(s) URL")
+    return host, port or (443 if parts.scheme == "https" else 80)
 
 
 def check_literal(url: str, policy: NetPolicy) -> None:

@@ -4,7 +4,7 @@ import asyncio
 
 import aiohttp
 from yarl import URL
-from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_literal, guarded_session
+from imgpipe_runtime.netpolicy import BlockedAddress, InvalidUrl, NetPolicy, check_literal, guarded_session
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 
@@ -112,6 +112,8 @@ class Downloader:
             raise
         except BlockedAddress as exc:
             raise FetchFailed("blocked_address", str(exc), transient=False) from exc
+        except InvalidUrl as exc:
+            raise FetchFailed("invalid_url", str(exc), transient=False) from exc
         except aiohttp.ClientConnectorDNSError as exc:
             if isinstance(exc.os_error, BlockedAddress):
                 raise FetchFailed("blocked_address", str(exc.os_error), transient=False) from exc

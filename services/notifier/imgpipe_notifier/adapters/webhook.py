@@ -4,7 +4,7 @@ import asyncio
 
 import aiohttp
 
-from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_literal, guarded_session
+from imgpipe_runtime.netpolicy import BlockedAddress, InvalidUrl, NetPolicy, check_literal, guarded_session
 from imgpipe_runtime.webhooks import sign_headers
 
 
@@ -31,7 +31,7 @@ class WebhookSender:
             check_literal(url, self._policy)
         except BlockedAddress as exc:
             return f"blocked_address: {exc}"
-        except ValueError as exc:
+        except InvalidUrl as exc:
             return f"invalid_url: {exc}"
         try:
             async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
