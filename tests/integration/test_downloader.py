@@ -109,7 +109,10 @@ async def test_every_redirect_hop_is_checked(server):
     await fetcher.close()
 
 
-@pytest.mark.parametrize("url", ["http://[::1", "not a url", "ftp://images.example/x.jpg", "https:///x.jpg"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://[::1", "not a url", "ftp://images.example/x.jpg", "https:///x.jpg", "http://a..b/x.jpg", f"http://{'a' * 64}.com/"],
+)
 async def test_a_url_that_is_not_an_absolute_http_url_is_an_invalid_url(url):
     """Rows produced straight to Kafka skip ingest's CSV rules: the worker gives them a per-image error."""
     fetcher = downloader()

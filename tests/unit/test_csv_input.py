@@ -87,6 +87,9 @@ def url_of_length(length: int) -> str:
         ("https:///x.jpg", "URL has no host"),
         ("https://images.example:99999/x.jpg", "malformed URL"),
         ("https://images.example/a b.jpg", "URL contains whitespace"),
+        ("https://images..example/x.jpg", "is not a valid name"),
+        ("https://" + "a" * 64 + ".example/x.jpg", "is not a valid name"),
+        ("https://bücher.example/x.jpg", None),
     ],
 )
 def test_each_url_must_be_an_absolute_http_url_of_at_most_2048_characters(url, problem):

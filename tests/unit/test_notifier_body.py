@@ -35,6 +35,7 @@ def test_webhook_body_has_type_timestamp_and_request_data():
     ("url", "outcome"),
     [
         ("http://[::1", "invalid_url"),
+        ("http://hooks..example/h", "invalid_url"),
         ("not a url", "invalid_url"),
         ("ftp://hooks.example/h", "invalid_url"),
         ("http://169.254.169.254/latest", "blocked_address"),

@@ -71,6 +71,20 @@ def is_public(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast and not address.is_reserved
 
 
+def invalid_host(host: str) -> str | None:
+    """Why ``host`` can never be looked up (an empty label, a label over 63 characters), or None."""
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+        return None
+    except ValueError:
+        pass
+    try:
+        host.encode("idna")
+    except UnicodeError as exc:
+        return f"host {host[:100]!r} is not a valid name ({exc})"
+    return None
+
+
 def url_host_port(url: str) -> tuple[str, int]:
     try:
         parts = urlsplit(url)
@@ -79,6 +93,8 @@ def url_host_port(url: str) -> tuple[str, int]:
         raise InvalidUrl(f"{url[:100]!r} is not a valid URL: {exc}") from exc
     if parts.scheme not in ("http", "https") or not host:
         raise InvalidUrl(f"{url[:100]!r} is not an absolute http(s) URL")
+    if reason := invalid_host(host):
+        raise InvalidUrl(f"{url[:100]!r}: {reason}")
     return host, port or (443 if parts.scheme == "https" else 80)
 
 

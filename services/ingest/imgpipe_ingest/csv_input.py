@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import urlsplit
 
+from imgpipe_runtime.netpolicy import invalid_host
+
 SERIAL_NAMES = ("s. no.", "serial number")
 PRODUCT = "product name"
 URLS = "input image urls"
@@ -235,6 +237,8 @@ def url_problem(url: str) -> str | None:
         return "not an http(s) URL"
     if not parts.hostname:
         return "URL has no host"
+    if reason := invalid_host(parts.hostname):
+        return reason
     if any(ch.isspace() for ch in url):
         return "URL contains whitespace"
     return None

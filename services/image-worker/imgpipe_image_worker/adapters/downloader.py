@@ -120,7 +120,7 @@ class Downloader:
             raise FetchFailed("dns_error", f"{url}: host not found", transient=False) from exc
         except (asyncio.TimeoutError, TimeoutError) as exc:
             raise FetchFailed("timeout", f"{url}: timed out", transient=True) from exc
-        except aiohttp.InvalidURL as exc:
-            raise FetchFailed("invalid_url", f"{url}: invalid URL", transient=False) from exc
+        except (aiohttp.InvalidURL, ValueError) as exc:  # yarl and the IDNA codec refuse some URLs late
+            raise FetchFailed("invalid_url", f"{url}: invalid URL ({exc})", transient=False) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise FetchFailed("connection_error", f"{url}: {exc.__class__.__name__}: {exc}", transient=True) from exc

@@ -44,3 +44,5 @@ class WebhookSender:
             return "timeout"
         except (aiohttp.ClientError, ConnectionError) as exc:
             return f"{exc.__class__.__name__}: {exc}"[:300]
+        except ValueError as exc:  # yarl and the IDNA codec refuse some URLs late
+            return f"invalid_url: {exc}"[:300]
