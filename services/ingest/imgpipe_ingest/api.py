@@ -24,7 +24,7 @@ from imgpipe_ingest.envelope import ClientError, Envelope, envelope
 from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.mongo import connect, database_reachable
-from imgpipe_runtime.netpolicy import BlockedAddress, InvalidUrl, NetPolicy, check_url
+from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
 from imgpipe_runtime.webhooks import WebhookVerificationError, verify
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,6 @@ def create_api(settings: Settings) -> FastAPI:
                 await check_url(webhook_url, policy)
             except BlockedAddress as exc:
                 raise ClientError(400, f"webhook_url: blocked_address: {exc}") from exc
-            except InvalidUrl as exc:
-                raise ClientError(400, f"webhook_url: {exc}") from exc
         options = {
             "webhook_url": webhook_url,
             "quality": quality or settings.default_quality,

@@ -45,11 +45,14 @@ async def accept_upload(
     blobs: BlobStore,
     producer: EventProducer,
     request_id: str | None = None,
+    text_checked: bool = False,
 ) -> str:
     """Validates the whole CSV, stores it, publishes one event per row. Raises CsvRejected.
 
-    The file is read a chunk at a time (validated, stored, its rows stored, then published), never whole."""
-    await asyncio.to_thread(check_text, source)
+    The file is read a chunk at a time (validated, stored, its rows stored, then published), never whole.
+    ``text_checked``: the caller already ran check_text on it."""
+    if not text_checked:
+        await asyncio.to_thread(check_text, source)
     summary = await asyncio.to_thread(validate_csv, source, limits)
     request_id = request_id or str(uuid.uuid4())
     input_file = input_csv_name(request_id)
@@ -99,7 +102,7 @@ async def accept_upload_once(
     if claim["request_id"] != request_id:
         return claim["request_id"], False
     try:
-        await accept_upload(source, request_id=request_id, **options, **accept)
+        await accept_upload(source, request_id=request_id, text_checked=True, **options, **accept)
     except BaseException:
         await keys.release(key, request_id)
         raise
