@@ -4,7 +4,7 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from imgpipe_assembler.adapters.requests import FINISHED, ProgressStore
+from imgpipe_assembler.adapters.requests import FINISHED, UPLOAD, ProgressStore
 from imgpipe_assembler.output_csv import build_output_csv
 from imgpipe_bus import EventProducer, Unprocessable
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_csv_name
@@ -49,13 +49,12 @@ async def register_requests(accepted: Sequence[RequestAccepted], *, store: Progr
 async def register_rows(rows: Sequence[RowSubmitted], *, store: ProgressStore, **adapters) -> None:
     """Stores the input of rows produced straight to Kafka, so that their request can be re-driven and
     its output CSV built. Rows of an upload were stored by ingest and are skipped."""
-    uploaded = await store.uploaded({str(row.request_id) for row in rows})
-    direct = [row for row in rows if str(row.request_id) not in uploaded]
+    known = await store.known({str(row.request_id) for row in rows})
+    direct = [row for row in rows if known.get(str(row.request_id), {}).get("origin") != UPLOAD]
     if not direct:
         return
-    requests = {request_id: await store.get(request_id) for request_id in {str(row.request_id) for row in direct}}
     for row in direct:
-        request = requests[str(row.request_id)]
+        request = known.get(str(row.request_id))
         if request is not None and row.row_index >= request["rows_total"]:
             raise Unprocessable(
                 f"row_index {row.row_index} is outside request {row.request_id}, which has {request['rows_total']} rows"

@@ -2,18 +2,19 @@
 send), batched into MongoDB, and the reconciler's timer."""
 
 import asyncio
+import functools
 import logging
 
 import faust
+from confluent_kafka import KafkaException
 
 from imgpipe_assembler import handlers, reconciler
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.reconciler import ReconcilePolicy
 from imgpipe_assembler.settings import Settings
-from confluent_kafka import KafkaException
-
 from imgpipe_bus import (
     EventProducer,
+    Stage,
     agent_stage,
     create_app,
     ensure_topics,
@@ -44,14 +45,14 @@ def build_app(settings: Settings) -> faust.App:
 
     adapters = dict(store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url)
 
-    async def handle(batch) -> None:
-        await handlers.record_results(batch, **adapters)
-
-    async def handle_accepted(batch) -> None:
-        await handlers.register_requests(batch, **adapters)
-
-    async def handle_submitted(batch) -> None:
-        await handlers.register_rows(batch, **adapters)
+    def in_batches(stream, stage: Stage, handler):
+        return handle_batches(
+            stream,
+            stage,
+            functools.partial(handler, **adapters),
+            settings.assembler_batch_size,
+            settings.assembler_batch_wait_s,
+        )
 
     stage = agent_stage(app, ROWS_PROCESSED, producer, OUTAGES)
     accepted_stage = agent_stage(app, REQUESTS_ACCEPTED, producer, OUTAGES)
@@ -65,9 +66,7 @@ def build_app(settings: Settings) -> faust.App:
         try:
             # The embedded broker forgets its topics when it restarts.
             await asyncio.to_thread(ensure_topics, settings.kafka, 5.0)
-            counts = await reconciler.reconcile(
-                policy=policy, store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url
-            )
+            counts = await reconciler.reconcile(policy=policy, **adapters)
         except (KafkaException, *OUTAGES) as exc:
             log.warning("reconciler pass skipped: %r", exc)
             return
@@ -77,19 +76,15 @@ def build_app(settings: Settings) -> faust.App:
     # One actor: results of a request share a partition, so a request is assembled by one actor at a time.
     @app.agent(faust_topic(app, ROWS_PROCESSED), concurrency=1)
     async def assemble(stream):
-        await handle_batches(stream, stage, handle, settings.assembler_batch_size, settings.assembler_batch_wait_s)
+        await in_batches(stream, stage, handlers.record_results)
 
     @app.agent(faust_topic(app, REQUESTS_ACCEPTED), concurrency=1)
     async def receive_requests(stream):
-        await handle_batches(
-            stream, accepted_stage, handle_accepted, settings.assembler_batch_size, settings.assembler_batch_wait_s
-        )
+        await in_batches(stream, accepted_stage, handlers.register_requests)
 
     @app.agent(faust_topic(app, ROWS_SUBMITTED), concurrency=1)
     async def receive_rows(stream):
-        await handle_batches(
-            stream, submitted_stage, handle_submitted, settings.assembler_batch_size, settings.assembler_batch_wait_s
-        )
+        await in_batches(stream, submitted_stage, handlers.register_rows)
 
     return app
 

@@ -133,10 +133,10 @@ class ProgressStore:
         )
         return outcome.upserted_id is not None
 
-    async def uploaded(self, request_ids: set[str]) -> set[str]:
-        """Those of ``request_ids`` that ingest stored, rows and all."""
-        cursor = self._requests.find({"_id": {"$in": list(request_ids)}, "origin": UPLOAD}, {"_id": 1})
-        return {request["_id"] async for request in cursor}
+    async def known(self, request_ids: set[str]) -> dict[str, dict]:
+        """Those of ``request_ids`` that are stored, with their origin and row count."""
+        cursor = self._requests.find({"_id": {"$in": list(request_ids)}}, {"origin": 1, "rows_total": 1})
+        return {request["_id"]: request async for request in cursor}
 
     async def register_rows(self, rows: Sequence[RowSubmitted]) -> set[str]:
         """Stores the input of rows first seen on Kafka, beside results that may already be in; a row
