@@ -93,7 +93,7 @@ async def attempt(delivery: dict, *, outbox: Outbox, now: datetime) -> str:
     """One POST with the delivery's fixed webhook id and body; records the outcome and, if another
     attempt is due, when. The last failure dead-letters the completion event."""
     webhook_id, url = delivery["_id"], delivery["url"]
-    number = delivery["attempt_count"] + 1
+    number = len(delivery["attempts"]) + 1
     outcome = await outbox.sender.post(url, webhook_id, bytes(delivery["body"]))
     delays = outbox.schedule.delays_s
     if isinstance(outcome, int) and 200 <= outcome < 300:

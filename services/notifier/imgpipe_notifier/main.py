@@ -5,6 +5,8 @@ import logging
 
 import aiohttp
 import faust
+from confluent_kafka import KafkaException
+
 from imgpipe_bus import (
     DeadLetters,
     EventProducer,
@@ -24,7 +26,6 @@ from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
-from confluent_kafka import KafkaException
 
 log = logging.getLogger(__name__)
 

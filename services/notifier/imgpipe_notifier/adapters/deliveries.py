@@ -29,7 +29,6 @@ class DeliveryLog:
             "body": body,
             "letter": letter.to_document(),
             "state": PENDING,
-            "attempt_count": 0,
             "attempts": [],
             "next_attempt_at": now + timedelta(seconds=lease_s),
             "created_at": now,
@@ -66,7 +65,6 @@ class DeliveryLog:
             {"_id": webhook_id},
             {
                 "$set": {"state": state, "next_attempt_at": next_attempt_at, "updated_at": now},
-                "$inc": {"attempt_count": 1},
                 "$push": {"attempts": {"at": now, "outcome": outcome}},
             },
         )

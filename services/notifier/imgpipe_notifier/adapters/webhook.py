@@ -29,15 +29,12 @@ class WebhookSender:
         headers = {"Content-Type": "application/json", **sign_headers(self._secret, message_id, body)}
         try:
             check_literal(url, self._policy)
-        except BlockedAddress as exc:
-            return f"blocked_address: {exc}"
-        except InvalidUrl as exc:
-            return f"invalid_url: {exc}"
-        try:
             async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
                 return response.status
         except BlockedAddress as exc:
             return f"blocked_address: {exc}"
+        except InvalidUrl as exc:
+            return f"invalid_url: {exc}"
         except aiohttp.ClientConnectorDNSError as exc:
             return f"blocked_address: {exc.os_error}" if isinstance(exc.os_error, BlockedAddress) else f"dns_error: {exc}"
         except (asyncio.TimeoutError, TimeoutError):
