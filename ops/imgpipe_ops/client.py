@@ -1,4 +1,4 @@
-"""A small client of the REST API: upload a CSV, poll until the request is finished."""
+"""A small client of the REST API: health, upload a CSV, poll until the request is finished."""
 
 import time
 from collections.abc import Callable
@@ -6,6 +6,14 @@ from collections.abc import Callable
 import httpx
 
 FINISHED = ("SUCCESS", "FAILED")
+
+
+def healthy(api: str) -> bool:
+    """ingest answers /healthz with 200: it, the broker and the database are up."""
+    try:
+        return httpx.get(f"{api}/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def upload(

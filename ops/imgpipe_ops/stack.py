@@ -6,9 +6,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from imgpipe_bus import BusSettings, ensure_topics
+from imgpipe_ops.client import healthy
 from imgpipe_ops.processes import (
     Process,
     broker_process,
@@ -115,10 +114,7 @@ class LocalStack:
         return self
 
     def healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.api_url}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return healthy(self.api_url)
 
     def service(self, label: str) -> Process:
         return next(process for process in self.services if process.name == label)

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from imgpipe_bus import BusSettings, ensure_topics
-from imgpipe_ops.client import upload
+from imgpipe_ops.client import healthy, status, upload
 from imgpipe_ops.processes import Process, free_port, venv_command
 
 pytestmark = pytest.mark.e2e
@@ -50,15 +50,8 @@ def ingest(infra, tmp_path_factory):
         log=tmp_path_factory.mktemp("ingest-log") / "ingest.log",
     ).start()
     api = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        try:
-            return httpx.get(f"{api}/healthz", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        process.wait_until(healthy, 60, "ingest answered /healthz")
+        process.wait_until(lambda: healthy(api), 60, "ingest answered /healthz")
         yield process, api
     finally:
         process.stop()
@@ -72,8 +65,7 @@ def test_the_largest_accepted_file_does_not_grow_ingest_memory_by_its_size(inges
     data = products(10_000, 1_990)
     assert MAX_UPLOAD - 1024 * 1024 < len(data) <= MAX_UPLOAD
     request_id = upload(api, data)
-    status = httpx.get(f"{api}/api/output/", params={"request_id": request_id}, timeout=30).json()["payload"]
-    assert status["progress"]["rows_total"] == 10_000
+    assert status(api, request_id)["progress"]["rows_total"] == 10_000
     downloaded = httpx.get(f"{api}/api/files/{request_id}/input.csv", timeout=60)
     assert downloaded.content == data
 
