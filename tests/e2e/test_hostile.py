@@ -65,7 +65,15 @@ def stack(infra, sources, tmp_path_factory):
         yield running
 
 
-def test_each_hostile_source_gets_its_error_code(stack, sources):
+@pytest.fixture
+def private(sources):
+    server = LocalHttpServer()
+    server.routes["/ok.jpg"] = sources.routes["/ok.jpg"]
+    with server:
+        yield server
+
+
+def test_each_hostile_source_gets_its_error_code(stack, sources, private):
     other_port = free_port()
     cases = [
         (f"{sources.url}/ok.jpg", None),
@@ -80,6 +88,11 @@ def test_each_hostile_source_gets_its_error_code(stack, sources):
         ("http://169.254.169.254/latest/meta-data", "blocked_address"),
         (f"http://localhost:{other_port}/x.jpg", "blocked_address"),
         (f"http://127.0.0.1:{other_port}/x.jpg", "blocked_address"),
+        ("http://１６９．２５４．１６９．２５４/latest/meta-data", "blocked_address"),
+        # A loopback server that is not allowed, spelt so that the HTTP client normalises it to 127.0.0.1.
+        (private.url.replace("127.0.0.1", "１２７．０．０．１") + "/ok.jpg", "blocked_address"),
+        (private.url.replace("127.0.0.1", "127。0。0。1") + "/ok.jpg", "blocked_address"),
+        (private.url.replace("127.0.0.1", "①②⑦.0.0.1") + "/ok.jpg", "blocked_address"),
     ]
     rows = [(number, f"case {number}", [url]) for number, (url, _) in enumerate(cases, start=1)]
     request_id = upload(stack.api_url, products_csv(rows))

@@ -85,6 +85,18 @@ REJECTED = "the CSV was rejected: 1 problem(s)"
         ({"data": {}}, 400, "invalid request", None),
         (csv_file(b"x" * 10_001), 413, "the file is larger than 10000 bytes", None),
         ({**csv_file(GOOD_CSV), "data": {"webhook_url": "ftp://x"}}, 400, "webhook_url: not an http(s) URL", None),
+        (
+            {**csv_file(GOOD_CSV), "data": {"webhook_url": "http://１２７．０．０．１:8080/hook"}},
+            400,
+            "webhook_url: blocked_address: 127.0.0.1:8080 resolves to 127.0.0.1, which is not a public address",
+            None,
+        ),
+        (
+            {**csv_file(GOOD_CSV), "data": {"webhook_url": "http://169。254。169。254/latest"}},
+            400,
+            "webhook_url: blocked_address: 169.254.169.254:80 resolves to 169.254.169.254, which is not a public address",
+            None,
+        ),
         (csv_file(b""), 400, REJECTED, "the file is empty"),
         (csv_file(b" \r\n\n"), 400, REJECTED, "the file is empty"),
         (csv_file(HEADER), 400, REJECTED, "the file has a header but no data rows"),

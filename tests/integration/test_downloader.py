@@ -8,7 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from imgpipe_image_worker.adapters.downloader import Downloader, FetchFailed
-from imgpipe_runtime.netpolicy import NetPolicy
+from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, guarded_session
 
 
 @pytest.fixture
@@ -28,6 +28,8 @@ async def server():
             raise web.HTTPFound(f"http://127.0.0.1:{request.url.port + 1}/ok")
         if name == "hop-by-name":
             raise web.HTTPFound(f"http://localhost:{request.url.port + 1}/ok")
+        if name == "hop-unicode":  # the same loopback address, spelt with fullwidth digits
+            raise web.HTTPFound(f"http://１２７．０．０．１:{request.url.port + 1}/ok")
         if name == "loop":
             raise web.HTTPFound("/loop")
         if name == "relative":
@@ -99,7 +101,7 @@ async def test_every_redirect_hop_is_checked(server):
     only_this_server = f"127.0.0.1:{server.port}"
     fetcher = downloader(allow=only_this_server)
     assert await fetcher.fetch(str(server.make_url("/relative"))) == b"image bytes"
-    for hop in ("/hop", "/hop-by-name"):  # to another port, and to a name that resolves to loopback
+    for hop in ("/hop", "/hop-by-name", "/hop-unicode"):  # to another port, and to a name that resolves to loopback
         with pytest.raises(FetchFailed) as failed:
             await fetcher.fetch(str(server.make_url(hop)))
         assert failed.value.code == "blocked_address"
@@ -120,3 +122,29 @@ async def test_a_url_that_is_not_an_absolute_http_url_is_an_invalid_url(url):
         await fetcher.fetch(url)
     assert (failed.value.code, failed.value.transient) == ("invalid_url", False)
     await fetcher.close()
+
+
+UNICODE_LOOPBACK = ["http://１２７．０．０．１:{port}/ok", "http://127。0。0。1:{port}/ok", "http://①②⑦.0.0.1:{port}/ok"]
+
+
+@pytest.mark.parametrize("spelling", UNICODE_LOOPBACK)
+async def test_a_host_the_client_normalises_into_a_blocked_literal_is_refused(server, spelling):
+    """yarl turns fullwidth digits, ideographic full stops and circled digits into 127.0.0.1."""
+    fetcher = downloader(allow="")
+    with pytest.raises(FetchFailed) as failed:
+        await fetcher.fetch(spelling.format(port=server.port))
+    assert failed.value.code == "blocked_address"
+    assert "ok" not in server.calls
+    await fetcher.close()
+
+
+@pytest.mark.parametrize("spelling", UNICODE_LOOPBACK)
+async def test_the_guarded_session_itself_refuses_a_blocked_literal(server, spelling):
+    """The connector judges the host it connects to, with no check made before the request."""
+    async with guarded_session(NetPolicy(), aiohttp.ClientTimeout(total=5)) as session:
+        with pytest.raises(aiohttp.ClientConnectorDNSError) as failed:
+            await session.get(spelling.format(port=server.port))
+        assert isinstance(failed.value.os_error, BlockedAddress)
+        with pytest.raises(aiohttp.ClientConnectorDNSError):
+            await session.get(str(server.make_url("/ok")))
+    assert "ok" not in server.calls

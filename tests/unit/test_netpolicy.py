@@ -47,6 +47,9 @@ def test_ip_literal_urls_are_checked_without_resolving():
         check_literal("http://169.254.169.254/latest/meta-data", NetPolicy())
     with pytest.raises(BlockedAddress):
         check_literal("http://[::ffff:7f00:1]:8080/x", NetPolicy())
+    for spelling in ("http://１２７．０．０．１/x", "http://169。254。169。254/x", "http://①②⑦.0.0.1:８０８０/x"):
+        with pytest.raises(BlockedAddress):  # the host as the HTTP client normalises it
+            check_literal(spelling, NetPolicy())
     check_literal("http://example.test/x", NetPolicy())  # names are left to the resolver
     check_literal("http://127.0.0.1:9000/x", NetPolicy.parse("127.0.0.1:9000"))
 

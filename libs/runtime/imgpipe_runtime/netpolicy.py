@@ -4,17 +4,22 @@ Only public unicast addresses, unless an allow-list entry names the destination:
 link-local (169.254.169.254 included), multicast, reserved, unspecified, and their IPv6 and IPv4-mapped
 forms are refused. The check is made on the addresses a host resolves to, and only those checked
 addresses are handed to the HTTP client to connect to, so a second DNS answer cannot slip past it.
+
+The host judged is the host the HTTP client connects to, after its own parsing and IDNA (UTS-46)
+normalisation: ``http://１２７．０．０．１/`` and ``http://127。0。0。1/`` are the IPv4 literal 127.0.0.1 to
+aiohttp, which connects to a literal without asking any resolver, so the connector itself checks
+literals (GuardedConnector) and the upload-time checks read the host through yarl as aiohttp does.
 """
 
 import asyncio
 import ipaddress
 import socket
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -71,13 +76,17 @@ def is_public(address: IPAddress) -> bool:
     return address.is_global and not address.is_multicast and not address.is_reserved
 
 
+def ip_literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+
+
 def invalid_host(host: str) -> str | None:
     """Why ``host`` can never be looked up (an empty label, a label over 63 characters), or None."""
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
+    if ip_literal(host) is not None:
         return None
-    except ValueError:
-        pass
     try:
         host.encode("idna")
     except UnicodeError as exc:
@@ -85,32 +94,49 @@ def invalid_host(host: str) -> str | None:
     return None
 
 
-def url_host_port(url: str) -> tuple[str, int]:
+def _read_url(url: str) -> tuple[str, int] | str:
     try:
-        parts = urlsplit(url)
-        host, port = parts.hostname, parts.port
-    except ValueError as exc:
-        raise InvalidUrl(f"{url[:100]!r} is not a valid URL: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not host:
-        raise InvalidUrl(f"{url[:100]!r} is not an absolute http(s) URL")
+        parsed = URL(url)
+        host, port = parsed.host, parsed.port
+    except ValueError as exc:  # UnicodeError (IDNA) is a ValueError
+        return f"malformed URL ({str(exc)[:200]})"
+    if parsed.scheme not in ("http", "https"):
+        return "not an http(s) URL"
+    if not host:
+        return "URL has no host"
     if reason := invalid_host(host):
-        raise InvalidUrl(f"{url[:100]!r}: {reason}")
-    return host, port or (443 if parts.scheme == "https" else 80)
+        return reason
+    return host, port or (443 if parsed.scheme == "https" else 80)
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` is not an absolute http(s) URL with a host that can be looked up, or None."""
+    read = _read_url(url)
+    return read if isinstance(read, str) else None
+
+
+def url_host_port(url: str) -> tuple[str, int]:
+    """The host and port the HTTP client will connect to for ``url`` (yarl's parsing, as aiohttp's), or
+    InvalidUrl: the one reading of a URL that every policy check uses."""
+    read = _read_url(url)
+    if isinstance(read, str):
+        raise InvalidUrl(f"{url[:100]!r}: {read}")
+    return read
 
 
 def check_literal(url: str, policy: NetPolicy) -> None:
-    """The HTTP client connects to an IP-literal host without resolving it: check those here."""
+    """Refuses ``url`` when the client would connect to a non-permitted IP literal; names are the resolver's."""
     host, port = url_host_port(url)
-    try:
-        ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return
-    policy.check(host, port, host)
+    if ip_literal(host) is not None:
+        policy.check(host, port, host)
 
 
 async def check_url(url: str, policy: NetPolicy) -> None:
     """Resolves ``url``'s host and refuses it unless every address it resolves to is permitted."""
     host, port = url_host_port(url)
+    if ip_literal(host) is not None:
+        policy.check(host, port, host)
+        return
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -144,11 +170,25 @@ class GuardedResolver(AbstractResolver):
         await self._resolver.close()
 
 
+class GuardedConnector(aiohttp.TCPConnector):
+    """A connector that judges every host it is about to connect to: names through GuardedResolver, and
+    IP literals (which aiohttp never hands to a resolver) here, on the host string it really uses."""
+
+    def __init__(self, policy: NetPolicy, **kwargs) -> None:
+        super().__init__(resolver=GuardedResolver(policy), **kwargs)
+        self._policy = policy
+
+    async def _resolve_host(self, host: str, port: int, traces=None) -> list[ResolveResult]:
+        if ip_literal(host) is not None:
+            self._policy.check(host, port, host)
+        return await super()._resolve_host(host, port, traces=traces)
+
+
 def guarded_session(policy: NetPolicy, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
-    """An HTTP client session that can only connect to addresses ``policy`` permits (names resolved by
-    GuardedResolver; IP literals must still be checked with check_literal before each request)."""
+    """An HTTP client session that can only connect to addresses ``policy`` permits, on every request
+    and every redirect hop, whatever the URL's spelling."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=GuardedResolver(policy)),
+        connector=GuardedConnector(policy),
         timeout=timeout,
         headers={"User-Agent": "imgpipe/1.0"},
     )

@@ -11,9 +11,8 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
-from urllib.parse import urlsplit
 
-from imgpipe_runtime.netpolicy import invalid_host
+from imgpipe_runtime import netpolicy
 
 SERIAL_NAMES = ("s. no.", "serial number")
 PRODUCT = "product name"
@@ -225,19 +224,10 @@ def _urls(cell: str, column: str, number: int, limits: Limits, problems: list[Pr
 
 
 def url_problem(url: str) -> str | None:
-    """Why ``url`` is not an absolute http(s) URL, or None."""
+    """Why ``url`` may not stand in a CSV: the shared URL rules, plus a length cap and no whitespace."""
     if len(url) > MAX_URL_LENGTH:
         return f"URL longer than {MAX_URL_LENGTH} characters"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises on a malformed port
-    except ValueError as exc:
-        return f"malformed URL ({exc})"
-    if parts.scheme.lower() not in ("http", "https"):
-        return "not an http(s) URL"
-    if not parts.hostname:
-        return "URL has no host"
-    if reason := invalid_host(parts.hostname):
+    if reason := netpolicy.url_problem(url):
         return reason
     if any(ch.isspace() for ch in url):
         return "URL contains whitespace"
