@@ -1,11 +1,13 @@
 from imgpipe_schemas.events import (
     EVENT_TYPES,
+    FINISHED,
     SCHEMA_VERSION,
     Event,
     ImageResult,
     Progress,
     RequestAccepted,
     RequestCompleted,
+    RequestStatus,
     RowProcessed,
     RowSubmitted,
 )
@@ -13,6 +15,7 @@ from imgpipe_schemas.topics import TOPICS, Topic
 
 __all__ = [
     "EVENT_TYPES",
+    "FINISHED",
     "SCHEMA_VERSION",
     "TOPICS",
     "Event",
@@ -20,6 +23,7 @@ __all__ = [
     "Progress",
     "RequestAccepted",
     "RequestCompleted",
+    "RequestStatus",
     "RowProcessed",
     "RowSubmitted",
     "Topic",

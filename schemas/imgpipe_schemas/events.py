@@ -5,6 +5,7 @@ build these from the JSON Schema documents under ``schemas/json/v1/``.
 """
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
@@ -108,11 +109,25 @@ class Progress(WireModel):
     images_failed: int = 0
 
 
+class RequestStatus(StrEnum):
+    """A request's status: stored on the request, shown by the status API, and (once finished) carried by
+    RequestCompleted. PENDING until its rows are published, PROCESSING until every row is in."""
+
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+
+FINISHED = (RequestStatus.SUCCESS, RequestStatus.FAILED)
+
+
 class RequestCompleted(Event):
     """Every row of a request is in and its output CSV is stored (``request.completed``), or a replayed row
     changed the output of a finished request (``request.updated``, with a new event id)."""
 
     event_type: Literal["request.completed", "request.updated"] = "request.completed"
+    # FINISHED, spelt as a literal so that the JSON Schema document stays a plain string enum.
     status: Literal["SUCCESS", "FAILED"]
     output_file_url: str | None
     progress: Progress

@@ -4,11 +4,21 @@ import logging
 import uuid
 from collections.abc import Sequence
 
-from imgpipe_assembler.adapters.requests import FINISHED, UPLOAD, ProgressStore
+from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.output_csv import build_output_csv
 from imgpipe_bus import EventProducer, Unprocessable
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_csv_name
-from imgpipe_schemas import ImageResult, Progress, RequestAccepted, RequestCompleted, RowProcessed, RowSubmitted
+from imgpipe_runtime.documents import Origin, progress, stored_progress
+from imgpipe_schemas import (
+    FINISHED,
+    ImageResult,
+    Progress,
+    RequestAccepted,
+    RequestCompleted,
+    RequestStatus,
+    RowProcessed,
+    RowSubmitted,
+)
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 log = logging.getLogger(__name__)
@@ -50,7 +60,7 @@ async def register_rows(rows: Sequence[RowSubmitted], *, store: ProgressStore, *
     """Stores the input of rows produced straight to Kafka, so that their request can be re-driven and
     its output CSV built. Rows of an upload were stored by ingest and are skipped."""
     known = await store.known({str(row.request_id) for row in rows})
-    direct = [row for row in rows if known.get(str(row.request_id), {}).get("origin") != UPLOAD]
+    direct = [row for row in rows if known.get(str(row.request_id), {}).get("origin") != Origin.UPLOAD]
     if not direct:
         return
     for row in direct:
@@ -86,14 +96,13 @@ async def complete_if_done(
             return
         rows = await store.rows(request)
         output_file = output_csv_name(request_id)
-        await blobs.put(output_file, build_output_csv(request["columns"], rows), "text/csv")
-        progress = _progress(request, rows)
-        status = "FAILED" if len(rows) < request["rows_total"] or _never_processed(rows) else "SUCCESS"
-        updated = await store.finish(request_id, status, output_file, progress, update=finished)
+        await blobs.put(output_file, build_output_csv(request["columns"], _output_rows(rows)), "text/csv")
+        status, counted = outcome(request, rows)
+        updated = await store.finish(request_id, status, output_file, counted, update=finished)
         if updated is None:  # finished meanwhile by another delivery
             return
         request = updated
-        log.info("request %s %s: %s", request_id, request["completion_type"], progress.model_dump())
+        log.info("request %s %s: %s", request_id, request["completion_type"], counted.model_dump())
     elif request.get("completion_published"):
         return
     event_id = request["completion_event_id"]
@@ -105,26 +114,24 @@ async def complete_if_done(
             request_id=uuid.UUID(request_id),
             status=request["status"],
             output_file_url=blob_url(public_base_url, request["output_file"]),
-            progress=Progress.model_validate(request["progress"]),
+            progress=stored_progress(request),
             webhook_url=request.get("webhook_url"),
         ),
     )
     await store.mark_completion_published(request_id, event_id)
 
 
-def _progress(request: dict, rows) -> Progress:
-    images = [image for _, row_images in rows for image in row_images]
-    return Progress(
-        rows_total=request["rows_total"],
-        rows_done=sum(1 for _, images in rows if images),
-        images_total=request["images_total"],
-        images_ok=sum(image.ok for image in images),
-        images_failed=sum(not image.ok for image in images),
-    )
+def outcome(request: dict, rows: Sequence[dict]) -> tuple[RequestStatus, Progress]:
+    """How a request finishes with the rows it has (its rows in input order, see ProgressStore.rows), and
+    its progress. FAILED when rows are missing (given up on) or not one image was ever processed (every
+    row given up on); else SUCCESS, even if some images failed: the output CSV says which."""
+    never_processed = all(image["error_code"] == UNPROCESSED for row in rows for image in row.get("images", []))
+    failed = len(rows) < request["rows_total"] or never_processed
+    return (RequestStatus.FAILED if failed else RequestStatus.SUCCESS), progress(request, rows)
 
 
-def _never_processed(rows) -> bool:
-    return all(image.error_code == UNPROCESSED for _, images in rows for image in images)
+def _output_rows(rows: Sequence[dict]) -> list[tuple[list[str], list[ImageResult]]]:
+    return [(row["cells"], [ImageResult.model_validate(image) for image in row.get("images", [])]) for row in rows]
 
 
 def unprocessed_results(request_id: str, row: dict, reason: str) -> RowProcessed:

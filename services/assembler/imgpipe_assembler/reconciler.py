@@ -12,11 +12,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from imgpipe_assembler.adapters.requests import PENDING, PROCESSING, ProgressStore
+from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.handlers import complete_if_done, record_results, unprocessed_results
 from imgpipe_bus import EventProducer
 from imgpipe_runtime.blobs import BlobStore
-from imgpipe_schemas import RowSubmitted
+from imgpipe_schemas import RequestStatus, RowSubmitted
 from imgpipe_schemas.topics import ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ async def reconcile(
     now = now or datetime.now(UTC)
     before = now - timedelta(seconds=policy.stall_s)
     counts = {"redriven": 0, "gave_up": 0, "republished": 0}
-    for status in (PENDING, PROCESSING):
+    for status in (RequestStatus.PENDING, RequestStatus.PROCESSING):
         for request in await store.stalled(status, before):
             request_id = request["_id"]
             missing = await store.rows_not_done(request_id)

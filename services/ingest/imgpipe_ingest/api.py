@@ -23,6 +23,7 @@ from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
 from imgpipe_ingest.envelope import ClientError, Envelope, envelope
 from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.blobs import BlobStore
+from imgpipe_runtime.documents import ensure_indexes
 from imgpipe_runtime.mongo import connect, database_reachable
 from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
 from imgpipe_runtime.webhooks import WebhookVerificationError, verify
@@ -37,7 +38,7 @@ def create_api(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         db = connect(settings.mongo)
-        await db["rows"].create_index([("request_id", 1), ("done", 1)])
+        await ensure_indexes(db)
         app.state.db = db
         app.state.store = RequestStore(db)
         app.state.blobs = BlobStore(db)

@@ -27,7 +27,9 @@ class RequestNotFound(LookupError):
 
 
 @dataclass(frozen=True)
-class RequestStatus:
+class StatusReport:
+    """What the status API shows of a request."""
+
     status: str
     output_file_url: str | None
     progress: Progress
@@ -128,12 +130,12 @@ async def _row_batches(source: BinaryIO, limits: Limits) -> AsyncIterator[list[I
         yield batch
 
 
-async def request_status(request_id: str, *, store: RequestStore, public_base_url: str) -> RequestStatus:
+async def request_status(request_id: str, *, store: RequestStore, public_base_url: str) -> StatusReport:
     request = await store.get(request_id)
     if request is None:
         raise RequestNotFound(request_id)
     output_file = request.get("output_file")
-    return RequestStatus(
+    return StatusReport(
         status=request["status"],
         output_file_url=blob_url(public_base_url, output_file) if output_file else None,
         progress=await store.progress(request),

@@ -1,6 +1,7 @@
 """Wires the notifier: one faust agent over completed requests (each delivery's first attempt) and a timer
 that makes the retries that are due."""
 
+import asyncio
 import logging
 
 import aiohttp
@@ -22,12 +23,14 @@ from imgpipe_notifier.adapters.deliveries import DeliveryLog
 from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_notifier.handlers import Outbox, Schedule
 from imgpipe_notifier.settings import Settings
+from imgpipe_runtime.documents import ensure_indexes
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 log = logging.getLogger(__name__)
+INDEX_RETRY_S = 5.0
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -52,6 +55,16 @@ def build_app(settings: Settings) -> faust.App:
         await db.client.close()
 
     app.close_on_shutdown(close)
+
+    @app.task
+    async def create_indexes() -> None:
+        """The shared collections' indexes, once at start-up; the database may still be starting."""
+        while True:
+            try:
+                return await ensure_indexes(db)
+            except OUTAGES as exc:
+                log.warning("indexes not ensured yet, retrying: %r", exc)
+                await asyncio.sleep(INDEX_RETRY_S)
 
     async def handle(completed, letter) -> None:
         await handlers.accept(completed, letter, outbox=outbox, default_url=settings.default_webhook_url)

@@ -1,4 +1,5 @@
-"""Request and row documents in MongoDB, as the assembler (the only writer of progress) sees them."""
+"""Request and row documents in MongoDB (defined in imgpipe_runtime.documents), as the assembler (the only
+writer of results and progress) sees them."""
 
 import uuid
 from collections.abc import Sequence
@@ -8,11 +9,9 @@ from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from imgpipe_schemas import ImageResult, Progress, RequestAccepted, RowProcessed, RowSubmitted
+from imgpipe_runtime.documents import REQUESTS, ROWS, Origin, new_request, new_row, row_id, row_results, rows_of
+from imgpipe_schemas import FINISHED, Progress, RequestAccepted, RequestStatus, RowProcessed, RowSubmitted
 
-PENDING, PROCESSING, SUCCESS, FAILED = "PENDING", "PROCESSING", "SUCCESS", "FAILED"
-FINISHED = (SUCCESS, FAILED)
-UPLOAD, KAFKA = "upload", "kafka"
 DUPLICATE_KEY = 11000
 # The columns of a request produced straight to Kafka: the CSV it would have been uploaded as.
 DIRECT_COLUMNS = ["S. No.", "Product Name", "Input Image Urls"]
@@ -20,8 +19,8 @@ DIRECT_COLUMNS = ["S. No.", "Product Name", "Input Image Urls"]
 
 class ProgressStore:
     def __init__(self, db: AsyncDatabase) -> None:
-        self._requests = db["requests"]
-        self._rows = db["rows"]
+        self._requests = db[REQUESTS]
+        self._rows = db[ROWS]
 
     async def record_rows(self, results: Sequence[RowProcessed]) -> set[str]:
         """Stores each row's results once. A later result replaces a stored one only when fewer of its
@@ -31,22 +30,15 @@ class ProgressStore:
         now = datetime.now(UTC)
         updates = []
         for result in results:
-            failed = sum(not image.ok for image in result.images)
+            fields = row_results(result, now)
             updates.append(
                 UpdateOne(
                     {
-                        "_id": f"{result.request_id}:{result.row_index}",
-                        "$or": [{"done": False}, {"images_failed": {"$gt": failed}}],
+                        "_id": row_id(result.request_id, result.row_index),
+                        "$or": [{"done": False}, {"images_failed": {"$gt": fields["images_failed"]}}],
                     },
                     {
-                        "$set": {
-                            "done": True,
-                            "images": [image.model_dump() for image in result.images],
-                            "images_ok": len(result.images) - failed,
-                            "images_failed": failed,
-                            "result_event_id": str(result.event_id),
-                            "updated_at": now,
-                        },
+                        "$set": fields,
                         "$setOnInsert": {"request_id": str(result.request_id), "row_index": result.row_index},
                     },
                     upsert=True,
@@ -66,20 +58,17 @@ class ProgressStore:
 
     async def rows_done(self, request: dict) -> int:
         """Rows of the request with both their input and their results."""
-        return await self._rows.count_documents({**_rows_of(request), "done": True})
+        return await self._rows.count_documents({**rows_of(request), "done": True})
 
-    async def rows(self, request: dict) -> list[tuple[list[str], list[ImageResult]]]:
-        cursor = self._rows.find(_rows_of(request), sort=[("row_index", 1)])
-        return [
-            (row["cells"], [ImageResult.model_validate(image) for image in row.get("images", [])])
-            async for row in cursor
-        ]
+    async def rows(self, request: dict) -> list[dict]:
+        """The rows that make up the request (see rows_of), in input order."""
+        return await self._rows.find(rows_of(request), sort=[("row_index", 1)]).to_list()
 
     async def rows_not_done(self, request_id: str) -> list[dict]:
         return await self._rows.find({"request_id": request_id, "done": False}, sort=[("row_index", 1)]).to_list()
 
     async def finish(
-        self, request_id: str, status: str, output_file: str, progress: Progress, *, update: bool
+        self, request_id: str, status: RequestStatus, output_file: str, progress: Progress, *, update: bool
     ) -> dict | None:
         """Completes an unfinished request, or (``update``) records a finished one's new output. Either
         way a new completion event id is fixed here, so that re-sends of that event keep it."""
@@ -116,18 +105,15 @@ class ProgressStore:
         outcome = await self._requests.update_one(
             {"_id": str(accepted.request_id)},
             {
-                "$setOnInsert": {
-                    "status": PROCESSING,
-                    "origin": KAFKA,
-                    "columns": DIRECT_COLUMNS,
-                    "rows_total": accepted.rows_total,
-                    "images_total": accepted.images_total,
-                    "input_file": None,
-                    "output_file": None,
-                    "webhook_url": accepted.webhook_url,
-                    "created_at": now,
-                    "updated_at": now,
-                }
+                "$setOnInsert": new_request(
+                    status=RequestStatus.PROCESSING,
+                    origin=Origin.KAFKA,
+                    columns=DIRECT_COLUMNS,
+                    rows_total=accepted.rows_total,
+                    images_total=accepted.images_total,
+                    webhook_url=accepted.webhook_url,
+                    now=now,
+                )
             },
             upsert=True,
         )
@@ -141,33 +127,34 @@ class ProgressStore:
     async def register_rows(self, rows: Sequence[RowSubmitted]) -> set[str]:
         """Stores the input of rows first seen on Kafka, beside results that may already be in; a row
         whose input is known is left as it is. Returns the ids of the requests that gained rows."""
-        updates = [
-            UpdateOne(
-                {"_id": f"{row.request_id}:{row.row_index}", "cells": {"$exists": False}},
-                {
-                    "$set": {
-                        "request_id": str(row.request_id),
-                        "row_index": row.row_index,
-                        "serial": row.serial,
-                        "product_name": row.product_name,
-                        "image_urls": row.image_urls,
-                        "cells": [str(row.serial), row.product_name, ",".join(row.image_urls)],
-                        "quality": row.quality,
-                        "output_format": row.output_format,
-                    },
-                    "$setOnInsert": {"done": False},
-                },
-                upsert=True,
+        updates = []
+        for row in rows:
+            document = new_row(
+                row.request_id,
+                row.row_index,
+                serial=row.serial,
+                product_name=row.product_name,
+                image_urls=row.image_urls,
+                cells=[str(row.serial), row.product_name, ",".join(row.image_urls)],
+                quality=row.quality,
+                output_format=row.output_format,
             )
-            for row in rows
-        ]
+            # Results that arrived first keep their ``done``.
+            not_done = {"done": document.pop("done")}
+            updates.append(
+                UpdateOne(
+                    {"_id": row_id(row.request_id, row.row_index), "cells": {"$exists": False}},
+                    {"$set": document, "$setOnInsert": not_done},
+                    upsert=True,
+                )
+            )
         if not await _upsert_new(self._rows, updates):
             return set()
         return {str(row.request_id) for row in rows}
 
     # The reconciler's queries.
 
-    async def stalled(self, status: str, before: datetime) -> list[dict]:
+    async def stalled(self, status: RequestStatus, before: datetime) -> list[dict]:
         """Requests in ``status`` with no progress since ``before``."""
         return await self._requests.find(
             {
@@ -187,14 +174,8 @@ class ProgressStore:
     async def mark_redriven(self, request_id: str, now: datetime) -> None:
         await self._requests.update_one(
             {"_id": request_id, "status": {"$nin": list(FINISHED)}},
-            {"$set": {"status": PROCESSING, "last_progress_at": now}, "$inc": {"reconcile_rounds": 1}},
+            {"$set": {"status": RequestStatus.PROCESSING, "last_progress_at": now}, "$inc": {"reconcile_rounds": 1}},
         )
-
-
-def _rows_of(request: dict) -> dict:
-    """The rows that make up a request: input known, within its row count (a direct producer may send
-    results, or rows, that the request does not have)."""
-    return {"request_id": request["_id"], "cells": {"$exists": True}, "row_index": {"$lt": request["rows_total"]}}
 
 
 async def _upsert_new(collection, updates: list[UpdateOne]) -> int:

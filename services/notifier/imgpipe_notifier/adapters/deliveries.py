@@ -1,5 +1,5 @@
 """Webhook deliveries in MongoDB: the retry schedule (who is due when) and every attempt, which the status
-API shows."""
+API shows (its reader, and the indexes, are in imgpipe_runtime.documents)."""
 
 from datetime import datetime, timedelta
 
@@ -8,6 +8,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from imgpipe_bus import Letter
+from imgpipe_runtime.documents import DELIVERIES
 
 PENDING, RETRYING, DELIVERED, GONE, FAILED = "pending", "retrying", "delivered", "gone", "failed"
 OPEN = [PENDING, RETRYING]
@@ -15,8 +16,7 @@ OPEN = [PENDING, RETRYING]
 
 class DeliveryLog:
     def __init__(self, db: AsyncDatabase) -> None:
-        self._deliveries = db["deliveries"]
-        self._indexed = False
+        self._deliveries = db[DELIVERIES]
 
     async def open(
         self, webhook_id: str, request_id: str, url: str, body: bytes, letter: Letter, now: datetime, lease_s: float
@@ -42,9 +42,6 @@ class DeliveryLog:
 
     async def claim_due(self, now: datetime, lease_s: float, limit: int) -> list[dict]:
         """Up to ``limit`` open deliveries whose next attempt is due, each leased to the caller."""
-        if not self._indexed:
-            await self._deliveries.create_index([("state", 1), ("next_attempt_at", 1)])
-            self._indexed = True
         claimed = []
         while len(claimed) < limit:
             delivery = await self._deliveries.find_one_and_update(

@@ -1,0 +1,172 @@
+"""The MongoDB documents that more than one service reads, defined in one place.
+
+Each document has one writer. Ingest stores an upload's request and rows; the assembler stores the rows'
+results, the finished request's progress and output, and the request and rows of a request produced
+straight to Kafka; the notifier stores webhook deliveries. Writers build the first version of a document
+with the builders here, and a service reading another's document uses the readers here, so that the
+services agree on names, ids and indexes by importing them rather than by repeating them.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from enum import StrEnum
+from uuid import UUID
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from imgpipe_schemas import Progress, RequestStatus, RowProcessed
+
+REQUESTS, ROWS, DELIVERIES = "requests", "rows", "deliveries"
+
+
+class Origin(StrEnum):
+    """How a request reached the pipeline: uploaded to ingest, or produced straight to Kafka."""
+
+    UPLOAD = "upload"
+    KAFKA = "kafka"
+
+
+INDEXES: dict[str, list[list[tuple[str, int]]]] = {
+    # A request's rows not yet done (the reconciler) or done (progress, completion).
+    ROWS: [[("request_id", 1), ("done", 1)]],
+    # The notifier's deliveries that are due.
+    DELIVERIES: [[("state", 1), ("next_attempt_at", 1)]],
+}
+
+
+async def ensure_indexes(db: AsyncDatabase) -> None:
+    """Creates every index the shared collections' queries need. Each service calls it once at start-up,
+    so that no service depends on another having started first; creating an existing index is a no-op."""
+    for collection, indexes in INDEXES.items():
+        for keys in indexes:
+            await db[collection].create_index(keys)
+
+
+def row_id(request_id: str | UUID, row_index: int) -> str:
+    """A row's ``_id``. Derived from the request and the row's position, so that every writer (ingest, a
+    replayed result, a result that arrives before its row's input) lands on the same document."""
+    return f"{request_id}:{row_index}"
+
+
+def new_request(
+    *,
+    status: RequestStatus,
+    origin: Origin,
+    columns: Sequence[str],
+    rows_total: int,
+    images_total: int,
+    webhook_url: str | None,
+    now: datetime,
+    input_file: str | None = None,
+    quality: int | None = None,
+    output_format: str | None = None,
+) -> dict:
+    """A request as first stored, without its ``_id`` (the request id). A request produced straight to
+    Kafka has no input file, and its encoder options are on each row."""
+    return {
+        "status": status,
+        "origin": origin,
+        "columns": list(columns),
+        "rows_total": rows_total,
+        "images_total": images_total,
+        "input_file": input_file,
+        "output_file": None,
+        "webhook_url": webhook_url,
+        "quality": quality,
+        "output_format": output_format,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def new_row(
+    request_id: str | UUID,
+    row_index: int,
+    *,
+    serial: int,
+    product_name: str,
+    image_urls: Sequence[str],
+    cells: Sequence[str],
+    quality: int | None = None,
+    output_format: str | None = None,
+) -> dict:
+    """A row's input as first stored, not yet done, without its ``_id`` (see row_id). ``cells`` are the
+    input CSV's cells, which the output CSV repeats. An upload's rows take the request's encoder options;
+    a row produced straight to Kafka carries its own."""
+    return {
+        "request_id": str(request_id),
+        "row_index": row_index,
+        "serial": serial,
+        "product_name": product_name,
+        "image_urls": list(image_urls),
+        "cells": list(cells),
+        "quality": quality,
+        "output_format": output_format,
+        "done": False,
+    }
+
+
+def row_results(result: RowProcessed, now: datetime) -> dict:
+    """The fields a row's results set: what progress counts and the output CSV shows."""
+    failed = sum(not image.ok for image in result.images)
+    return {
+        "done": True,
+        "images": [image.model_dump() for image in result.images],
+        "images_ok": len(result.images) - failed,
+        "images_failed": failed,
+        "result_event_id": str(result.event_id),
+        "updated_at": now,
+    }
+
+
+def rows_of(request: Mapping) -> dict:
+    """The query for the rows that make up a request: input known, within its row count (a direct
+    producer may send results, or rows, that the request does not have)."""
+    return {"request_id": request["_id"], "cells": {"$exists": True}, "row_index": {"$lt": request["rows_total"]}}
+
+
+def progress(request: Mapping, rows: Iterable[Mapping]) -> Progress:
+    """A request's progress, counted from its rows (those rows_of finds): a row is done once its results
+    are in. The status API shows it while the request runs; the assembler stores it when it finishes one."""
+    done = [row for row in rows if row.get("done")]
+    return Progress(
+        rows_total=request["rows_total"],
+        rows_done=len(done),
+        images_total=request["images_total"],
+        images_ok=sum(row["images_ok"] for row in done),
+        images_failed=sum(row["images_failed"] for row in done),
+    )
+
+
+def stored_progress(request: Mapping) -> Progress | None:
+    """The progress the assembler stored when it finished the request; None while it runs."""
+    return Progress.model_validate(request["progress"]) if request.get("progress") else None
+
+
+async def request_progress(db: AsyncDatabase, request: Mapping) -> Progress:
+    """The status API's progress: as stored once finished, else counted from the rows done so far."""
+    if (stored := stored_progress(request)) is not None:
+        return stored
+    counted = {"_id": 0, "done": 1, "images_ok": 1, "images_failed": 1}
+    cursor = db[ROWS].find({**rows_of(request), "done": True}, counted)
+    return progress(request, await cursor.to_list())
+
+
+async def webhook_deliveries(db: AsyncDatabase, request_id: str) -> list[dict]:
+    """Each webhook the notifier sent for the request, oldest first, with its attempts, as the status API
+    shows them. The notifier writes these documents (imgpipe_notifier.adapters.deliveries); this is the
+    one reader of their fields outside it."""
+    cursor = db[DELIVERIES].find(
+        {"request_id": request_id}, {"url": 1, "state": 1, "attempts": 1}, sort=[("created_at", 1)]
+    )
+    return [
+        {
+            "webhook_id": delivery["_id"],
+            "url": delivery["url"],
+            "state": delivery["state"],
+            "attempts": [
+                {"at": attempt["at"].isoformat(), "outcome": attempt["outcome"]} for attempt in delivery["attempts"]
+            ],
+        }
+        async for delivery in cursor
+    ]
