@@ -1,26 +1,50 @@
-"""``imgpipe bench``: the raw codec loop and the full pipeline on the same images and cores, in one run."""
+"""``imgpipe bench``: what users care about, measured in one run on the same images and cores.
+
+(a) a plain Pillow loop, (b) the project's own compress() in the same number of processes, (c) the
+pipeline upload → SUCCESS, (d) a 10-row × 3-image request's latency, (e) the idle stack's CPU, (f) each
+process's memory, (g) large uploads answered, (h) the pipeline with 1 and with 2 compress processes.
+It prints figures and ratios and never passes or fails; the last line is one JSON object of them all.
+"""
 
 import io
+import json
 import os
 import statistics
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from PIL import Image
 from tqdm import tqdm
 
+from imgpipe_image_worker.compress import compress
+from imgpipe_ops import proc_stats
 from imgpipe_ops.client import upload, wait_until_finished
 from imgpipe_ops.processes import free_port
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
 from imgpipe_ops.stack import LocalStack, StackConfig
 
-SIZES = (1000, 2000)
+
+UPLOAD_TIMEOUT_S = 120
 
 
-def raw_codec(data: bytes) -> int:
-    """Decode, re-encode at quality 50: the least any pipeline must do per image."""
+@dataclass(frozen=True)
+class BenchOptions:
+    images: int = 300  # images of the throughput runs
+    distinct: int = 12  # distinct photos they cycle over
+    size: int = 1500
+    mix: bool = False  # 1000² and 2000² photos instead of one size
+    photo_dir: Path | None = None
+    idle_s: float = 20.0
+    processes: int = os.cpu_count() or 1
+
+
+def plain_loop(data: bytes) -> int:
+    """Decode, re-encode as JPEG at quality 50: the least any pipeline must do per image."""
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         out = io.BytesIO()
@@ -28,62 +52,186 @@ def raw_codec(data: bytes) -> int:
     return len(out.getvalue())
 
 
-def raw_images_per_second(images: list[bytes], processes: int) -> float:
+def project_compress(data: bytes) -> int:
+    return len(compress(data).data)
+
+
+def pool_rate(function, images: list[bytes], processes: int) -> tuple[float, int]:
+    """Images per second of ``function`` over ``images`` in a process pool, and the bytes it produced."""
     with ProcessPoolExecutor(processes) as pool:
-        list(pool.map(raw_codec, images[:processes]))  # warm the workers
+        list(pool.map(function, images[:processes]))  # start and warm the processes
         started = time.perf_counter()
-        list(pool.map(raw_codec, images))
-        return len(images) / (time.perf_counter() - started)
+        sizes = list(pool.map(function, images, chunksize=4))
+        return len(images) / (time.perf_counter() - started), sum(sizes)
 
 
-def pipeline_seconds(api: str, urls: list[str], per_row: int) -> float:
+def photos(options: BenchOptions) -> list[bytes]:
+    if options.photo_dir:
+        files = sorted(p for p in options.photo_dir.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".webp"))
+        if not files:
+            raise SystemExit(f"no .jpg, .jpeg, .png or .webp files in {options.photo_dir}")
+        return [p.read_bytes() for p in files]
+    sizes = (1000, 2000) if options.mix else (options.size,)
+    return [
+        photo_like_jpeg(sizes[i % len(sizes)], sizes[i % len(sizes)], seed=i, quality=90)
+        for i in tqdm(range(options.distinct), desc="generating photos")
+    ]
+
+
+def run_request(api: str, urls: list[str], per_row: int = 3, timeout: float = 900) -> float:
+    """Seconds from upload to SUCCESS; raises unless every image succeeded."""
     rows = [(r + 1, f"P{r + 1}", urls[i : i + per_row]) for r, i in enumerate(range(0, len(urls), per_row))]
     started = time.perf_counter()
     request_id = upload(api, products_csv(rows))
-    final = wait_until_finished(api, request_id, timeout=600, poll_s=0.05)
+    final = wait_until_finished(api, request_id, timeout=timeout, poll_s=0.02)
     elapsed = time.perf_counter() - started
     if final["status"] != "SUCCESS" or final["progress"]["images_failed"]:
         raise RuntimeError(f"benchmark request did not succeed cleanly: {final}")
     return elapsed
 
 
-def run_bench(images_per_size: int, workload: int) -> int:
-    processes = os.cpu_count() or 1
-    print(
-        f"imgpipe bench: {images_per_size} photo-like JPEGs of each of {SIZES} px², "
-        f"{workload} images per throughput run, {processes} processes"
+def stack_roots(stack: LocalStack) -> dict[str, int]:
+    processes = [*stack.services, *(p for p in (stack.broker, stack.database) if p)]
+    names = {stack.broker: "broker", stack.database: "database"}
+    return {names.get(p, p.name): p.pid for p in processes if p.pid}
+
+
+def settle(stack: LocalStack, urls: list[str]) -> None:
+    """One small request until it succeeds: every consumer group has its partitions."""
+    run_request(stack.api_url, urls[:1], per_row=1, timeout=120)
+
+
+def measure_throughput(stack: LocalStack, urls: list[str]) -> dict:
+    roots = stack_roots(stack)
+    before = proc_stats.sample(roots)
+    seconds = run_request(stack.api_url, urls)
+    used = proc_stats.cpu_between(before, proc_stats.sample(roots))
+    return {
+        "images_per_s": len(urls) / seconds,
+        "seconds": seconds,
+        "cpu_ms_per_image": {label: 1000 * cpu / len(urls) for label, cpu in sorted(used.items(), key=lambda kv: -kv[1])},
+    }
+
+
+def idle_cpu(stack: LocalStack, seconds: float) -> dict[str, float]:
+    """% of one core used by each part of the stack while nothing is asked of it."""
+    roots = stack_roots(stack)
+    before = proc_stats.sample(roots)
+    time.sleep(seconds)
+    used = proc_stats.cpu_between(before, proc_stats.sample(roots))
+    return {label: 100 * cpu / seconds for label, cpu in used.items()}
+
+
+def rss_mb(stack: LocalStack) -> dict[str, float]:
+    return {label: s.rss_bytes / 2**20 for label, s in proc_stats.sample(stack_roots(stack)).items()}
+
+
+def big_upload(stack: LocalStack, rows: int, source: str) -> dict:
+    """Seconds to the 200 answer of a ``rows``-row upload, and ingest's peak RSS growth meanwhile."""
+    ingest = stack.service("ingest").pid
+    base = proc_stats.rss_of(ingest)
+    peak = [base]
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], proc_stats.rss_of(ingest))
+
+    data = products_csv([(r + 1, f"Product {r + 1}", [f"{source}/missing/{r}.jpg"]) for r in range(rows)])
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    started = time.perf_counter()
+    try:
+        status = httpx.post(
+            f"{stack.api_url}/api/upload/", files={"file": ("big.csv", data, "text/csv")}, timeout=UPLOAD_TIMEOUT_S
+        ).status_code
+    except httpx.HTTPError as exc:
+        status = f"no answer ({exc.__class__.__name__})"
+    seconds = time.perf_counter() - started
+    done.set()
+    watcher.join()
+    return {
+        "rows": rows,
+        "status": status,
+        "seconds_to_answer": seconds,
+        "bytes": len(data),
+        "ingest_rss_growth_mb": (peak[0] - base) / 2**20,
+    }
+
+
+def print_cpu_table(title: str, cpu: dict[str, float], unit: str) -> None:
+    print(f"    {title}: total {sum(cpu.values()):.1f} {unit}")
+    for label, value in sorted(cpu.items(), key=lambda kv: -kv[1]):
+        print(f"      {label:<24} {value:7.2f} {unit}")
+
+
+def run_bench(options: BenchOptions) -> int:
+    n = options.processes
+    sources = photos(options)
+    workload = [sources[i % len(sources)] for i in range(options.images)]
+    print(f"imgpipe bench: {len(workload)} images over {len(sources)} distinct photos, {n} processes")
+    figures: dict = {"processes": n, "images": len(workload), "distinct_photos": len(sources)}
+
+    plain, plain_bytes = pool_rate(plain_loop, workload, n)
+    ours, our_bytes = pool_rate(project_compress, workload, n)
+    print(f"(a) plain Pillow loop (decode → JPEG q50): {plain:.1f} images/s, {plain_bytes / 2**20:.1f} MiB out")
+    print(f"(b) compress() (the output policy):        {ours:.1f} images/s, {our_bytes / 2**20:.1f} MiB out "
+          f"({our_bytes / plain_bytes:.2f} of (a)'s bytes)")
+    figures.update(plain_images_per_s=plain, plain_bytes=plain_bytes, compress_images_per_s=ours, compress_bytes=our_bytes)
+
+    routes = {f"/bench/{i}.jpg": Route(body) for i, body in enumerate(workload)}
+    routes.update({f"/small/{i}.jpg": Route(sources[i % len(sources)]) for i in range(30)})
+    with tempfile.TemporaryDirectory() as tmp, LocalHttpServer(routes=routes) as server:
+        urls = [f"{server.url}/bench/{i}.jpg" for i in range(len(workload))]
+        small = [f"{server.url}/small/{i}.jpg" for i in range(30)]
+        by_processes = {}
+        for compress_processes in sorted({n, 1}, reverse=True):
+            config = StackConfig(
+                api_port=free_port(), kafka_port=free_port(), mongo_port=free_port(),
+                log_dir=Path(tmp) / f"logs-{compress_processes}",
+                env={"IMGPIPE_COMPRESS_PROCESSES": str(compress_processes), "IMGPIPE_MAX_ROWS": "100000"},
+            )
+            print(f"starting the stack with {compress_processes} compress process(es)…")
+            with LocalStack(config) as stack:
+                settle(stack, small)
+                if compress_processes == n:
+                    time.sleep(2)
+                    figures["rss_idle_mb"] = rss_mb(stack)
+                    idle = idle_cpu(stack, options.idle_s)
+                    figures["idle_cpu_percent"] = idle
+                    print(f"(e) idle stack over {options.idle_s:.0f} s: {sum(idle.values()):.1f} % of one core")
+                    print_cpu_table("per process", idle, "%")
+                run = measure_throughput(stack, urls)
+                by_processes[compress_processes] = run["images_per_s"]
+                if compress_processes == n:
+                    figures["pipeline"] = run
+                    print(f"(c) pipeline, upload → SUCCESS: {run['images_per_s']:.1f} images/s "
+                          f"({len(urls)} images in {run['seconds']:.1f} s)")
+                    print(f"    c/a {run['images_per_s'] / plain:.2f}   c/b {run['images_per_s'] / ours:.2f}")
+                    print_cpu_table("CPU per image, per process", run["cpu_ms_per_image"], "ms")
+                    latencies = [run_request(stack.api_url, small, per_row=3, timeout=60) for _ in range(5)]
+                    figures["latency_10x3_s"] = latencies
+                    print(f"(d) 10 rows × 3 images, upload → SUCCESS: median {statistics.median(latencies):.2f} s "
+                          f"(runs {', '.join(f'{s:.2f}' for s in latencies)})")
+                    figures["rss_after_mb"] = rss_mb(stack)
+                    print("(f) RSS, MiB, idle → after the runs:")
+                    for label, after in figures["rss_after_mb"].items():
+                        print(f"      {label:<24} {figures['rss_idle_mb'].get(label, 0):7.1f} → {after:7.1f}")
+                else:
+                    for rows in (10_000, 100_000):
+                        figures[f"upload_{rows}_rows"] = result = big_upload(stack, rows, server.url)
+                        print(f"(g) {rows}-row upload ({result['bytes'] / 2**20:.1f} MiB): HTTP {result['status']} "
+                              f"in {result['seconds_to_answer']:.2f} s, ingest RSS +{result['ingest_rss_growth_mb']:.1f} MiB")
+        figures["pipeline_images_per_s_by_compress_processes"] = by_processes
+        print("(h) pipeline images/s by compress processes: "
+              + ", ".join(f"{k}: {v:.1f}" for k, v in sorted(by_processes.items())))
+
+    pipeline = figures["pipeline"]["images_per_s"]
+    figures.update(
+        ratio_c_a=pipeline / plain,
+        ratio_c_b=pipeline / ours,
+        latency_10x3_median_s=statistics.median(figures["latency_10x3_s"]),
+        idle_cpu_percent_total=sum(figures["idle_cpu_percent"].values()),
     )
-    photos = [
-        photo_like_jpeg(size, size, seed=size + i)
-        for size in SIZES
-        for i in tqdm(range(images_per_size), desc=f"generating {size}²")
-    ]
-    # Distinct URLs cycling over the photos, half of each size.
-    routes = {f"/bench/{i}.jpg": Route(photos[i % len(photos)]) for i in range(workload)}
-    for i in range(30):  # the 10-row × 3-image request, over the 1000² photos
-        routes[f"/small/{i}.jpg"] = Route(photos[i % images_per_size])
-    bench_paths = [path for path in routes if path.startswith("/bench/")]
-    images = [routes[path].body for path in bench_paths]
-
-    raw = raw_images_per_second(images, processes)
-    print(f"(a) raw decode→q50→encode loop: {raw:.2f} images/s")
-
-    with tempfile.TemporaryDirectory() as logs, LocalHttpServer(routes=routes) as server:
-        config = StackConfig(
-            api_port=free_port(), kafka_port=free_port(), mongo_port=free_port(), log_dir=Path(logs)
-        )
-        print("starting the pipeline (embedded broker and database, four services)…")
-        with LocalStack(config) as stack:
-            pipeline_seconds(stack.api_url, [f"{server.url}/small/0.jpg"], 1)  # consumer groups settle
-            urls = [f"{server.url}{path}" for path in bench_paths]
-            seconds = pipeline_seconds(stack.api_url, urls, 3)
-            pipeline = len(urls) / seconds
-            small = [pipeline_seconds(stack.api_url, [f"{server.url}/small/{i}.jpg" for i in range(30)], 3) for _ in range(3)]
-
-    print(f"(b) full pipeline through Kafka and MongoDB: {pipeline:.2f} images/s ({len(urls)} images in {seconds:.2f} s)")
-    print(f"    ratio b/a: {pipeline / raw:.2f}")
-    print(
-        f"10-row × 3-image CSV ({SIZES[0]}² photos), upload → SUCCESS: "
-        f"median {statistics.median(small):.2f} s (runs: {', '.join(f'{s:.2f}' for s in small)})"
-    )
+    print(json.dumps(figures, sort_keys=True, default=str))
     return 0

@@ -63,9 +63,15 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def bench(args: argparse.Namespace) -> int:
-    from imgpipe_ops.bench import run_bench
+    from pathlib import Path
 
-    return run_bench(images_per_size=args.images, workload=args.workload)
+    from imgpipe_ops.bench import BenchOptions, run_bench
+
+    options = BenchOptions(
+        images=args.count, distinct=args.distinct, size=args.size, mix=args.mix,
+        photo_dir=Path(args.images) if args.images else None, idle_s=args.idle,
+    )
+    return run_bench(options)
 
 
 def dead_letters(args: argparse.Namespace) -> int:
@@ -113,9 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument("--rows", type=int, default=5)
     demo_cmd.add_argument("--images", type=int, default=3, help="images per row")
     demo_cmd.set_defaults(func=demo)
-    bench_cmd = commands.add_parser("bench", help="raw codec loop vs the full pipeline, on the same images")
-    bench_cmd.add_argument("--images", type=int, default=12, help="distinct photos of each size (1000² and 2000²)")
-    bench_cmd.add_argument("--workload", type=int, default=120, help="images in each throughput run")
+    bench_cmd = commands.add_parser("bench", help="plain codec loop, compress() and the pipeline, on the same images")
+    bench_cmd.add_argument("--count", type=int, default=300, help="images in each throughput run (default 300)")
+    bench_cmd.add_argument("--distinct", type=int, default=12, help="distinct generated photos (default 12)")
+    bench_cmd.add_argument("--size", type=int, default=1500, help="side of the generated photos, px (default 1500)")
+    bench_cmd.add_argument("--mix", action="store_true", help="generate 1000² and 2000² photos instead")
+    bench_cmd.add_argument("--images", metavar="DIR", help="use the photos in DIR instead of generated ones")
+    bench_cmd.add_argument("--idle", type=float, default=20.0, help="seconds over which idle CPU is measured")
     bench_cmd.set_defaults(func=bench)
     dlq_cmd = commands.add_parser("dlq", help="list, show and replay dead letters")
     dlq_cmd.set_defaults(func=dead_letters)
