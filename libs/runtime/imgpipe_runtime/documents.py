@@ -144,12 +144,21 @@ def stored_progress(request: Mapping) -> Progress | None:
 
 
 async def request_progress(db: AsyncDatabase, request: Mapping) -> Progress:
-    """The status API's progress: as stored once finished, else counted from the rows done so far."""
+    """The status API's progress: as stored once finished, else progress() of the rows done so far,
+    summed by the database (a status poll of a big request must not fetch every row)."""
     if (stored := stored_progress(request)) is not None:
         return stored
-    counted = {"_id": 0, "done": 1, "images_ok": 1, "images_failed": 1}
-    cursor = db[ROWS].find({**rows_of(request), "done": True}, counted)
-    return progress(request, await cursor.to_list())
+    sums = {"_id": None, "done": {"$sum": 1}, "images_ok": {"$sum": "$images_ok"}, "images_failed": {"$sum": "$images_failed"}}
+    pipeline = [{"$match": {**rows_of(request), "done": True}}, {"$group": sums}]
+    groups = await (await db[ROWS].aggregate(pipeline)).to_list()
+    done = groups[0] if groups else {"done": 0, "images_ok": 0, "images_failed": 0}
+    return Progress(
+        rows_total=request["rows_total"],
+        rows_done=done["done"],
+        images_total=request["images_total"],
+        images_ok=done["images_ok"],
+        images_failed=done["images_failed"],
+    )
 
 
 async def webhook_deliveries(db: AsyncDatabase, request_id: str) -> list[dict]:
