@@ -7,7 +7,12 @@ import pytest
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.handlers import record_results
 from imgpipe_bus import EventProducer, ensure_topics
-from imgpipe_runtime.blobs import BlobStore
+from imgpipe_image_worker.adapters.codec_pool import CodecPool
+from imgpipe_image_worker.compress import Policy
+from imgpipe_ops.samples import photo_like_jpeg
+from imgpipe_runtime.blob_directory import DirectoryBlobStore
+from imgpipe_runtime.blobs import BlobStore, open_blob_store
+from imgpipe_runtime.settings import BlobSettings
 from imgpipe_runtime.mongo import connect
 from imgpipe_schemas import ImageResult, RowProcessed
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
@@ -23,27 +28,63 @@ async def db(mongo_settings):
     await database.client.close()
 
 
-async def test_blobs_are_stored_replaced_and_missing_ones_are_none(db):
-    blobs = BlobStore(db)
-    await blobs.put("r/images/0-0.jpg", b"first", "image/jpeg")
-    await blobs.put("r/images/0-0.jpg", b"second", "image/jpeg")
-    blob = await blobs.get("r/images/0-0.jpg")
-    assert (blob.data, blob.content_type) == (b"second", "image/jpeg")
-    assert await blobs.get("r/nothing") is None
+@pytest.fixture(params=["gridfs", "directory"])
+def blob_store(request, db, tmp_path):
+    """Both backends, through the same tests."""
+    return open_blob_store(BlobSettings(store=request.param, dir=tmp_path / "blobs"), db)
 
 
-async def test_a_blob_of_several_chunks_is_replaced_whole_and_read_from_a_file_where_it_stands(db):
-    blobs = BlobStore(db)
+async def read(blobs, name: str) -> tuple[bytes, str] | None:
+    reader = await blobs.open(name)
+    if reader is None:
+        return None
+    data = b"".join([chunk async for chunk in reader.chunks()])
+    assert len(data) == reader.length
+    return data, reader.content_type
+
+
+async def test_blobs_are_stored_replaced_and_missing_ones_are_none(blob_store):
+    await blob_store.put("r/images/0-0.jpg", b"first", "image/jpeg")
+    await blob_store.put("r/images/0-0.jpg", b"second", "image/jpeg")
+    assert await read(blob_store, "r/images/0-0.jpg") == (b"second", "image/jpeg")
+    assert await read(blob_store, "r/nothing") is None
+
+
+async def test_a_blob_of_several_chunks_is_replaced_whole_and_read_from_a_file_where_it_stands(blob_store):
     large = bytes(range(256)) * 3000  # three GridFS chunks
-    await blobs.put("r/input.csv", large, "text/csv")
-    assert (await blobs.get("r/input.csv")).data == large
+    await blob_store.put("r/input.csv", large, "text/csv")
+    assert await read(blob_store, "r/input.csv") == (large, "text/csv")
     source = io.BytesIO(b"header to skip|short")
     source.seek(len(b"header to skip|"))
-    await blobs.put("r/input.csv", source, "text/csv")
-    assert (await blobs.get("r/input.csv")).data == b"short"
-    await blobs.put("r/input.csv", b"", "text/csv")
-    reader = await blobs.open("r/input.csv")
+    await blob_store.put("r/input.csv", source, "text/csv")
+    assert (await read(blob_store, "r/input.csv"))[0] == b"short"
+    await blob_store.put("r/input.csv", b"", "text/csv")
+    reader = await blob_store.open("r/input.csv")
     assert (reader.length, [chunk async for chunk in reader.chunks()]) == (0, [])
+
+
+@pytest.mark.parametrize("name", ["../escape.jpg", "r/../../escape.jpg", "/etc/passwd", "r//x.jpg", "r/./x.jpg", "", "r\\x"])
+async def test_a_name_that_could_leave_the_blob_directory_is_never_a_file(blob_store, name, tmp_path):
+    assert await blob_store.open(name) is None
+    if isinstance(blob_store, DirectoryBlobStore):
+        with pytest.raises(ValueError):
+            await blob_store.put(name, b"x", "image/jpeg")
+
+
+async def test_an_image_compressed_in_a_pool_process_is_stored_there_or_comes_back(blob_store):
+    """With a directory the codec process writes the file; with GridFS the bytes come back to be put."""
+    pool = CodecPool(processes=1, policy=Policy(), writer=blob_store.writer())
+    try:
+        output = await pool.compress(photo_like_jpeg(300, 200, seed=1), 50, "jpeg", "r/images/0-0")
+    finally:
+        pool.close()
+    if isinstance(blob_store, DirectoryBlobStore):
+        assert output.data is None
+    else:
+        assert len(output.data) == output.length
+        await blob_store.put("r/images/0-0.jpg", output.data, output.content_type)
+    data, content_type = await read(blob_store, "r/images/0-0.jpg")
+    assert (len(data), content_type) == (output.length, "image/jpeg")
 
 
 def result(request_id: str, row: int, ok: bool) -> RowProcessed:
@@ -78,7 +119,7 @@ async def test_duplicated_results_count_once_and_the_request_completes_once(db, 
         request = await requests.get(request_id)
         assert request["status"] == "SUCCESS"
         assert request["progress"] == {"rows_total": 3, "rows_done": 3, "images_total": 3, "images_ok": 2, "images_failed": 1}
-        table = list(csv.reader(io.StringIO((await blobs.get(request["output_file"])).data.decode())))
+        table = list(csv.reader(io.StringIO((await read(blobs, request["output_file"]))[0].decode())))
         assert [row[0] for row in table[1:]] == ["1", "2", "3"]
         assert [row[3] for row in table[1:]] == ["http://out/0", "http://out/1", ""]
         completed = consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 1, match=mine)[0][2]
@@ -92,7 +133,7 @@ async def test_duplicated_results_count_once_and_the_request_completes_once(db, 
         await producer.close()
     request = await requests.get(request_id)
     assert request["progress"]["images_ok"] == 3 and request["progress"]["images_failed"] == 0
-    table = list(csv.reader(io.StringIO((await blobs.get(request["output_file"])).data.decode())))
+    table = list(csv.reader(io.StringIO((await read(blobs, request["output_file"]))[0].decode())))
     assert [row[3] for row in table[1:]] == ["http://out/0", "http://out/1", "http://out/2"]
     events = consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 2, match=mine)
     assert [event.event_type for _, _, event in events] == ["request.completed", "request.updated"]

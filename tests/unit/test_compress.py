@@ -3,8 +3,12 @@ import io
 import pytest
 from PIL import Image
 
-from imgpipe_image_worker.compress import ImageRejected, compress
+from imgpipe_image_worker.compress import ImageRejected, Policy, compress
 from imgpipe_ops.samples import photo_like_jpeg
+
+
+def squeeze(data: bytes, quality: int = 50, **policy) -> object:
+    return compress(data, Policy(quality=quality, **policy))
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -21,7 +25,7 @@ def decoded(data: bytes) -> Image.Image:
 
 def test_photo_is_reencoded_as_a_smaller_jpeg_at_quality_50():
     source = photo_like_jpeg(640, 480, seed=1)
-    result = compress(source, 50)
+    result = squeeze(source, 50)
     assert result.content_type == "image/jpeg" and result.extension == "jpg"
     assert decoded(result.data).format == "JPEG"
     assert decoded(result.data).size == (640, 480)
@@ -30,7 +34,7 @@ def test_photo_is_reencoded_as_a_smaller_jpeg_at_quality_50():
 
 def test_lower_quality_means_fewer_bytes():
     source = photo_like_jpeg(640, 480, seed=2)
-    assert len(compress(source, 20).data) < len(compress(source, 80).data)
+    assert len(squeeze(source, 20).data) < len(squeeze(source, 80).data)
 
 
 def photo(size=(160, 120), seed=5) -> Image.Image:
@@ -41,7 +45,7 @@ def test_png_alpha_is_flattened_onto_white():
     image = photo().convert("RGBA")
     image.paste((0, 0, 0, 0), (80, 0, 160, 120))  # right half transparent
     image.paste((0, 0, 255, 255), (0, 0, 20, 20))
-    result = compress(encode(image, "PNG"), 90)
+    result = squeeze(encode(image, "PNG"), 90)
     assert not result.kept_source
     out = decoded(result.data)
     assert out.mode == "RGB"
@@ -55,32 +59,32 @@ def test_palette_cmyk_and_16_bit_grayscale_become_jpeg():
     cmyk = photo().convert("CMYK")
     gray16 = photo().convert("L").point(lambda v: v * 256, "I").convert("I;16")
     for source in (encode(palette, "PNG"), encode(cmyk, "JPEG", quality=98), encode(gray16, "PNG")):
-        result = compress(source, 50)
+        result = squeeze(source, 50)
         assert not result.kept_source
         assert decoded(result.data).format == "JPEG"
 
 
 def test_webp_and_png_outputs_and_keep():
     source = encode(photo(), "PNG")
-    webp = compress(source, 50, output_format="webp")
+    webp = squeeze(source, 50, output_format="webp")
     assert (decoded(webp.data).format, webp.content_type, webp.extension) == ("WEBP", "image/webp", "webp")
-    png = compress(source, 50, output_format="png")
+    png = squeeze(source, 50, output_format="png")
     assert decoded(png.data).format == "PNG" and len(png.data) < len(source)
     assert len(decoded(png.data).getcolors(256) or []) <= 128  # quality 50 → at most 128 colours
-    kept = compress(source, 50, output_format="keep")
+    kept = squeeze(source, 50, output_format="keep")
     assert decoded(kept.data).format == "PNG"
 
 
 def test_webp_keeps_transparency():
     image = photo().convert("RGBA")
     image.paste((0, 0, 0, 0), (0, 0, 50, 50))
-    out = decoded(compress(encode(image, "PNG"), 60, output_format="webp").data)
+    out = decoded(squeeze(encode(image, "PNG"), 60, output_format="webp").data)
     assert out.mode == "RGBA" and out.getpixel((10, 10))[3] == 0
 
 
 def test_never_larger_than_the_source():
     tiny = encode(Image.new("RGB", (4, 4), (9, 9, 9)), "PNG")
-    result = compress(tiny, 50)
+    result = squeeze(tiny, 50)
     assert result.kept_source and result.data == tiny
     assert (result.content_type, result.extension) == ("image/png", "png")
 
@@ -89,14 +93,14 @@ def test_animated_gif_keeps_its_first_frame():
     frames = [photo(seed=i).convert("P") for i in (1, 2, 3)]
     out = io.BytesIO()
     frames[0].save(out, "GIF", save_all=True, append_images=frames[1:], duration=100)
-    result = compress(out.getvalue(), 50)
+    result = squeeze(out.getvalue(), 50)
     image = decoded(result.data)
     assert image.format == "JPEG" and not getattr(image, "is_animated", False)
 
 
 @pytest.mark.parametrize("fmt", ["TIFF", "BMP", "WEBP"])
 def test_other_readable_formats_become_jpeg(fmt):
-    result = compress(encode(photo(), fmt), 50)
+    result = squeeze(encode(photo(), fmt), 50)
     assert decoded(result.data).format == "JPEG"
 
 
@@ -104,7 +108,7 @@ def test_exif_orientation_is_applied_to_the_pixels():
     image = Image.new("RGB", (40, 20), (0, 0, 0))
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90° clockwise to display
-    out = decoded(compress(encode(image, "JPEG", exif=exif), 50).data)
+    out = decoded(squeeze(encode(image, "JPEG", exif=exif), 50).data)
     assert out.size == (20, 40)
 
 
@@ -113,7 +117,7 @@ def test_icc_profile_is_kept():
 
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     source = encode(Image.new("RGB", (8, 8), (1, 2, 3)), "JPEG", icc_profile=profile)
-    assert decoded(compress(source, 50).data).info.get("icc_profile") == profile
+    assert decoded(squeeze(source, 50).data).info.get("icc_profile") == profile
 
 
 @pytest.mark.parametrize(
@@ -125,12 +129,51 @@ def test_icc_profile_is_kept():
 )
 def test_bad_input_is_a_clear_per_image_error(data, code):
     with pytest.raises(ImageRejected) as rejected:
-        compress(data, 50)
+        squeeze(data, 50)
     assert rejected.value.code == code
 
 
 def test_pixel_cap_rejects_decompression_bombs():
     source = encode(Image.new("L", (3000, 3000)), "PNG")
     with pytest.raises(ImageRejected) as rejected:
-        compress(source, 50, max_pixels=1_000_000)
+        squeeze(source, 50, max_pixels=1_000_000)
     assert rejected.value.code == "too_many_pixels"
+
+
+def test_the_pixel_cap_holds_at_the_configured_number_before_decoding():
+    """Pillow itself only warns between its limit and twice it."""
+    source = encode(Image.new("L", (1100, 1000)), "PNG")
+    with pytest.raises(ImageRejected) as rejected:
+        squeeze(source, max_pixels=1_000_000)
+    assert rejected.value.code == "too_many_pixels" and "1100000 pixels" in str(rejected.value)
+    assert squeeze(source, max_pixels=1_100_000).length > 0
+
+
+@pytest.mark.parametrize("fmt", ["PCX", "TGA", "PPM", "ICO"])
+def test_formats_outside_the_documented_sources_are_not_opened(fmt):
+    with pytest.raises(ImageRejected) as rejected:
+        squeeze(encode(photo((32, 32)), fmt))
+    assert rejected.value.code == "not_an_image"
+
+
+def test_whatever_a_decoder_raises_is_the_images_own_error(monkeypatch):
+    def unsupported(self):
+        raise NotImplementedError("this variant of the format is not supported")
+
+    source = photo_like_jpeg(64, 64, seed=4)
+    monkeypatch.setattr(Image.Image, "load", unsupported)
+    with pytest.raises(ImageRejected) as rejected:
+        squeeze(source)
+    assert rejected.value.code == "undecodable_image" and "NotImplementedError" in str(rejected.value)
+
+
+def test_an_image_without_an_orientation_is_not_transposed(monkeypatch):
+    from PIL import ImageOps
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", lambda *_: pytest.fail("transposed without an orientation"))
+    assert squeeze(photo_like_jpeg(64, 64, seed=4)).content_type == "image/jpeg"
+
+
+def test_optimize_is_a_setting_that_saves_bytes():
+    source = photo_like_jpeg(400, 300, seed=6)
+    assert squeeze(source, jpeg_optimize=True).length < squeeze(source, jpeg_optimize=False).length

@@ -11,8 +11,12 @@ class BusSettings(BaseSettings):
     partitions: int = Field(4, ge=1, description="Partitions of every topic created at start-up.")
     replication_factor: int = Field(1, ge=1)
     fetch_max_wait_ms: int = Field(
-        10, ge=0, description="How long the broker may hold a fetch; bounds the latency of every hop."
+        10, ge=0, description="How long the broker may hold a fetch while messages flow: the latency of a hop."
     )
+    idle_fetch_max_wait_ms: int = Field(
+        250, ge=0, description="The same once a consumer has seen nothing for idle_after_s: the idle wake-up rate."
+    )
+    idle_after_s: float = Field(1.0, ge=0, description="How long without messages before a consumer counts as idle.")
     linger_ms: int = Field(5, ge=0)
     delivery_timeout_s: float = Field(15.0, gt=0, description="A message not acknowledged by then fails.")
     session_timeout_s: float = Field(6.0, gt=0)

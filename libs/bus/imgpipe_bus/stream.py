@@ -9,6 +9,7 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from imgpipe_bus.fetch_wait import AdaptiveFetchWait
 from imgpipe_bus.handling import InFlight
 from imgpipe_bus.settings import BusSettings
 from imgpipe_schemas import Topic
@@ -17,10 +18,11 @@ log = logging.getLogger(__name__)
 
 
 def create_app(name: str, settings: BusSettings, **conf: Any) -> faust.App:
-    """A faust app whose consumers wait at most ``settings.fetch_max_wait_ms`` per fetch.
+    """A faust app whose consumer waits at most ``settings.fetch_max_wait_ms`` per fetch while
+    messages flow, and ``settings.idle_fetch_max_wait_ms`` once idle (see fetch_wait).
 
     faust hard-codes a 1.5 s fetch wait and silently ignores settings it does not know, so the
-    value is applied by the transport classes below, the one place that builds the consumer.
+    values are applied by the transport classes below, the one place that builds the consumer.
     """
     datadir = Path(tempfile.gettempdir()) / f"imgpipe-faust-{name}"
     app = _TunedApp(
@@ -40,7 +42,9 @@ def create_app(name: str, settings: BusSettings, **conf: Any) -> faust.App:
         stream_wait_empty=False,
         **conf,
     )
-    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    app.fetch_wait = lambda: AdaptiveFetchWait(
+        settings.fetch_max_wait_ms, settings.idle_fetch_max_wait_ms, settings.idle_after_s
+    )
     app.drain_timeout_s = settings.drain_timeout_s
     return app
 
@@ -52,7 +56,15 @@ def faust_topic(app: faust.App, topic: Topic) -> faust.TopicT:
 class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport):
         consumer = super()._create_worker_consumer(transport)
-        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms
+        wait = self.app.fetch_wait()
+        consumer._fetch_max_wait_ms = wait.busy_ms
+        start = consumer.start
+
+        async def start_then_adapt() -> None:
+            await start()
+            wait.install(consumer._fetcher)  # the fetcher exists once the consumer has started
+
+        consumer.start = start_then_adapt
         return consumer
 
 
@@ -66,7 +78,7 @@ class _TunedTransport(faust_aiokafka.Transport):
 
 
 class _TunedApp(faust.App):
-    fetch_max_wait_ms: int = 1500
+    fetch_wait: Callable[[], AdaptiveFetchWait] = staticmethod(lambda: AdaptiveFetchWait(1500, 1500, 1.0))
 
     drain_timeout_s: float = 30.0
 

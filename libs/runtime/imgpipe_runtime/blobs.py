@@ -1,4 +1,7 @@
-"""Files (uploaded CSVs, output images, output CSVs) in GridFS, addressed by a path-like name."""
+"""Files (uploaded CSVs, output images, output CSVs), addressed by a path-like name, in one of two
+stores chosen by ``IMGPIPE_BLOB_STORE``: GridFS (where MongoDB is a real server, as in compose.yaml) or
+a local directory (the local stack's default: the embedded database is pure Python, and image bytes
+through it cost it about 11 ms of CPU per image)."""
 
 import io
 from collections.abc import AsyncIterator
@@ -10,14 +13,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from imgpipe_runtime.blob_directory import DirectoryBlobStore
+from imgpipe_runtime.settings import BlobSettings
+
 CHUNK_BYTES = 255 * 1024  # GridFS's default chunk size
-
-
-@dataclass(frozen=True)
-class Blob:
-    name: str
-    content_type: str
-    data: bytes
 
 
 class BlobStore:
@@ -63,18 +62,16 @@ class BlobStore:
             }
         )
 
+    def writer(self) -> None:
+        """None: a database client does not travel to a codec process, so outputs come back as bytes."""
+        return None
+
     async def open(self, name: str) -> "BlobReader | None":
         file = await self._files.find_one({"_id": name})
         if file is None:
             return None
         content_type = (file.get("metadata") or {}).get("content_type", "application/octet-stream")
         return BlobReader(name, content_type, file["length"], self._chunks)
-
-    async def get(self, name: str) -> Blob | None:
-        reader = await self.open(name)
-        if reader is None:
-            return None
-        return Blob(name, reader.content_type, b"".join([chunk async for chunk in reader.chunks()]))
 
 
 @dataclass(frozen=True)
@@ -95,6 +92,12 @@ class BlobReader:
             yield bytes(chunk["data"])
 
 
+def open_blob_store(settings: BlobSettings, db: AsyncDatabase) -> "BlobStore | DirectoryBlobStore":
+    if settings.store == "directory":
+        return DirectoryBlobStore(settings.dir)
+    return BlobStore(db)
+
+
 def blob_url(public_base_url: str, name: str) -> str:
     """The absolute URL at which ingest serves the blob ``name``."""
     return f"{public_base_url.rstrip('/')}/api/files/{name}"
@@ -108,5 +111,6 @@ def output_csv_name(request_id: str) -> str:
     return f"{request_id}/output.csv"
 
 
-def output_image_name(request_id: str, row_index: int, image_index: int, extension: str) -> str:
-    return f"{request_id}/images/{row_index}-{image_index}.{extension}"
+def output_image_stem(request_id: str, row_index: int, image_index: int) -> str:
+    """An output image's name without its extension, which the codec chooses."""
+    return f"{request_id}/images/{row_index}-{image_index}"

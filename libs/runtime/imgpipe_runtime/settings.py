@@ -1,3 +1,6 @@
+from pathlib import Path
+from typing import Literal
+
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -37,3 +40,14 @@ class PublicUrlSettings(BaseSettings):
         if not self.public_base_url:
             self.public_base_url = f"http://{self.host}:{self.port}"
         return self
+
+
+class BlobSettings(BaseSettings):
+    """Where files are stored (``IMGPIPE_BLOB_STORE``, ``IMGPIPE_BLOB_DIR``): ``gridfs`` in the database,
+    or ``directory``, which every service that reads or writes files must share (one machine, or a
+    shared volume)."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGPIPE_BLOB_", extra="ignore")
+
+    store: Literal["gridfs", "directory"] = "gridfs"
+    dir: Path = Path("blobs")

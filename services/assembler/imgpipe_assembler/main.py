@@ -22,7 +22,7 @@ from imgpipe_bus import (
     handle_batches,
     run_worker,
 )
-from imgpipe_runtime.blobs import BlobStore
+from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.documents import ensure_indexes
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.mongo import OUTAGES, connect
@@ -36,7 +36,7 @@ def build_app(settings: Settings) -> faust.App:
     app = create_app("assembler", settings.kafka)
     db = connect(settings.mongo)
     store = ProgressStore(db)
-    blobs = BlobStore(db)
+    blobs = open_blob_store(settings.blobs, db)
     producer = EventProducer(settings.kafka)
 
     async def close() -> None:

@@ -1,7 +1,14 @@
-"""Image compression. Pure and picklable: it runs in a process pool, bytes in, bytes out.
+"""Image compression. Pure and picklable: it runs in a process pool, bytes in, bytes out (or, given a
+blob writer that works from any process, bytes in and a stored file out, so that the output never
+travels back to the worker).
+
+Only the documented source formats are opened, and the pixel cap is checked on the header, before any
+pixel is decoded. Whatever a decoder raises for one image is that image's error.
 
 Output policy: the requested format at the requested quality (JPEG 50 by default), EXIF rotation
-applied to the pixels, ICC profile kept. JPEG has no alpha: transparency is flattened onto white.
+applied to the pixels (only when the image has an orientation to apply: the transpose copies every
+pixel), ICC profile kept. JPEG's ``optimize`` (Huffman tables per image) is a setting: about 20 % more
+encoder CPU for about 12 % fewer bytes on photos. JPEG has no alpha: transparency is flattened onto white.
 PNG has no quality setting: below quality 95 it is quantised to an adaptive palette of
 ``256 * quality / 100`` colours, which is what "quality" can mean for it. ``keep`` writes the
 source's own format where it is JPEG, PNG or WebP, else JPEG. An animated image keeps its first frame.
@@ -10,10 +17,10 @@ Whenever the result would not be smaller than the source, the source bytes are k
 
 import io
 from dataclasses import dataclass
+from typing import Protocol
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-FORMATS = ("jpeg", "webp", "png", "keep")
 JPEG_MODES = {"RGB", "L", "CMYK"}
 TYPES = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"), "WEBP": ("webp", "image/webp")}
 SOURCE_TYPES = {
@@ -22,6 +29,13 @@ SOURCE_TYPES = {
     "TIFF": ("tiff", "image/tiff"),
     "BMP": ("bmp", "image/bmp"),
 }
+ORIENTATION = ExifTags.Base.Orientation
+
+
+class BlobWriter(Protocol):
+    """Stores a file from whatever process holds it (a local directory can; a database client cannot)."""
+
+    def write(self, name: str, data: bytes, content_type: str) -> None: ...
 
 
 class ImageRejected(ValueError):
@@ -36,34 +50,59 @@ class ImageRejected(ValueError):
 
 @dataclass(frozen=True)
 class Compressed:
-    data: bytes
+    """The output: its bytes, or None once ``writer`` stored it as ``<stem>.<extension>``."""
+
+    data: bytes | None
     extension: str
     content_type: str
+    length: int
     kept_source: bool = False
 
 
-def compress(data: bytes, quality: int = 50, max_pixels: int = 50_000_000, output_format: str = "jpeg") -> Compressed:
-    Image.MAX_IMAGE_PIXELS = max_pixels
+@dataclass(frozen=True)
+class Policy:
+    quality: int = 50
+    output_format: str = "jpeg"
+    max_pixels: int = 50_000_000
+    jpeg_optimize: bool = False
+
+
+def compress(data: bytes, policy: Policy = Policy(), writer: BlobWriter | None = None, stem: str = "") -> Compressed:
+    out = _encode(data, policy)
+    if writer is not None:
+        writer.write(f"{stem}.{out.extension}", out.data, out.content_type)
+        return Compressed(None, out.extension, out.content_type, out.length, out.kept_source)
+    return out
+
+
+def _encode(data: bytes, policy: Policy) -> Compressed:
+    Image.MAX_IMAGE_PIXELS = None  # the cap below is exact; Pillow's own only warns up to twice its limit
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=list(SOURCE_TYPES)) as image:
+            if image.width * image.height > policy.max_pixels:
+                raise ImageRejected(
+                    "too_many_pixels",
+                    f"{image.width}×{image.height} is {image.width * image.height} pixels; the cap is {policy.max_pixels}",
+                )
             source_format = image.format
             image.load()
             icc_profile = image.info.get("icc_profile")
-            image = ImageOps.exif_transpose(image) or image
-            target = _target(output_format, source_format)
+            if image.getexif().get(ORIENTATION, 1) != 1:
+                image = ImageOps.exif_transpose(image)
+            target = _target(policy.output_format, source_format)
             out = io.BytesIO()
-            _save(image, out, target, quality, icc_profile)
-    except Image.DecompressionBombError as exc:
-        raise ImageRejected("too_many_pixels", str(exc)) from exc
+            _save(image, out, target, policy, icc_profile)
+    except ImageRejected:
+        raise
     except UnidentifiedImageError as exc:
-        raise ImageRejected("not_an_image", "the content is not an image Pillow can read") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRejected("undecodable_image", f"the image could not be decoded: {exc}") from exc
+        raise ImageRejected("not_an_image", "the content is not an image of a supported format") from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder or encoder failure is this image's own error
+        raise ImageRejected("undecodable_image", f"the image could not be decoded: {exc.__class__.__name__}: {exc}"[:300]) from exc
     if out.tell() >= len(data) and source_format in SOURCE_TYPES:
         extension, content_type = SOURCE_TYPES[source_format]
-        return Compressed(data, extension, content_type, kept_source=True)
+        return Compressed(data, extension, content_type, len(data), kept_source=True)
     extension, content_type = TYPES[target]
-    return Compressed(out.getvalue(), extension, content_type)
+    return Compressed(out.getvalue(), extension, content_type, out.tell())
 
 
 def _target(output_format: str, source_format: str | None) -> str:
@@ -72,9 +111,10 @@ def _target(output_format: str, source_format: str | None) -> str:
     return output_format.upper()
 
 
-def _save(image: Image.Image, out: io.BytesIO, target: str, quality: int, icc_profile: bytes | None) -> None:
+def _save(image: Image.Image, out: io.BytesIO, target: str, policy: Policy, icc_profile: bytes | None) -> None:
+    quality = policy.quality
     if target == "JPEG":
-        _jpeg_compatible(image).save(out, "JPEG", quality=quality, optimize=True, icc_profile=icc_profile)
+        _jpeg_compatible(image).save(out, "JPEG", quality=quality, optimize=policy.jpeg_optimize, icc_profile=icc_profile)
     elif target == "WEBP":
         _rgb_or_rgba(image).save(out, "WEBP", quality=quality, method=4, icc_profile=icc_profile)
     else:

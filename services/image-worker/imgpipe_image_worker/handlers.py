@@ -6,13 +6,13 @@ from collections.abc import Awaitable, Callable
 
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed, ImageRejected
-from imgpipe_runtime.blobs import BlobStore, blob_url, output_image_name
+from imgpipe_runtime.blobs import BlobStore, blob_url, output_image_stem
 from imgpipe_schemas import ImageResult, RowProcessed, RowSubmitted
 
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str], Awaitable[bytes]]
-Compress = Callable[[bytes, int, str], Awaitable[Compressed]]
+Compress = Callable[[bytes, int, str, str], Awaitable[Compressed]]
 
 
 async def process_row(
@@ -34,7 +34,8 @@ async def process_image(
     try:
         source = await fetch(url)
         bytes_in = len(source)
-        output = await compress(source, row.quality, row.output_format)
+        stem = output_image_stem(str(row.request_id), row.row_index, index)
+        output = await compress(source, row.quality, row.output_format, stem)
     except (FetchFailed, ImageRejected) as exc:
         log.info("image %s of row %s/%s failed: %s %s", index, row.request_id, row.row_index, exc.code, exc)
         return ImageResult(
@@ -44,13 +45,14 @@ async def process_image(
             retryable=getattr(exc, "transient", False),
             bytes_in=bytes_in,
         )
-    name = output_image_name(str(row.request_id), row.row_index, index, output.extension)
-    await blobs.put(name, output.data, output.content_type)
+    name = f"{stem}.{output.extension}"
+    if output.data is not None:  # else the codec process stored it
+        await blobs.put(name, output.data, output.content_type)
     return ImageResult(
         source_url=url,
         output_url=blob_url(public_base_url, name),
         bytes_in=bytes_in,
-        bytes_out=len(output.data),
+        bytes_out=output.length,
         kept_source=output.kept_source,
     )
 

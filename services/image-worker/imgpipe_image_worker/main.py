@@ -16,7 +16,8 @@ from imgpipe_image_worker import handlers
 from imgpipe_image_worker.adapters.codec_pool import CodecPool
 from imgpipe_image_worker.adapters.downloader import Downloader
 from imgpipe_image_worker.settings import Settings
-from imgpipe_runtime.blobs import BlobStore
+from imgpipe_image_worker.compress import Policy
+from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
@@ -25,9 +26,10 @@ from imgpipe_schemas.topics import ROWS_PROCESSED, ROWS_SUBMITTED
 
 def build_app(settings: Settings) -> faust.App:
     app = create_app("image-worker", settings.kafka)
-    codecs = CodecPool(settings.compress_processes, settings.max_image_pixels)
     db = connect(settings.mongo)
-    blobs = BlobStore(db)
+    blobs = open_blob_store(settings.blobs, db)
+    policy = Policy(max_pixels=settings.max_image_pixels, jpeg_optimize=settings.jpeg_optimize)
+    codecs = CodecPool(settings.compress_processes, policy, blobs.writer())
     producer = EventProducer(settings.kafka)
     downloader = Downloader(
         max_bytes=settings.max_image_bytes,

@@ -3,7 +3,7 @@ import os
 from pydantic import Field
 
 from imgpipe_bus import BusSettings
-from imgpipe_runtime.settings import LogSettings, MongoSettings, PublicUrlSettings
+from imgpipe_runtime.settings import BlobSettings, LogSettings, MongoSettings, PublicUrlSettings
 
 
 class Settings(PublicUrlSettings):
@@ -16,7 +16,9 @@ class Settings(PublicUrlSettings):
     fetch_max_redirects: int = Field(5, ge=0)
     max_image_bytes: int = Field(25 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(50_000_000, ge=1)
+    jpeg_optimize: bool = Field(False, description="Per-image Huffman tables: ~12 % fewer bytes, ~20 % more encoder CPU.")
 
     kafka: BusSettings = Field(default_factory=BusSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
+    blobs: BlobSettings = Field(default_factory=BlobSettings)
     log: LogSettings = Field(default_factory=LogSettings)

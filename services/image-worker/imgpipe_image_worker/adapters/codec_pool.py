@@ -1,29 +1,36 @@
 """Pillow runs in a pool of processes, off the event loop. A decoder that kills its process must not
-take the worker down with it: the pool is replaced and the image is tried once more, then reported."""
+take the worker down with it: the pool is replaced and the image is tried once more, then reported.
+
+Where the blob store can be written from any process (a local directory), the codec process stores
+the output itself, so that only the source's bytes cross between processes, once."""
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from imgpipe_image_worker.compress import Compressed, ImageRejected, compress
+from imgpipe_image_worker.compress import BlobWriter, Compressed, ImageRejected, Policy, compress
 
 log = logging.getLogger(__name__)
 
 
 class CodecPool:
-    def __init__(self, processes: int, max_pixels: int) -> None:
+    def __init__(self, processes: int, policy: Policy, writer: BlobWriter | None = None) -> None:
         self._processes = processes
-        self._max_pixels = max_pixels
+        self._policy = policy
+        self._writer = writer
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("forkserver"))
 
-    async def compress(self, data: bytes, quality: int, output_format: str) -> Compressed:
-        call = functools.partial(compress, data, quality, self._max_pixels, output_format)
+    async def compress(self, data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
+        """The output of ``data``; already stored as ``<stem>.<extension>`` when its bytes are None."""
+        policy = dataclasses.replace(self._policy, quality=quality, output_format=output_format)
+        call = functools.partial(compress, data, policy, self._writer, stem)
         for _ in range(2):
             pool = self._pool
             try:
