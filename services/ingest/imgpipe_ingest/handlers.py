@@ -17,6 +17,7 @@ from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import InputRow, Limits, check_text, read_rows, validate_csv
 from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name
 from imgpipe_schemas import Progress, RequestAccepted, RowSubmitted
+from imgpipe_schemas.events import OutputFormat
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
@@ -36,34 +37,94 @@ class StatusReport:
     webhooks: list[dict]
 
 
+@dataclass(frozen=True)
+class UploadOptions:
+    """What an upload asks for besides its file, the service's defaults already applied."""
+
+    quality: int
+    output_format: OutputFormat
+    webhook_url: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """``repeated``: an earlier upload under the same Idempotency-Key was accepted; nothing new was."""
+
+    request_id: str
+    repeated: bool = False
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before for a different upload."""
+
+
+def upload_digest(file_digest: str, options: UploadOptions) -> str:
+    """What an Idempotency-Key is claimed with: the file and every option but the key itself, in the form
+    keys were always claimed with, so that a key claimed by an earlier version still matches its upload."""
+    chosen = {"webhook_url": options.webhook_url, "quality": options.quality, "output_format": options.output_format}
+    return hashlib.sha256((file_digest + json.dumps(chosen, sort_keys=True)).encode()).hexdigest()
+
+
 async def accept_upload(
     source: BinaryIO,
+    options: UploadOptions,
     *,
-    webhook_url: str | None,
-    quality: int,
-    output_format: str,
     limits: Limits,
     store: RequestStore,
     blobs: BlobStore,
     producer: EventProducer,
-    request_id: str | None = None,
-    text_checked: bool = False,
-) -> str:
+    keys: IdempotencyKeys,
+) -> Accepted:
     """Validates the whole CSV, stores it, publishes one event per row. Raises CsvRejected.
 
-    The file is read a chunk at a time (validated, stored, its rows stored, then published), never whole.
-    ``text_checked``: the caller already ran check_text on it."""
-    if not text_checked:
-        await asyncio.to_thread(check_text, source)
+    Under an Idempotency-Key the same key and upload give the same request id (``repeated``), and the same key
+    with a different upload raises IdempotencyConflict; a rejected upload leaves its key unclaimed."""
+    file_digest = await asyncio.to_thread(check_text, source)
+    request_id, key = str(uuid.uuid4()), options.idempotency_key
+    if key is not None:
+        digest = upload_digest(file_digest, options)
+        claim = await keys.claim(key, digest, request_id)
+        if claim["digest"] != digest:
+            raise IdempotencyConflict(key)
+        if claim["request_id"] != request_id:
+            return Accepted(claim["request_id"], repeated=True)
+    try:
+        await _store_and_publish(
+            source, request_id, options, limits=limits, store=store, blobs=blobs, producer=producer
+        )
+    except BaseException:
+        if key is not None:
+            await keys.release(key, request_id)
+        raise
+    return Accepted(request_id)
+
+
+async def _store_and_publish(
+    source: BinaryIO,
+    request_id: str,
+    options: UploadOptions,
+    *,
+    limits: Limits,
+    store: RequestStore,
+    blobs: BlobStore,
+    producer: EventProducer,
+) -> None:
+    """The file, which passed check_text, is read a chunk at a time (validated, stored, its rows stored, then
+    published), never whole."""
     summary = await asyncio.to_thread(validate_csv, source, limits)
-    request_id = request_id or str(uuid.uuid4())
     input_file = input_csv_name(request_id)
     source.seek(0)
     await blobs.put(input_file, source, "text/csv")
     async for rows in _row_batches(source, limits):
         await store.insert_rows(request_id, rows)
     await store.insert_request(
-        request_id, summary, input_file=input_file, webhook_url=webhook_url, quality=quality, output_format=output_format
+        request_id,
+        summary,
+        input_file=input_file,
+        webhook_url=options.webhook_url,
+        quality=options.quality,
+        output_format=options.output_format,
     )
     try:
         await producer.publish(
@@ -72,43 +133,19 @@ async def accept_upload(
                 request_id=uuid.UUID(request_id),
                 rows_total=summary.rows_total,
                 images_total=summary.images_total,
-                webhook_url=webhook_url,
+                webhook_url=options.webhook_url,
             ),
         )
         async for rows in _row_batches(source, limits):
-            await producer.publish_many(ROWS_SUBMITTED, (row_event(request_id, row, quality, output_format) for row in rows))
+            await producer.publish_many(
+                ROWS_SUBMITTED, (row_event(request_id, row, options.quality, options.output_format) for row in rows)
+            )
     except KafkaException as exc:
         # The request and its rows are stored: the reconciler publishes a PENDING request's rows later.
         log.warning("request %s stored but not yet published (%s); the reconciler will publish it", request_id, exc)
-        return request_id
+        return
     await store.mark_processing(request_id)
     log.info("accepted request %s: %d rows, %d images", request_id, summary.rows_total, summary.images_total)
-    return request_id
-
-
-class IdempotencyConflict(Exception):
-    """The Idempotency-Key was used before for a different upload."""
-
-
-async def accept_upload_once(
-    key: str, source: BinaryIO, *, options: dict, keys: IdempotencyKeys, **accept
-) -> tuple[str, bool]:
-    """accept_upload under an Idempotency-Key: the same key and upload give the same request id (and
-    ``False``: nothing new was accepted); the same key with a different upload raises IdempotencyConflict."""
-    file_digest = await asyncio.to_thread(check_text, source)
-    digest = hashlib.sha256((file_digest + json.dumps(options, sort_keys=True)).encode()).hexdigest()
-    request_id = str(uuid.uuid4())
-    claim = await keys.claim(key, digest, request_id)
-    if claim["digest"] != digest:
-        raise IdempotencyConflict(key)
-    if claim["request_id"] != request_id:
-        return claim["request_id"], False
-    try:
-        await accept_upload(source, request_id=request_id, text_checked=True, **options, **accept)
-    except BaseException:
-        await keys.release(key, request_id)
-        raise
-    return request_id, True
 
 
 def row_event(request_id: str, row: InputRow, quality: int, output_format: str) -> RowSubmitted:

@@ -1,0 +1,77 @@
+"""POST /api/upload/: the form read into one UploadOptions, then handlers.accept_upload."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Header, UploadFile
+from fastapi.responses import JSONResponse
+
+from imgpipe_ingest import handlers
+from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
+from imgpipe_ingest.deps import ApiKeyRequired, Blobs, Keys, Policy, Producer, SettingsDep, Store
+from imgpipe_ingest.envelope import ClientError, Envelope, envelope
+from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
+from imgpipe_schemas.events import OutputFormat
+
+router = APIRouter()
+
+
+@router.post(
+    "/api/upload/",
+    response_model=Envelope,
+    status_code=200,
+    summary="Upload a products CSV",
+    dependencies=[ApiKeyRequired],
+)
+async def upload(
+    settings: SettingsDep,
+    policy: Policy,
+    store: Store,
+    blobs: Blobs,
+    producer: Producer,
+    keys: Keys,
+    file: Annotated[UploadFile, File(description="CSV: S. No., Product Name, Input Image Urls")],
+    webhook_url: Annotated[str | None, Form(description="Where to POST the signed completion webhook")] = None,
+    quality: Annotated[int | None, Form(ge=1, le=95, description="Encoder quality, 1–95 (default 50)")] = None,
+    output_format: Annotated[
+        OutputFormat | None,
+        Form(alias="format", description="Output format (default jpeg); keep = the source's own"),
+    ] = None,
+    idempotency_key: Annotated[
+        str | None,
+        Header(max_length=200, description="Same key and upload: the same request id; a different upload: 409"),
+    ] = None,
+) -> JSONResponse:
+    if file.size is not None and file.size > settings.max_upload_bytes:
+        raise ClientError(413, f"the file is larger than {settings.max_upload_bytes} bytes")
+    options = handlers.UploadOptions(
+        quality=quality or settings.default_quality,
+        output_format=output_format or "jpeg",
+        webhook_url=await _checked_webhook_url(webhook_url, policy),
+        idempotency_key=idempotency_key or None,
+    )
+    limits = Limits(max_rows=settings.max_rows, max_urls_per_row=settings.max_urls_per_row)
+    try:
+        accepted = await handlers.accept_upload(
+            file.file, options, limits=limits, store=store, blobs=blobs, producer=producer, keys=keys
+        )
+    except handlers.IdempotencyConflict as exc:
+        raise ClientError(409, "this Idempotency-Key was already used for a different upload") from exc
+    except CsvRejected as exc:
+        problems = [{"row": p.row, "column": p.column, "message": p.message} for p in exc.problems]
+        raise ClientError(400, f"the CSV was rejected: {len(problems)} problem(s)", {"errors": problems}) from exc
+    if accepted.repeated:
+        return envelope(200, "File already uploaded with this Idempotency-Key", {"request_id": accepted.request_id})
+    return envelope(200, "File uploaded successfully", {"request_id": accepted.request_id})
+
+
+async def _checked_webhook_url(webhook_url: str | None, policy: NetPolicy) -> str | None:
+    """The form's webhook_url, or None for none; refused while the uploader is still there to be told why."""
+    webhook_url = (webhook_url or "").strip() or None
+    if webhook_url:
+        if reason := url_problem(webhook_url):
+            raise ClientError(400, f"webhook_url: {reason}")
+        try:
+            await check_url(webhook_url, policy)
+        except BlockedAddress as exc:
+            raise ClientError(400, f"webhook_url: blocked_address: {exc}") from exc
+    return webhook_url

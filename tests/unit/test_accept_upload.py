@@ -1,0 +1,90 @@
+"""What an Idempotency-Key is claimed with, and accept_upload's keyed branch, against in-memory adapters."""
+
+import hashlib
+import io
+import json
+from collections.abc import Awaitable
+from dataclasses import replace
+
+import pytest
+
+from imgpipe_ingest.csv_input import CsvRejected, Limits
+from imgpipe_ingest.handlers import Accepted, IdempotencyConflict, UploadOptions, accept_upload, upload_digest
+
+FILE_DIGEST = hashlib.sha256(b"a,b\n").hexdigest()
+OPTIONS = UploadOptions(quality=50, output_format="jpeg", webhook_url="https://hooks.example/h", idempotency_key="k")
+REJECTED_CSV = b"S. No.,Product Name,Input Image Urls\n1,,x\n"
+
+
+class FakeKeys:
+    """IdempotencyKeys over a dict: a claim of a claimed key returns the earlier claim."""
+
+    def __init__(self, claims: dict[str, dict] | None = None) -> None:
+        self.claims = claims or {}
+
+    async def claim(self, key: str, digest: str, request_id: str) -> dict:
+        return self.claims.setdefault(key, {"_id": key, "digest": digest, "request_id": request_id})
+
+    async def release(self, key: str, request_id: str) -> None:
+        if self.claims.get(key, {}).get("request_id") == request_id:
+            del self.claims[key]
+
+
+class Untouchable:
+    """An adapter the case must not reach."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"{name} was called")
+
+
+def accept(data: bytes, options: UploadOptions, keys) -> Awaitable[Accepted]:
+    adapters = {"store": Untouchable(), "blobs": Untouchable(), "producer": Untouchable()}
+    return accept_upload(io.BytesIO(data), options, limits=Limits(), keys=keys, **adapters)
+
+
+def test_the_digest_keeps_the_form_keys_were_always_claimed_with():
+    chosen = {"webhook_url": "https://hooks.example/h", "quality": 50, "output_format": "jpeg"}
+    legacy = hashlib.sha256((FILE_DIGEST + json.dumps(chosen, sort_keys=True)).encode()).hexdigest()
+    assert upload_digest(FILE_DIGEST, OPTIONS) == legacy
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"quality": 51},
+        {"output_format": "webp"},
+        {"webhook_url": None},
+        {"webhook_url": "https://hooks.example/other"},
+    ],
+)
+def test_every_option_but_the_key_is_part_of_the_digest(changed):
+    digest = upload_digest(FILE_DIGEST, OPTIONS)
+    assert upload_digest(FILE_DIGEST, replace(OPTIONS, **changed)) != digest
+    assert upload_digest(FILE_DIGEST, replace(OPTIONS, idempotency_key="other")) == digest
+    assert upload_digest(hashlib.sha256(b"other").hexdigest(), OPTIONS) != digest
+
+
+async def test_the_same_key_and_upload_give_the_earlier_request_and_accept_nothing():
+    data = b"S. No.,Product Name,Input Image Urls\n1,Hat,http://a.example/x.jpg\n"
+    digest = upload_digest(hashlib.sha256(data).hexdigest(), OPTIONS)
+    keys = FakeKeys({"k": {"_id": "k", "digest": digest, "request_id": "earlier"}})
+    assert await accept(data, OPTIONS, keys) == Accepted("earlier", repeated=True)
+
+
+async def test_the_same_key_with_other_options_is_a_conflict():
+    data = b"S. No.,Product Name,Input Image Urls\n1,Hat,http://a.example/x.jpg\n"
+    digest = upload_digest(hashlib.sha256(data).hexdigest(), OPTIONS)
+    keys = FakeKeys({"k": {"_id": "k", "digest": digest, "request_id": "earlier"}})
+    with pytest.raises(IdempotencyConflict):
+        await accept(data, replace(OPTIONS, quality=80), keys)
+
+
+async def test_a_rejected_upload_releases_its_key_and_one_without_a_key_claims_none():
+    keys = FakeKeys()
+    with pytest.raises(CsvRejected):
+        await accept(REJECTED_CSV, OPTIONS, keys)
+    assert keys.claims == {}
+    with pytest.raises(CsvRejected):
+        await accept(REJECTED_CSV, UploadOptions(quality=50, output_format="jpeg"), Untouchable())
+    with pytest.raises(CsvRejected):
+        await accept(b"\x00binary", OPTIONS, Untouchable())
