@@ -192,3 +192,22 @@ def guarded_session(policy: NetPolicy, timeout: aiohttp.ClientTimeout) -> aiohtt
         timeout=timeout,
         headers={"User-Agent": "imgpipe/1.0"},
     )
+
+
+class GuardedClient:
+    """An adapter's one guarded session, opened on first use: an aiohttp session belongs to the event loop it
+    was created in, and an adapter is built before its service's loop runs."""
+
+    def __init__(self, policy: NetPolicy, timeout: aiohttp.ClientTimeout) -> None:
+        self._policy = policy
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = guarded_session(self._policy, self._timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()

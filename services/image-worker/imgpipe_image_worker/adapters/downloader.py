@@ -4,7 +4,7 @@ import asyncio
 
 import aiohttp
 from yarl import URL
-from imgpipe_runtime.netpolicy import BlockedAddress, InvalidUrl, NetPolicy, check_literal, guarded_session
+from imgpipe_runtime.netpolicy import BlockedAddress, GuardedClient, InvalidUrl, NetPolicy, check_literal
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 
@@ -38,10 +38,9 @@ class Downloader:
         attempts: int = 3,
         backoff_s: float = 0.2,
     ) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._http = GuardedClient(policy, timeout)
         self._policy = policy
         self._max_redirects = max_redirects
-        self._timeout = timeout
         self._max_bytes = max_bytes
         self._attempts = attempts
         self._backoff_s = backoff_s
@@ -65,15 +64,8 @@ class Downloader:
                 return await self._fetch_once(url)
         raise AssertionError("unreachable")
 
-    def _client(self) -> aiohttp.ClientSession:
-        """One session per process, opened inside the running event loop on first use."""
-        if self._session is None:
-            self._session = guarded_session(self._policy, self._timeout)
-        return self._session
-
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._http.close()
 
     async def _fetch_once(self, url: str) -> bytes:
         """Follows redirects itself, so that every hop's destination is checked against the policy."""
@@ -88,7 +80,7 @@ class Downloader:
         """The body, or the absolute URL a redirect points to."""
         try:
             check_literal(url, self._policy)
-            async with self._client().get(url, allow_redirects=False) as response:
+            async with self._http.session().get(url, allow_redirects=False) as response:
                 if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
                     return str(response.url.join(URL(response.headers["Location"])))
                 if response.status >= 400:

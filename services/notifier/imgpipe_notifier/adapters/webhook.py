@@ -4,7 +4,7 @@ import asyncio
 
 import aiohttp
 
-from imgpipe_runtime.netpolicy import BlockedAddress, InvalidUrl, NetPolicy, check_literal, guarded_session
+from imgpipe_runtime.netpolicy import BlockedAddress, GuardedClient, InvalidUrl, NetPolicy, check_literal
 from imgpipe_runtime.webhooks import sign_headers
 
 
@@ -12,24 +12,17 @@ class WebhookSender:
     def __init__(self, *, secret: str, timeout: aiohttp.ClientTimeout, policy: NetPolicy) -> None:
         self._secret = secret
         self._policy = policy
-        self._timeout = timeout
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = guarded_session(self._policy, self._timeout)
-        return self._session
+        self._http = GuardedClient(policy, timeout)
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        await self._http.close()
 
     async def post(self, url: str, message_id: str, body: bytes) -> int | str:
         """The HTTP status of the subscriber's answer, or a short description of why there was none."""
         headers = {"Content-Type": "application/json", **sign_headers(self._secret, message_id, body)}
         try:
             check_literal(url, self._policy)
-            async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
+            async with self._http.session().post(url, data=body, headers=headers, allow_redirects=False) as response:
                 return response.status
         except BlockedAddress as exc:
             return f"blocked_address: {exc}"
