@@ -30,6 +30,7 @@ def run(_: argparse.Namespace) -> int:
             mongo_port=settings.local_mongo_port,
             storage=str((settings.data_dir / "db").resolve()),
             log_dir=(settings.data_dir / "logs").resolve(),
+            blob_dir=(settings.data_dir / "blobs").resolve(),
             services_log_to_files=False,
             image_workers=settings.image_workers,
             partitions=settings.kafka_partitions,

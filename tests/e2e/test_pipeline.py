@@ -30,22 +30,28 @@ SECRET = "whsec_" + base64.b64encode(b"end-to-end test secret").decode()
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def stack(infra, tmp_path_factory):
+@pytest.fixture(scope="module", params=["directory", "gridfs"])
+def stack(request, infra, tmp_path_factory):
+    """The whole pipeline on each blob store: a local directory (make run) and GridFS (compose)."""
     logs = tmp_path_factory.mktemp("stack-logs")
     config = StackConfig(
         api_port=free_port(),
         log_dir=logs,
         external_kafka=infra.bootstrap,
         external_mongo=infra.mongo_url,
-        env={"IMGPIPE_WEBHOOK_SECRET": SECRET, "IMGPIPE_MONGO_DATABASE": f"e2e_{uuid.uuid4().hex[:8]}"},
+        env={
+            "IMGPIPE_WEBHOOK_SECRET": SECRET,
+            "IMGPIPE_MONGO_DATABASE": f"e2e_{uuid.uuid4().hex[:8]}",
+            "IMGPIPE_BLOB_STORE": request.param,
+        },
     )
     with LocalStack(config) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
-def sources():
+def sources(stack):
+    """One image server per stack, so that each records only its own stack's webhooks."""
     routes = {f"/photos/{i}.jpg": Route(photo_like_jpeg(900, 600, seed=i)) for i in range(30)}
     with LocalHttpServer(routes=routes) as server:
         yield server

@@ -11,7 +11,7 @@ from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.handlers import record_results, register_requests, register_rows
 from imgpipe_assembler.reconciler import ReconcilePolicy, reconcile
 from imgpipe_bus import EventProducer, Unprocessable, ensure_topics
-from imgpipe_runtime.blobs import BlobStore
+from imgpipe_runtime.blobs import GridFsBlobStore
 from imgpipe_runtime.mongo import connect
 from imgpipe_schemas import ImageResult, RequestAccepted, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_COMPLETED, ROWS_SUBMITTED
@@ -24,7 +24,7 @@ async def adapters(mongo_settings, bus_settings):
     ensure_topics(bus_settings)
     db = connect(mongo_settings)
     producer = EventProducer(bus_settings)
-    yield dict(store=ProgressStore(db), blobs=BlobStore(db), producer=producer, public_base_url="http://api")
+    yield dict(store=ProgressStore(db), blobs=GridFsBlobStore(db), producer=producer, public_base_url="http://api")
     await producer.close()
     await db.client.drop_database(mongo_settings.database)
     await db.client.close()
@@ -47,7 +47,8 @@ def processed(request_id: uuid.UUID, row: int) -> RowProcessed:
 
 
 async def output_table(adapters, request: dict) -> list[list[str]]:
-    data = (await adapters["blobs"].get(request["output_file"])).data.decode()
+    reader = await adapters["blobs"].open(request["output_file"])
+    data = b"".join([chunk async for chunk in reader.chunks()]).decode()
     return list(csv.reader(io.StringIO(data)))
 
 

@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.reconciler import ReconcilePolicy, reconcile
 from imgpipe_bus import EventProducer, ensure_topics
-from imgpipe_runtime.blobs import BlobStore
+from imgpipe_runtime.blobs import GridFsBlobStore
 from imgpipe_runtime.mongo import connect
 from imgpipe_schemas.topics import REQUESTS_COMPLETED, ROWS_SUBMITTED
 from tests.integration.kafka_helpers import consume
@@ -22,7 +22,7 @@ async def test_a_request_stuck_in_pending_is_redriven_then_given_up(mongo_settin
     store = ProgressStore(db)
     policy = ReconcilePolicy(stall_s=60, max_rounds=2)
     run = lambda now: reconcile(  # noqa: E731
-        policy=policy, store=store, blobs=BlobStore(db), producer=producer, public_base_url="http://api", now=now
+        policy=policy, store=store, blobs=GridFsBlobStore(db), producer=producer, public_base_url="http://api", now=now
     )
     mine = lambda event: str(event.request_id) == request_id  # noqa: E731
     start = datetime.now(UTC)

@@ -11,7 +11,7 @@ from imgpipe_image_worker.adapters.codec_pool import CodecPool
 from imgpipe_image_worker.compress import Policy
 from imgpipe_ops.samples import photo_like_jpeg
 from imgpipe_runtime.blob_directory import DirectoryBlobStore
-from imgpipe_runtime.blobs import BlobStore, open_blob_store
+from imgpipe_runtime.blobs import GridFsBlobStore, open_blob_store
 from imgpipe_runtime.settings import BlobSettings
 from imgpipe_runtime.mongo import connect
 from imgpipe_schemas import ImageResult, RowProcessed
@@ -103,7 +103,7 @@ async def test_duplicated_results_count_once_and_the_request_completes_once(db, 
         db, request_id, b"S. No.,Product Name,Input Image Urls\n1,A,http://in/0\n2,B,http://in/1\n3,C,http://in/2\n"
     )
     await requests.mark_processing(request_id)
-    store, blobs, producer = ProgressStore(db), BlobStore(db), EventProducer(bus_settings)
+    store, blobs, producer = ProgressStore(db), GridFsBlobStore(db), EventProducer(bus_settings)
     deliver = lambda batch: record_results(  # noqa: E731
         batch, store=store, blobs=blobs, producer=producer, public_base_url="http://api"
     )

@@ -7,7 +7,7 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -19,7 +19,25 @@ from imgpipe_runtime.settings import BlobSettings
 CHUNK_BYTES = 255 * 1024  # GridFS's default chunk size
 
 
-class BlobStore:
+class BlobReader(Protocol):
+    name: str
+    content_type: str
+    length: int
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+
+class BlobStore(Protocol):
+    """What the services need of a file store; GridFsBlobStore and DirectoryBlobStore provide it."""
+
+    async def put(self, name: str, data: bytes | BinaryIO, content_type: str) -> None: ...
+
+    async def open(self, name: str) -> BlobReader | None: ...
+
+    def writer(self) -> DirectoryBlobStore | None: ...
+
+
+class GridFsBlobStore:
     """Files in the GridFS layout (``<bucket>.files`` and ``<bucket>.chunks``, readable by any GridFS
     tool), written and read a chunk at a time: pymongo's own GridFS buffers up to 32 MB on upload and
     fetches up to 16 MB per batch on download, so a large file would sit in memory whole."""
@@ -66,16 +84,16 @@ class BlobStore:
         """None: a database client does not travel to a codec process, so outputs come back as bytes."""
         return None
 
-    async def open(self, name: str) -> "BlobReader | None":
+    async def open(self, name: str) -> "GridFsBlob | None":
         file = await self._files.find_one({"_id": name})
         if file is None:
             return None
         content_type = (file.get("metadata") or {}).get("content_type", "application/octet-stream")
-        return BlobReader(name, content_type, file["length"], self._chunks)
+        return GridFsBlob(name, content_type, file["length"], self._chunks)
 
 
 @dataclass(frozen=True)
-class BlobReader:
+class GridFsBlob:
     name: str
     content_type: str
     length: int
@@ -92,10 +110,10 @@ class BlobReader:
             yield bytes(chunk["data"])
 
 
-def open_blob_store(settings: BlobSettings, db: AsyncDatabase) -> "BlobStore | DirectoryBlobStore":
+def open_blob_store(settings: BlobSettings, db: AsyncDatabase) -> BlobStore:
     if settings.store == "directory":
         return DirectoryBlobStore(settings.dir)
-    return BlobStore(db)
+    return GridFsBlobStore(db)
 
 
 def blob_url(public_base_url: str, name: str) -> str:

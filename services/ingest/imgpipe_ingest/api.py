@@ -11,7 +11,7 @@ from imgpipe_ingest.body_limit import BodyLimit
 from imgpipe_ingest.envelope import EXCEPTION_HANDLERS
 from imgpipe_ingest.routes import files, health, requests, upload, webhook
 from imgpipe_ingest.settings import Settings
-from imgpipe_runtime.blobs import BlobStore
+from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.documents import ensure_indexes
 from imgpipe_runtime.mongo import connect
 from imgpipe_runtime.netpolicy import NetPolicy
@@ -44,7 +44,7 @@ async def _adapters(app: FastAPI):
     await ensure_indexes(db)
     app.state.db = db
     app.state.store = RequestStore(db)
-    app.state.blobs = BlobStore(db)
+    app.state.blobs = open_blob_store(settings.blobs, db)
     app.state.keys = IdempotencyKeys(db)
     app.state.producer = EventProducer(settings.kafka)
     try:

@@ -1,7 +1,7 @@
 from pydantic import Field
 
 from imgpipe_bus import BusSettings
-from imgpipe_runtime.settings import LogSettings, MongoSettings, PublicUrlSettings
+from imgpipe_runtime.settings import BlobSettings, LogSettings, MongoSettings, PublicUrlSettings
 from imgpipe_runtime.webhooks import LOCAL_WEBHOOK_SECRET, WebhookSecrets
 
 
@@ -16,4 +16,5 @@ class Settings(PublicUrlSettings):
 
     kafka: BusSettings = Field(default_factory=BusSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)
+    blobs: BlobSettings = Field(default_factory=BlobSettings)
     log: LogSettings = Field(default_factory=LogSettings)

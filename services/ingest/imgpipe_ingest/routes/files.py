@@ -1,10 +1,12 @@
-"""GET /api/files/{name}: output CSVs, input CSVs and images, streamed from the blob store."""
+"""GET /api/files/{name}: output CSVs, input CSVs and images, from the blob store: a file of the
+directory store is sent as a file (no copy through the application), a GridFS one is streamed."""
 
 from fastapi import APIRouter
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from imgpipe_ingest.deps import Blobs
 from imgpipe_ingest.envelope import ClientError
+from imgpipe_runtime.blob_directory import FileBlob
 
 router = APIRouter()
 
@@ -17,4 +19,6 @@ async def files(name: str, blobs: Blobs) -> Response:
     headers = {"Content-Length": str(blob.length)}
     if "/images/" in name:
         headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    if isinstance(blob, FileBlob):
+        return FileResponse(blob.path, media_type=blob.content_type, headers=headers)
     return StreamingResponse(blob.chunks(), media_type=blob.content_type, headers=headers)
