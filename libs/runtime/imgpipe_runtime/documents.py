@@ -17,6 +17,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from imgpipe_schemas import Progress, RequestStatus, RowProcessed
 
 REQUESTS, ROWS, DELIVERIES = "requests", "rows", "deliveries"
+# A running upload's counts of rows done and images ok / failed, kept by the assembler with every batch.
+LIVE_COUNTS = "live"
 
 
 class Origin(StrEnum):
@@ -62,8 +64,12 @@ def new_request(
     output_format: str | None = None,
 ) -> dict:
     """A request as first stored, without its ``_id`` (the request id). A request produced straight to
-    Kafka has no input file, and its encoder options are on each row."""
+    Kafka has no input file, and its encoder options are on each row. Only an upload has live counts:
+    it is stored before any of its rows can have results, so counting from zero misses nothing, whereas
+    a direct producer's results may arrive before its request."""
+    live = {LIVE_COUNTS: {"rows_done": 0, "images_ok": 0, "images_failed": 0}} if origin == Origin.UPLOAD else {}
     return {
+        **live,
         "status": status,
         "origin": origin,
         "columns": list(columns),
@@ -138,15 +144,30 @@ def progress(request: Mapping, rows: Iterable[Mapping]) -> Progress:
     )
 
 
+def live_counts(request: Mapping) -> Progress | None:
+    """An upload's progress as the assembler keeps it while the request runs (no rows read); None for a
+    request without live counts (produced straight to Kafka)."""
+    live = request.get(LIVE_COUNTS)
+    if live is None:
+        return None
+    return Progress(
+        rows_total=request["rows_total"],
+        rows_done=min(live["rows_done"], request["rows_total"]),
+        images_total=request["images_total"],
+        images_ok=live["images_ok"],
+        images_failed=live["images_failed"],
+    )
+
+
 def stored_progress(request: Mapping) -> Progress | None:
     """The progress the assembler stored when it finished the request; None while it runs."""
     return Progress.model_validate(request["progress"]) if request.get("progress") else None
 
 
 async def request_progress(db: AsyncDatabase, request: Mapping) -> Progress:
-    """The status API's progress: as stored once finished, else progress() of the rows done so far,
-    summed by the database (a status poll of a big request must not fetch every row)."""
-    if (stored := stored_progress(request)) is not None:
+    """The status API's progress: as stored once finished, else the live counts of an upload, else
+    progress() of the rows done so far, summed by the database."""
+    if (stored := stored_progress(request) or live_counts(request)) is not None:
         return stored
     sums = {"_id": None, "done": {"$sum": 1}, "images_ok": {"$sum": "$images_ok"}, "images_failed": {"$sum": "$images_failed"}}
     pipeline = [{"$match": {**rows_of(request), "done": True}}, {"$group": sums}]

@@ -1,0 +1,56 @@
+"""The live counts the assembler keeps on an upload's request agree with counting its rows, through
+duplicates, replays that improve a row, and a batch that holds the same row twice."""
+
+import uuid
+
+import pytest
+
+from imgpipe_assembler.adapters.requests import ProgressStore
+from imgpipe_runtime.documents import ROWS, live_counts, progress, rows_of
+from imgpipe_runtime.mongo import connect
+from imgpipe_schemas import ImageResult, RowProcessed
+from tests.integration.uploads import store_upload
+
+CSV = b"S. No.,Product Name,Input Image Urls\n1,A,\"http://in/0,http://in/1\"\n2,B,http://in/2\n3,C,http://in/3\n"
+
+
+@pytest.fixture
+async def db(mongo_settings):
+    database = connect(mongo_settings)
+    yield database
+    await database.client.drop_database(mongo_settings.database)
+    await database.client.close()
+
+
+def result(request_id: str, row: int, failed: int, images: int = 1) -> RowProcessed:
+    outcomes = [
+        ImageResult(source_url=f"http://in/{row}/{i}", error_code="http_404", error_message="gone")
+        if i < failed
+        else ImageResult(source_url=f"http://in/{row}/{i}", output_url=f"http://out/{row}/{i}")
+        for i in range(images)
+    ]
+    return RowProcessed(request_id=uuid.UUID(request_id), row_index=row, images=outcomes)
+
+
+async def counted(db, request: dict):
+    return progress(request, await db[ROWS].find(rows_of(request)).to_list())
+
+
+async def test_live_counts_match_the_rows_through_duplicates_and_replays(db):
+    request_id = str(uuid.uuid4())
+    await store_upload(db, request_id, CSV)
+    store = ProgressStore(db)
+    batches = [
+        [result(request_id, 0, failed=2, images=2), result(request_id, 0, failed=2, images=2)],
+        [result(request_id, 1, failed=0), result(request_id, 0, failed=1, images=2)],  # row 0 improves
+        [result(request_id, 1, failed=1)],  # worse than stored: ignored
+        [result(request_id, 2, failed=1), result(request_id, 2, failed=0)],  # the better of the two counts
+        [result(request_id, 0, failed=0, images=2)],  # replay of a finished row
+    ]
+    for batch in batches:
+        await store.record_rows(batch)
+        request = await store.get(request_id)
+        assert live_counts(request) == await counted(db, request)
+        assert await store.rows_done(request) == (await counted(db, request)).rows_done
+    final = live_counts(await store.get(request_id))
+    assert (final.rows_done, final.images_ok, final.images_failed) == (3, 4, 0)
