@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from imgpipe_assembler.adapters.requests import ProgressStore
-from imgpipe_assembler.handlers import record_results, register_requests, register_rows
+from imgpipe_assembler.handlers import Adapters, record_results, register_requests, register_rows
 from imgpipe_assembler.reconciler import ReconcilePolicy, reconcile
 from imgpipe_bus import EventProducer, Unprocessable, ensure_topics
 from imgpipe_runtime.blobs import GridFsBlobStore
@@ -24,7 +24,7 @@ async def adapters(mongo_settings, bus_settings):
     ensure_topics(bus_settings)
     db = connect(mongo_settings)
     producer = EventProducer(bus_settings)
-    yield dict(store=ProgressStore(db), blobs=GridFsBlobStore(db), producer=producer, public_base_url="http://api")
+    yield Adapters(store=ProgressStore(db), blobs=GridFsBlobStore(db), producer=producer, public_base_url="http://api")
     await producer.close()
     await db.client.drop_database(mongo_settings.database)
     await db.client.close()
@@ -47,20 +47,20 @@ def processed(request_id: uuid.UUID, row: int) -> RowProcessed:
 
 
 async def output_table(adapters, request: dict) -> list[list[str]]:
-    reader = await adapters["blobs"].open(request["output_file"])
+    reader = await adapters.blobs.open(request["output_file"])
     data = b"".join([chunk async for chunk in reader.chunks()]).decode()
     return list(csv.reader(io.StringIO(data)))
 
 
 async def test_results_before_rows_before_the_request_still_complete_it(adapters, bus_settings):
-    store, request_id = adapters["store"], uuid.uuid4()
-    await record_results([processed(request_id, 1), processed(request_id, 0)], **adapters)
+    store, request_id = adapters.store, uuid.uuid4()
+    await record_results([processed(request_id, 1), processed(request_id, 0)], adapters)
     assert await store.get(str(request_id)) is None
-    await register_rows([submitted(request_id, 0)], **adapters)
-    await register_requests([accepted(request_id, 2)], **adapters)
+    await register_rows([submitted(request_id, 0)], adapters)
+    await register_requests([accepted(request_id, 2)], adapters)
     request = await store.get(str(request_id))
     assert request["status"] == "PROCESSING"  # row 1's result is in, its input is not
-    await register_rows([submitted(request_id, 1), submitted(request_id, 0)], **adapters)
+    await register_rows([submitted(request_id, 1), submitted(request_id, 0)], adapters)
 
     request = await store.get(str(request_id))
     assert request["status"] == "SUCCESS"
@@ -77,42 +77,42 @@ async def test_results_before_rows_before_the_request_still_complete_it(adapters
 
 
 async def test_a_duplicate_request_event_changes_nothing(adapters):
-    store, request_id = adapters["store"], uuid.uuid4()
-    await register_requests([accepted(request_id, 2)], **adapters)
-    await register_requests([accepted(request_id, 5)], **adapters)
+    store, request_id = adapters.store, uuid.uuid4()
+    await register_requests([accepted(request_id, 2)], adapters)
+    await register_requests([accepted(request_id, 5)], adapters)
     assert (await store.get(str(request_id)))["rows_total"] == 2
 
 
 async def test_a_row_outside_its_request_is_unprocessable(adapters):
     request_id = uuid.uuid4()
-    await register_requests([accepted(request_id, 2)], **adapters)
+    await register_requests([accepted(request_id, 2)], adapters)
     with pytest.raises(Unprocessable, match="row_index 2 is outside request .* which has 2 rows"):
-        await register_rows([submitted(request_id, 2)], **adapters)
+        await register_rows([submitted(request_id, 2)], adapters)
 
 
 async def test_an_uploads_events_leave_its_stored_rows_alone(adapters, mongo_settings):
     db = connect(mongo_settings)
     request_id = uuid.uuid4()
     await store_upload(db, str(request_id), b"S. No.,Product Name,Input Image Urls,Colour\n7,Hat,http://in/0,red\n")
-    await register_requests([accepted(request_id, 1)], **adapters)
-    await register_rows([submitted(request_id, 0)], **adapters)
-    await record_results([processed(request_id, 0)], **adapters)
-    request = await adapters["store"].get(str(request_id))
+    await register_requests([accepted(request_id, 1)], adapters)
+    await register_rows([submitted(request_id, 0)], adapters)
+    await record_results([processed(request_id, 0)], adapters)
+    request = await adapters.store.get(str(request_id))
     assert request["status"] == "SUCCESS"
     assert (await output_table(adapters, request))[1] == ["7", "Hat", "http://in/0", "red", "http://out/0", ""]
     await db.client.close()
 
 
 async def test_a_request_whose_rows_never_came_is_redriven_then_failed(adapters, bus_settings):
-    store, request_id = adapters["store"], uuid.uuid4()
-    await register_requests([accepted(request_id, 3)], **adapters)
-    await register_rows([submitted(request_id, 0, quality=30)], **adapters)
+    store, request_id = adapters.store, uuid.uuid4()
+    await register_requests([accepted(request_id, 3)], adapters)
+    await register_rows([submitted(request_id, 0, quality=30)], adapters)
     policy = ReconcilePolicy(stall_s=60, max_rounds=1)
     start = datetime.now(UTC)
-    assert (await reconcile(policy=policy, now=start + timedelta(seconds=61), **adapters))["redriven"] == 1
+    assert (await reconcile(adapters, policy=policy, now=start + timedelta(seconds=61)))["redriven"] == 1
     redriven = consume(bus_settings.bootstrap_servers, ROWS_SUBMITTED, 1, match=lambda e: e.request_id == request_id)
     assert [(e.row_index, e.quality) for _, _, e in redriven] == [(0, 30)]
-    assert (await reconcile(policy=policy, now=start + timedelta(seconds=122), **adapters))["gave_up"] == 1
+    assert (await reconcile(adapters, policy=policy, now=start + timedelta(seconds=122)))["gave_up"] == 1
 
     request = await store.get(str(request_id))
     assert request["status"] == "FAILED"

@@ -2,6 +2,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from imgpipe_assembler.adapters.requests import ProgressStore
+from imgpipe_assembler.handlers import Adapters
 from imgpipe_assembler.reconciler import ReconcilePolicy, reconcile
 from imgpipe_bus import EventProducer, ensure_topics
 from imgpipe_runtime.blobs import GridFsBlobStore
@@ -21,9 +22,8 @@ async def test_a_request_stuck_in_pending_is_redriven_then_given_up(mongo_settin
     await store_upload(db, request_id, CSV, quality=40)
     store = ProgressStore(db)
     policy = ReconcilePolicy(stall_s=60, max_rounds=2)
-    run = lambda now: reconcile(  # noqa: E731
-        policy=policy, store=store, blobs=GridFsBlobStore(db), producer=producer, public_base_url="http://api", now=now
-    )
+    adapters = Adapters(store=store, blobs=GridFsBlobStore(db), producer=producer, public_base_url="http://api")
+    run = lambda now: reconcile(adapters, policy=policy, now=now)  # noqa: E731
     mine = lambda event: str(event.request_id) == request_id  # noqa: E731
     start = datetime.now(UTC)
     try:

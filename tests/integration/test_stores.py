@@ -5,7 +5,7 @@ import uuid
 import pytest
 
 from imgpipe_assembler.adapters.requests import ProgressStore
-from imgpipe_assembler.handlers import record_results
+from imgpipe_assembler.handlers import Adapters, record_results
 from imgpipe_bus import EventProducer, ensure_topics
 from imgpipe_image_worker.adapters.codec_pool import CodecPool
 from imgpipe_image_worker.compress import Policy
@@ -105,7 +105,7 @@ async def test_duplicated_results_count_once_and_the_request_completes_once(db, 
     await requests.mark_processing(request_id)
     store, blobs, producer = ProgressStore(db), GridFsBlobStore(db), EventProducer(bus_settings)
     deliver = lambda batch: record_results(  # noqa: E731
-        batch, store=store, blobs=blobs, producer=producer, public_base_url="http://api"
+        batch, Adapters(store=store, blobs=blobs, producer=producer, public_base_url="http://api")
     )
     mine = lambda event: str(event.request_id) == request_id  # noqa: E731
     try:

@@ -8,7 +8,7 @@ import pytest
 
 from imgpipe_bus import Letter
 from imgpipe_notifier.adapters.deliveries import DeliveryLog
-from imgpipe_notifier.handlers import Outbox, Schedule, accept, deliver_due, webhook_body
+from imgpipe_notifier.handlers import Adapters, Schedule, accept, deliver_due, webhook_body
 from imgpipe_runtime.mongo import connect
 from imgpipe_schemas import Progress, RequestCompleted
 
@@ -57,8 +57,8 @@ def letter_of(event: RequestCompleted) -> Letter:
                   event.model_dump_json().encode(), [("trace", b"abc")])
 
 
-def outbox_for(deliveries, outcomes) -> Outbox:
-    return Outbox(deliveries, ScriptedSender(outcomes), KeptDeadLetters(), SCHEDULE)
+def outbox_for(deliveries, outcomes) -> Adapters:
+    return Adapters(deliveries, ScriptedSender(outcomes), KeptDeadLetters(), SCHEDULE, default_url=None)
 
 
 async def stored(deliveries, webhook_id) -> dict:
@@ -67,32 +67,32 @@ async def stored(deliveries, webhook_id) -> dict:
 
 async def test_retried_on_the_schedule_with_one_id_and_body_until_2xx(deliveries):
     outbox, event = outbox_for(deliveries, [500, "timeout", 204]), completed()
-    assert await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START) == "retrying"
-    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=4)) == 0
-    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=5)) == 1
-    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=34)) == 0
-    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=35)) == 1
+    assert await accept(event, letter_of(event), outbox, now=START) == "retrying"
+    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=4)) == 0
+    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=5)) == 1
+    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=34)) == 0
+    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=35)) == 1
     assert {(message_id, body) for _, message_id, body in outbox.sender.posts} == {(str(event.event_id), webhook_body(event))}
     delivery = await stored(deliveries, str(event.event_id))
     assert delivery["state"] == "delivered"
     assert [attempt["outcome"] for attempt in delivery["attempts"]] == [500, "timeout", 204]
-    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(days=1)) == 0
+    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(days=1)) == 0
     assert outbox.dead_letters.sent == []
 
 
 async def test_410_stops_at_once(deliveries):
     outbox, event = outbox_for(deliveries, [410]), completed()
-    assert await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START) == "gone"
-    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(days=1)) == 0
+    assert await accept(event, letter_of(event), outbox, now=START) == "gone"
+    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(days=1)) == 0
     assert len(outbox.sender.posts) == 1 and outbox.dead_letters.sent == []
 
 
 @pytest.mark.parametrize(("outcomes", "attempts"), [([400], 1), (["blocked_address: 10.0.0.1"], 1), ([503, 503, 503], 3)])
 async def test_a_refusal_or_the_end_of_the_schedule_dead_letters_the_event(deliveries, outcomes, attempts):
     outbox, event = outbox_for(deliveries, outcomes), completed()
-    await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START)
+    await accept(event, letter_of(event), outbox, now=START)
     for seconds in (5, 35):
-        await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=seconds))
+        await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=seconds))
     assert len(outbox.sender.posts) == attempts
     assert (await stored(deliveries, str(event.event_id)))["state"] == "failed"
     [(letter, failure)] = outbox.dead_letters.sent
@@ -103,8 +103,8 @@ async def test_a_refusal_or_the_end_of_the_schedule_dead_letters_the_event(deliv
 
 async def test_a_redelivered_completion_is_not_sent_again(deliveries):
     outbox, event = outbox_for(deliveries, [200]), completed()
-    assert await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START) == "delivered"
-    assert await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START) is None
+    assert await accept(event, letter_of(event), outbox, now=START) == "delivered"
+    assert await accept(event, letter_of(event), outbox, now=START) is None
     assert len(outbox.sender.posts) == 1
 
 
@@ -112,8 +112,8 @@ async def test_a_delivery_left_by_a_dead_notifier_is_taken_up_when_its_lease_end
     event = completed()
     await deliveries.open(str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 60)
     outbox = outbox_for(deliveries, [200])
-    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=59)) == 0
-    assert await deliver_due(outbox=outbox, concurrency=4, now=START + timedelta(seconds=60)) == 1
+    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=59)) == 0
+    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=60)) == 1
     assert (await stored(deliveries, str(event.event_id)))["state"] == "delivered"
 
 
@@ -123,7 +123,7 @@ async def test_two_notifiers_never_attempt_the_same_delivery_at_once(deliveries)
         await deliveries.open(str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 0)
     first, second = outbox_for(deliveries, []), outbox_for(deliveries, [])
     counts = await asyncio.gather(
-        deliver_due(outbox=first, concurrency=2, now=START), deliver_due(outbox=second, concurrency=2, now=START)
+        deliver_due(first, concurrency=2, now=START), deliver_due(second, concurrency=2, now=START)
     )
     assert sum(counts) == 6
     posted = [message_id for _, message_id, _ in first.sender.posts + second.sender.posts]
@@ -132,5 +132,5 @@ async def test_two_notifiers_never_attempt_the_same_delivery_at_once(deliveries)
 
 async def test_no_webhook_url_means_nothing_to_deliver(deliveries):
     outbox, event = outbox_for(deliveries, []), completed().model_copy(update={"webhook_url": None})
-    assert await accept(event, letter_of(event), outbox=outbox, default_url=None, now=START) is None
+    assert await accept(event, letter_of(event), outbox, now=START) is None
     assert outbox.sender.posts == []

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from imgpipe_assembler.handlers import complete_if_done, outcome, record_results, unprocessed_results
+from imgpipe_assembler.handlers import Adapters, complete_if_done, outcome, record_results, unprocessed_results
 from imgpipe_runtime.blobs import output_csv_name
 from imgpipe_runtime.documents import Origin, new_request, new_row, row_id, row_results
 from imgpipe_schemas import FINISHED, ImageResult, RequestCompleted, RequestStatus, RowProcessed
@@ -117,14 +117,14 @@ class Assembler:
             )
 
     @property
-    def adapters(self) -> dict:
-        return dict(store=self.store, blobs=self.blobs, producer=self.producer, public_base_url="http://api")
+    def adapters(self) -> Adapters:
+        return Adapters(store=self.store, blobs=self.blobs, producer=self.producer, public_base_url="http://api")
 
     async def deliver(self, *results: RowProcessed) -> None:
-        await record_results(list(results), **self.adapters)
+        await record_results(list(results), self.adapters)
 
     async def complete(self, **options) -> None:
-        await complete_if_done(self.request_id, **self.adapters, **options)
+        await complete_if_done(self.request_id, self.adapters, **options)
 
     def result(self, row: int, ok: bool = True) -> RowProcessed:
         image = (

@@ -1,13 +1,22 @@
 from imgpipe_bus.admin import broker_reachable, ensure_topics, topic_names
 from imgpipe_bus.codec import PoisonMessage, decode, encode
 from imgpipe_bus.dead_letters import DeadLetters, Failure, Letter, dlq_name, origin_of
-from imgpipe_bus.handling import RetryPolicy, Stage, Unprocessable, agent_stage, handle_batches, handle_each
+from imgpipe_bus.handling import (
+    DeadLetterCopy,
+    RetryPolicy,
+    Stage,
+    Unprocessable,
+    agent_stage,
+    handle_batches,
+    handle_each,
+)
 from imgpipe_bus.producer import EventProducer
 from imgpipe_bus.settings import BusSettings
 from imgpipe_bus.stream import create_app, faust_topic, run_worker
 
 __all__ = [
     "BusSettings",
+    "DeadLetterCopy",
     "DeadLetters",
     "EventProducer",
     "Failure",

@@ -2,6 +2,17 @@
 
 A message is acknowledged (and its offset later committed) only once it was handled or dead-lettered,
 so a crash at any point means it is delivered again, never lost.
+
+What a handler gets and gives back:
+
+- ``handle_each`` calls ``handler(event, letter)`` for every message: the decoded event, and the message
+  as a Letter (plain data, which a handler may keep to dead-letter the message itself later). Every
+  handler gets both, so that its signature never depends on how it is registered.
+- The handler returns ``DeadLetterCopy(reason)`` when it handled the event but wants a copy of the message
+  in the dead-letter topic, to be replayed once the cause is fixed; anything else it returns means
+  handled. Raising is a failure, retried per the stage's RetryPolicy; raising Unprocessable dead-letters
+  the message at once.
+- ``handle_batches`` calls ``handler(events)`` with the decoded events of a batch; what it returns is ignored.
 """
 
 import asyncio
@@ -11,7 +22,7 @@ import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import faust
 from confluent_kafka import KafkaException
@@ -21,11 +32,19 @@ from imgpipe_bus.dead_letters import DeadLetters, Failure, Letter
 from imgpipe_schemas import Event, Topic
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class Unprocessable(Exception):
     """Raised by a handler for a message that retrying cannot help: it is dead-lettered at once."""
+
+
+@dataclass(frozen=True)
+class DeadLetterCopy:
+    """Returned by a handle_each handler that handled its event but wants a copy of the message dead-lettered.
+    ``reason`` is an exception because its class and text become the letter's ``dlq.exception.class`` and
+    ``dlq.exception.message`` headers, which the dlq tooling filters on; it is never raised."""
+
+    reason: Exception
 
 
 @dataclass(frozen=True)
@@ -86,27 +105,23 @@ class Stage:
     dead_letter_poison: bool = True
 
 
-async def handle_each(
-    stream: faust.StreamT, stage: Stage, handler: Callable[..., Awaitable[Any]], *, with_letter: bool = False
-) -> None:
-    """A handler that returns an exception has handled the event but asks for a copy of the message in the
-    dead-letter topic, with that exception as the reason: so that it can be replayed once the cause is fixed.
-    ``with_letter``: the handler also gets the message as a Letter, to keep for dead-lettering it later."""
+async def handle_each(stream: faust.StreamT, stage: Stage, handler: Callable[[Event, Letter], Awaitable[Any]]) -> None:
+    """One message at a time, ``handler(event, letter)``; a DeadLetterCopy it returns dead-letters a copy of
+    the message with that reason, as one attempt."""
     async for item in stream.events():
         async with stage.in_flight.track():
             event = await _decode_or_dead_letter(stage, item.message)
             if event is None:
                 continue
             returned: list[Any] = []
-            args = (event, Letter.of(item.message)) if with_letter else (event,)
 
-            async def call(args=args, returned=returned) -> None:
-                returned.append(await handler(*args))
+            async def call(event=event, letter=Letter.of(item.message), returned=returned) -> None:
+                returned.append(await handler(event, letter))
 
             await _handle(stage, [item.message], call)
-            if returned and isinstance(returned[-1], Exception):
+            if returned and isinstance(returned[-1], DeadLetterCopy):
                 now = datetime.now(UTC)
-                await _dead_letter(stage, item.message, Failure(stage.name, returned[-1], 1, now, now))
+                await _dead_letter(stage, item.message, Failure(stage.name, returned[-1].reason, 1, now, now))
 
 
 async def handle_batches(

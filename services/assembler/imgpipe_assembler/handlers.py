@@ -3,6 +3,7 @@
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.output_csv import build_output_csv
@@ -26,40 +27,37 @@ log = logging.getLogger(__name__)
 UNPROCESSED = "not_processed"
 
 
-async def record_results(
-    results: Sequence[RowProcessed],
-    *,
-    store: ProgressStore,
-    blobs: BlobStore,
-    producer: EventProducer,
-    public_base_url: str,
-) -> None:
+@dataclass(frozen=True)
+class Adapters:
+    """What the handlers and the reconciler reach outside with, built once by main.build_app;
+    ``public_base_url`` is what the output CSV's link is made of."""
+
+    store: ProgressStore
+    blobs: BlobStore
+    producer: EventProducer
+    public_base_url: str
+
+
+async def record_results(results: Sequence[RowProcessed], adapters: Adapters) -> None:
     """Idempotent: a result delivered twice counts once, and completion is re-checked on every delivery."""
-    changed = await store.record_rows(results)
+    changed = await adapters.store.record_rows(results)
     for request_id in dict.fromkeys(str(result.request_id) for result in results):
-        await complete_if_done(
-            request_id,
-            store=store,
-            blobs=blobs,
-            producer=producer,
-            public_base_url=public_base_url,
-            output_changed=request_id in changed,
-        )
+        await complete_if_done(request_id, adapters, output_changed=request_id in changed)
 
 
-async def register_requests(accepted: Sequence[RequestAccepted], *, store: ProgressStore, **adapters) -> None:
+async def register_requests(accepted: Sequence[RequestAccepted], adapters: Adapters) -> None:
     """Requests produced straight to Kafka become known here; an upload's request is known already.
     Their results may have arrived first, so completion is checked."""
     for event in accepted:
-        if await store.register_request(event):
+        if await adapters.store.register_request(event):
             log.info("request %s received from Kafka: %d rows", event.request_id, event.rows_total)
-            await complete_if_done(str(event.request_id), store=store, **adapters)
+            await complete_if_done(str(event.request_id), adapters)
 
 
-async def register_rows(rows: Sequence[RowSubmitted], *, store: ProgressStore, **adapters) -> None:
+async def register_rows(rows: Sequence[RowSubmitted], adapters: Adapters) -> None:
     """Stores the input of rows produced straight to Kafka, so that their request can be re-driven and
     its output CSV built. Rows of an upload were stored by ingest and are skipped."""
-    known = await store.known({str(row.request_id) for row in rows})
+    known = await adapters.store.known({str(row.request_id) for row in rows})
     direct = [row for row in rows if known.get(str(row.request_id), {}).get("origin") != Origin.UPLOAD]
     if not direct:
         return
@@ -69,36 +67,29 @@ async def register_rows(rows: Sequence[RowSubmitted], *, store: ProgressStore, *
             raise Unprocessable(
                 f"row_index {row.row_index} is outside request {row.request_id}, which has {request['rows_total']} rows"
             )
-    for request_id in await store.register_rows(direct):
-        await complete_if_done(request_id, store=store, **adapters)
+    for request_id in await adapters.store.register_rows(direct):
+        await complete_if_done(request_id, adapters)
 
 
 async def complete_if_done(
-    request_id: str,
-    *,
-    store: ProgressStore,
-    blobs: BlobStore,
-    producer: EventProducer,
-    public_base_url: str,
-    output_changed: bool = False,
-    give_up: bool = False,
+    request_id: str, adapters: Adapters, *, output_changed: bool = False, give_up: bool = False
 ) -> None:
     """Builds the output and announces it when every row is in: once when the request completes, and
     again (as an update) when a replayed row changes a finished request's output. ``give_up`` finishes
     it with the rows there are (FAILED when rows are missing)."""
-    request = await store.get(request_id)
+    request = await adapters.store.get(request_id)
     if request is None:
         log.info("results for request %s wait for its request.accepted event", request_id)
         return
     finished = request["status"] in FINISHED
     if not finished or output_changed:
-        if not give_up and await store.rows_done(request) < request["rows_total"]:
+        if not give_up and await adapters.store.rows_done(request) < request["rows_total"]:
             return
-        rows = await store.rows(request)
+        rows = await adapters.store.rows(request)
         output_file = output_csv_name(request_id)
-        await blobs.put(output_file, build_output_csv(request["columns"], _output_rows(rows)), "text/csv")
+        await adapters.blobs.put(output_file, build_output_csv(request["columns"], _output_rows(rows)), "text/csv")
         status, counted = outcome(request, rows)
-        updated = await store.finish(request_id, status, output_file, counted, update=finished)
+        updated = await adapters.store.finish(request_id, status, output_file, counted, update=finished)
         if updated is None:  # finished meanwhile by another delivery
             return
         request = updated
@@ -106,19 +97,19 @@ async def complete_if_done(
     elif request.get("completion_published"):
         return
     event_id = request["completion_event_id"]
-    await producer.publish(
+    await adapters.producer.publish(
         REQUESTS_COMPLETED,
         RequestCompleted(
             event_id=uuid.UUID(event_id),
             event_type=request.get("completion_type", "request.completed"),
             request_id=uuid.UUID(request_id),
             status=request["status"],
-            output_file_url=blob_url(public_base_url, request["output_file"]),
+            output_file_url=blob_url(adapters.public_base_url, request["output_file"]),
             progress=stored_progress(request),
             webhook_url=request.get("webhook_url"),
         ),
     )
-    await store.mark_completion_published(request_id, event_id)
+    await adapters.store.mark_completion_published(request_id, event_id)
 
 
 def outcome(request: dict, rows: Sequence[dict]) -> tuple[RequestStatus, Progress]:

@@ -55,13 +55,13 @@ def build_app(settings: Settings) -> faust.App:
                 log.warning("indexes not ensured yet, retrying: %r", exc)
                 await asyncio.sleep(INDEX_RETRY_S)
 
-    adapters = dict(store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url)
+    adapters = handlers.Adapters(store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url)
 
     def in_batches(stream, stage: Stage, handler):
         return handle_batches(
             stream,
             stage,
-            functools.partial(handler, **adapters),
+            functools.partial(handler, adapters=adapters),
             settings.assembler_batch_size,
             settings.assembler_batch_wait_s,
         )
@@ -78,7 +78,7 @@ def build_app(settings: Settings) -> faust.App:
         try:
             # The embedded broker forgets its topics when it restarts.
             await asyncio.to_thread(ensure_topics, settings.kafka, 5.0)
-            counts = await reconciler.reconcile(policy=policy, **adapters)
+            counts = await reconciler.reconcile(adapters, policy=policy)
         except (KafkaException, *OUTAGES) as exc:
             log.warning("reconciler pass skipped: %r", exc)
             return

@@ -12,10 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from imgpipe_assembler.adapters.requests import ProgressStore
-from imgpipe_assembler.handlers import complete_if_done, record_results, unprocessed_results
-from imgpipe_bus import EventProducer
-from imgpipe_runtime.blobs import BlobStore
+from imgpipe_assembler.handlers import Adapters, complete_if_done, record_results, unprocessed_results
 from imgpipe_schemas import RequestStatus, RowSubmitted
 from imgpipe_schemas.topics import ROWS_SUBMITTED
 
@@ -28,49 +25,32 @@ class ReconcilePolicy:
     max_rounds: int
 
 
-async def reconcile(
-    *,
-    policy: ReconcilePolicy,
-    store: ProgressStore,
-    blobs: BlobStore,
-    producer: EventProducer,
-    public_base_url: str,
-    now: datetime | None = None,
-) -> dict[str, int]:
+async def reconcile(adapters: Adapters, *, policy: ReconcilePolicy, now: datetime | None = None) -> dict[str, int]:
     """One pass; returns how many requests it re-drove, gave up rows of, and re-announced."""
     now = now or datetime.now(UTC)
     before = now - timedelta(seconds=policy.stall_s)
     counts = {"redriven": 0, "gave_up": 0, "republished": 0}
     for status in (RequestStatus.PENDING, RequestStatus.PROCESSING):
-        for request in await store.stalled(status, before):
+        for request in await adapters.store.stalled(status, before):
             request_id = request["_id"]
-            missing = await store.rows_not_done(request_id)
+            missing = await adapters.store.rows_not_done(request_id)
             if request.get("reconcile_rounds", 0) >= policy.max_rounds:
                 reason = f"not processed after {policy.max_rounds} re-drives {policy.stall_s:.0f} s apart"
                 log.error("request %s: giving up on %d row(s): %s", request_id, len(missing), reason)
                 if missing:
-                    await record_results(
-                        [unprocessed_results(request_id, row, reason) for row in missing],
-                        store=store, blobs=blobs, producer=producer, public_base_url=public_base_url,
-                    )
+                    await record_results([unprocessed_results(request_id, row, reason) for row in missing], adapters)
                 # Finishes it even if some rows never arrived (a direct producer's request).
-                await complete_if_done(
-                    request_id, store=store, blobs=blobs, producer=producer, public_base_url=public_base_url, give_up=True
-                )
+                await complete_if_done(request_id, adapters, give_up=True)
                 counts["gave_up"] += 1
                 continue
             if missing:
                 log.warning("request %s: no progress since %s; re-publishing %d row(s)", request_id, before, len(missing))
-                await producer.publish_many(ROWS_SUBMITTED, [_row_event(request, row) for row in missing])
-            await store.mark_redriven(request_id, now)
-            await complete_if_done(
-                request_id, store=store, blobs=blobs, producer=producer, public_base_url=public_base_url
-            )
+                await adapters.producer.publish_many(ROWS_SUBMITTED, [_row_event(request, row) for row in missing])
+            await adapters.store.mark_redriven(request_id, now)
+            await complete_if_done(request_id, adapters)
             counts["redriven"] += 1
-    for request in await store.unpublished_completions(before):
-        await complete_if_done(
-            request["_id"], store=store, blobs=blobs, producer=producer, public_base_url=public_base_url
-        )
+    for request in await adapters.store.unpublished_completions(before):
+        await complete_if_done(request["_id"], adapters)
         counts["republished"] += 1
     return counts
 

@@ -3,11 +3,14 @@
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
+from imgpipe_bus import DeadLetterCopy, EventProducer, Letter
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed, ImageRejected
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_image_stem
 from imgpipe_schemas import ImageResult, RowProcessed, RowSubmitted
+from imgpipe_schemas.topics import ROWS_PROCESSED
 
 log = logging.getLogger(__name__)
 
@@ -15,27 +18,41 @@ Fetch = Callable[[str], Awaitable[bytes]]
 Compress = Callable[[bytes, int, str, str], Awaitable[Compressed]]
 
 
-async def process_row(
-    row: RowSubmitted, *, fetch: Fetch, compress: Compress, blobs: BlobStore, public_base_url: str
-) -> RowProcessed:
+@dataclass(frozen=True)
+class Adapters:
+    """What the handlers reach outside with, built once by main.build_app; ``public_base_url`` is what the
+    output images' links are made of."""
+
+    fetch: Fetch
+    compress: Compress
+    blobs: BlobStore
+    producer: EventProducer
+    public_base_url: str
+
+
+async def handle_row(row: RowSubmitted, letter: Letter, adapters: Adapters) -> DeadLetterCopy | None:
+    """Reports the row's result; a row some of whose images failed transiently even after retries also
+    goes to the dead-letter topic, for replay. The loop dead-letters that copy, so ``letter`` is not kept."""
+    result = await process_row(row, adapters)
+    await adapters.producer.publish(ROWS_PROCESSED, result)
+    reason = replay_reason(result)
+    return None if reason is None else DeadLetterCopy(reason)
+
+
+async def process_row(row: RowSubmitted, adapters: Adapters) -> RowProcessed:
     images = await asyncio.gather(
-        *(
-            process_image(row, index, url, fetch=fetch, compress=compress, blobs=blobs, public_base_url=public_base_url)
-            for index, url in enumerate(row.image_urls)
-        )
+        *(process_image(row, index, url, adapters) for index, url in enumerate(row.image_urls))
     )
     return RowProcessed(request_id=row.request_id, row_index=row.row_index, images=list(images))
 
 
-async def process_image(
-    row: RowSubmitted, index: int, url: str, *, fetch: Fetch, compress: Compress, blobs: BlobStore, public_base_url: str
-) -> ImageResult:
+async def process_image(row: RowSubmitted, index: int, url: str, adapters: Adapters) -> ImageResult:
     bytes_in = 0
     try:
-        source = await fetch(url)
+        source = await adapters.fetch(url)
         bytes_in = len(source)
         stem = output_image_stem(str(row.request_id), row.row_index, index)
-        output = await compress(source, row.quality, row.output_format, stem)
+        output = await adapters.compress(source, row.quality, row.output_format, stem)
     except (FetchFailed, ImageRejected) as exc:
         log.info("image %s of row %s/%s failed: %s %s", index, row.request_id, row.row_index, exc.code, exc)
         return ImageResult(
@@ -47,10 +64,10 @@ async def process_image(
         )
     name = f"{stem}.{output.extension}"
     if output.data is not None:  # else the codec process stored it
-        await blobs.put(name, output.data, output.content_type)
+        await adapters.blobs.put(name, output.data, output.content_type)
     return ImageResult(
         source_url=url,
-        output_url=blob_url(public_base_url, name),
+        output_url=blob_url(adapters.public_base_url, name),
         bytes_in=bytes_in,
         bytes_out=output.length,
         kept_source=output.kept_source,

@@ -1,5 +1,7 @@
 """Wires the image-worker: a faust agent over the rows topic, a process pool for Pillow."""
 
+import functools
+
 import aiohttp
 import faust
 
@@ -21,7 +23,7 @@ from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
-from imgpipe_schemas.topics import ROWS_PROCESSED, ROWS_SUBMITTED
+from imgpipe_schemas.topics import ROWS_SUBMITTED
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -47,18 +49,18 @@ def build_app(settings: Settings) -> faust.App:
 
     app.close_on_shutdown(close)
 
-    async def handle(row) -> Exception | None:
-        result = await handlers.process_row(
-            row, fetch=downloader.fetch, compress=codecs.compress, blobs=blobs, public_base_url=settings.public_base_url
-        )
-        await producer.publish(ROWS_PROCESSED, result)
-        return handlers.replay_reason(result)  # a copy goes to the dead-letter topic, for replay
-
+    adapters = handlers.Adapters(
+        fetch=downloader.fetch,
+        compress=codecs.compress,
+        blobs=blobs,
+        producer=producer,
+        public_base_url=settings.public_base_url,
+    )
     stage = agent_stage(app, ROWS_SUBMITTED, producer, OUTAGES)
 
     @app.agent(faust_topic(app, ROWS_SUBMITTED), concurrency=settings.worker_concurrency)
     async def process_rows(stream):
-        await handle_each(stream, stage, handle)
+        await handle_each(stream, stage, functools.partial(handlers.handle_row, adapters=adapters))
 
     return app
 

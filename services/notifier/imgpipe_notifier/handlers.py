@@ -30,13 +30,15 @@ class Schedule:
 
 
 @dataclass(frozen=True)
-class Outbox:
-    """What an attempt needs."""
+class Adapters:
+    """What the handlers reach outside with, built once by main.build_app; ``schedule`` is when they
+    attempt, ``default_url`` where a completion without a webhook URL of its own is sent (if anywhere)."""
 
     deliveries: DeliveryLog
     sender: WebhookSender
     dead_letters: DeadLetters
     schedule: Schedule
+    default_url: str | None
 
 
 def webhook_body(event: RequestCompleted) -> bytes:
@@ -57,30 +59,31 @@ def retryable(outcome: int | str) -> bool:
 
 
 async def accept(
-    event: RequestCompleted, letter: Letter, *, outbox: Outbox, default_url: str | None, now: datetime | None = None
+    event: RequestCompleted, letter: Letter, adapters: Adapters, *, now: datetime | None = None
 ) -> str | None:
     """Records the delivery and makes its first attempt; later attempts are deliver_due's. A completion
-    delivered again (a redelivered message) finds its delivery recorded and changes nothing."""
-    url = event.webhook_url or default_url
+    delivered again (a redelivered message) finds its delivery recorded and changes nothing. The letter
+    is kept with the delivery, to dead-letter the completion if its last attempt fails."""
+    url = event.webhook_url or adapters.default_url
     if not url:
         log.info("request %s completed; no webhook URL to notify", event.request_id)
         return None
     now = now or datetime.now(UTC)
-    delivery = await outbox.deliveries.open(
-        str(event.event_id), str(event.request_id), url, webhook_body(event), letter, now, outbox.schedule.lease_s
+    delivery = await adapters.deliveries.open(
+        str(event.event_id), str(event.request_id), url, webhook_body(event), letter, now, adapters.schedule.lease_s
     )
     if delivery is None:
         return None
-    return await attempt(delivery, outbox=outbox, now=now)
+    return await attempt(delivery, adapters, now=now)
 
 
-async def deliver_due(*, outbox: Outbox, concurrency: int, now: datetime | None = None) -> int:
+async def deliver_due(adapters: Adapters, *, concurrency: int, now: datetime | None = None) -> int:
     """Attempts every delivery whose retry is due, ``concurrency`` at a time; returns how many."""
     now = now or datetime.now(UTC)
     attempted = 0
-    while claimed := await outbox.deliveries.claim_due(now, outbox.schedule.lease_s, concurrency):
+    while claimed := await adapters.deliveries.claim_due(now, adapters.schedule.lease_s, concurrency):
         outcomes = await asyncio.gather(
-            *(attempt(delivery, outbox=outbox, now=now) for delivery in claimed), return_exceptions=True
+            *(attempt(delivery, adapters, now=now) for delivery in claimed), return_exceptions=True
         )
         for delivery, outcome in zip(claimed, outcomes, strict=True):
             if isinstance(outcome, Exception):
@@ -89,13 +92,13 @@ async def deliver_due(*, outbox: Outbox, concurrency: int, now: datetime | None 
     return attempted
 
 
-async def attempt(delivery: dict, *, outbox: Outbox, now: datetime) -> str:
+async def attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
     """One POST with the delivery's fixed webhook id and body; records the outcome and, if another
     attempt is due, when. The last failure dead-letters the completion event."""
     webhook_id, url = delivery["_id"], delivery["url"]
     number = len(delivery["attempts"]) + 1
-    outcome = await outbox.sender.post(url, webhook_id, bytes(delivery["body"]))
-    delays = outbox.schedule.delays_s
+    outcome = await adapters.sender.post(url, webhook_id, bytes(delivery["body"]))
+    delays = adapters.schedule.delays_s
     if isinstance(outcome, int) and 200 <= outcome < 300:
         state = DELIVERED
         log.info("webhook %s for request %s delivered to %s (attempt %d)", webhook_id, delivery["request_id"], url, number)
@@ -107,14 +110,14 @@ async def attempt(delivery: dict, *, outbox: Outbox, now: datetime) -> str:
         reason = DeliveryFailed(f"webhook {webhook_id} to {url} failed after {number} attempt(s): {outcome}")
         first = delivery["attempts"][0]["at"] if delivery["attempts"] else now
         # Before recording: if the dead letter cannot be stored now, the lease runs out and all is tried again.
-        await outbox.dead_letters.send(
+        await adapters.dead_letters.send(
             Letter.from_document(delivery["letter"]), Failure("notifier", reason, number, first, now)
         )
         log.error("%s; dead-lettered", reason)
     else:
         next_at = now + timedelta(seconds=delays[number - 1])
-        await outbox.deliveries.record(webhook_id, outcome, RETRYING, now, next_at)
+        await adapters.deliveries.record(webhook_id, outcome, RETRYING, now, next_at)
         log.warning("webhook %s attempt %d to %s: %s; next at %s", webhook_id, number, url, outcome, next_at)
         return RETRYING
-    await outbox.deliveries.record(webhook_id, outcome, state, now)
+    await adapters.deliveries.record(webhook_id, outcome, state, now)
     return state

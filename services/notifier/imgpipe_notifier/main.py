@@ -2,6 +2,7 @@
 that makes the retries that are due."""
 
 import asyncio
+import functools
 import logging
 
 import aiohttp
@@ -21,7 +22,7 @@ from imgpipe_bus import (
 from imgpipe_notifier import handlers
 from imgpipe_notifier.adapters.deliveries import DeliveryLog
 from imgpipe_notifier.adapters.webhook import WebhookSender
-from imgpipe_notifier.handlers import Outbox, Schedule
+from imgpipe_notifier.handlers import Schedule
 from imgpipe_notifier.settings import Settings
 from imgpipe_runtime.documents import ensure_indexes
 from imgpipe_runtime.logs import configure_logging
@@ -42,11 +43,12 @@ def build_app(settings: Settings) -> faust.App:
         timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
         policy=NetPolicy.parse(settings.fetch_allow),
     )
-    outbox = Outbox(
-        DeliveryLog(db),
-        sender,
-        DeadLetters(producer, group=app.conf.id),
-        Schedule(tuple(settings.webhook_retry_schedule_s), lease_s=2 * settings.webhook_timeout_s + 5),
+    adapters = handlers.Adapters(
+        deliveries=DeliveryLog(db),
+        sender=sender,
+        dead_letters=DeadLetters(producer, group=app.conf.id),
+        schedule=Schedule(tuple(settings.webhook_retry_schedule_s), lease_s=2 * settings.webhook_timeout_s + 5),
+        default_url=settings.default_webhook_url,
     )
 
     async def close() -> None:
@@ -66,19 +68,16 @@ def build_app(settings: Settings) -> faust.App:
                 log.warning("indexes not ensured yet, retrying: %r", exc)
                 await asyncio.sleep(INDEX_RETRY_S)
 
-    async def handle(completed, letter) -> None:
-        await handlers.accept(completed, letter, outbox=outbox, default_url=settings.default_webhook_url)
-
     stage = agent_stage(app, REQUESTS_COMPLETED, producer, OUTAGES)
 
     @app.agent(faust_topic(app, REQUESTS_COMPLETED), concurrency=settings.notifier_concurrency)
     async def deliver(stream):
-        await handle_each(stream, stage, handle, with_letter=True)
+        await handle_each(stream, stage, functools.partial(handlers.accept, adapters=adapters))
 
     @app.timer(settings.webhook_poll_s)
     async def retry_due() -> None:
         try:
-            await handlers.deliver_due(outbox=outbox, concurrency=settings.notifier_concurrency)
+            await handlers.deliver_due(adapters, concurrency=settings.notifier_concurrency)
         except (KafkaException, *OUTAGES) as exc:
             log.warning("webhook retries skipped this round: %r", exc)
 
