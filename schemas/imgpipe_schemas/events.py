@@ -9,11 +9,12 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 SCHEMA_VERSION = 1
 
 OutputFormat = Literal["jpeg", "webp", "png", "keep"]
+MAX_ERROR_MESSAGE = 500
 
 
 def _now() -> datetime:
@@ -65,7 +66,7 @@ class RowSubmitted(Event):
 
     event_type: Literal["row.submitted"] = "row.submitted"
     row_index: Annotated[int, Field(ge=0, description="Position of the row in the input CSV, from 0.")]
-    serial: int
+    serial: Annotated[int, Field(ge=0, le=2**63 - 1, description="A 64-bit signed integer, as MongoDB stores it.")]
     product_name: str
     image_urls: Annotated[list[str], Field(min_length=1)]
     quality: Annotated[int, Field(ge=1, le=95)] = 50
@@ -87,6 +88,15 @@ class ImageResult(WireModel):
     bytes_in: Annotated[int, Field(ge=0)] = 0
     bytes_out: Annotated[int, Field(ge=0)] = 0
     kept_source: bool = Field(False, description="Re-encoding would not have made it smaller: the output is the source.")
+
+    @field_validator("error_message")
+    @classmethod
+    def _bounded(cls, message: str | None) -> str | None:
+        """A message may quote what a source sent (a redirect's Location): stored and echoed in the
+        output CSV once per image, so it is cut short wherever it is read."""
+        if message is not None and len(message) > MAX_ERROR_MESSAGE:
+            return message[: MAX_ERROR_MESSAGE - 1] + "…"
+        return message
 
     @property
     def ok(self) -> bool:

@@ -266,3 +266,20 @@ def test_an_upload_while_the_broker_is_down_is_kept_for_the_reconciler(settings)
         assert response.status_code == 200
         request_id = response.json()["payload"]["request_id"]
         assert offline.get("/api/output/", params={"request_id": request_id}).json()["payload"]["status"] == "PENDING"
+
+
+def test_a_file_with_a_problem_on_every_row_gets_a_bounded_answer(client):
+    body = HEADER + b"".join(f"{n},A,ftp://a.test/{n}.jpg\n".encode() for n in range(1, 300))
+    response = client.post("/api/upload/", **csv_file(body))
+    assert response.status_code == 400
+    assert response.json()["message"] == "the CSV was rejected: 299 problem(s)"
+    payload = response.json()["payload"]
+    assert (len(payload["errors"]), payload["errors_total"]) == (100, 299)
+    assert len(response.content) < 100 * 200  # at most the listed problems, whatever the file holds
+
+
+@pytest.mark.parametrize("serial", [str(2**64), "9" * 3000])
+def test_a_serial_beyond_64_bits_is_a_400_with_the_reason(client, serial):
+    response = client.post("/api/upload/", **csv_file(HEADER + f"{serial},A,http://img.test/1.jpg\n".encode()))
+    assert response.status_code == 400
+    assert "is larger than 9223372036854775807" in response.json()["payload"]["errors"][0]["message"]

@@ -119,3 +119,47 @@ def test_trailing_empty_fields_and_rows_of_empty_fields_are_ignored():
 def test_a_short_row_has_its_missing_cells_empty():
     data = "S. No.,Product Name,Input Image Urls,Notes\n1,Hat,http://a.example/x.jpg\n".encode()
     assert parse_csv(data).rows[0].cells == ["1", "Hat", "http://a.example/x.jpg", ""]
+
+
+HEADER_LINE = "S. No.,Product Name,Input Image Urls\n"
+
+
+def problems_of(text: str) -> CsvRejected:
+    with pytest.raises(CsvRejected) as rejected:
+        parse_csv(text.encode())
+    return rejected.value
+
+
+@pytest.mark.parametrize(
+    ("serial", "reason"),
+    [
+        (str(2**63), "is larger than 9223372036854775807"),
+        ("9" * 5000, "is larger than 9223372036854775807"),
+        ("0" * 30, "is not a positive whole number"),
+    ],
+)
+def test_a_serial_beyond_64_bits_is_a_problem_not_a_crash(serial, reason):
+    rejected = problems_of(HEADER_LINE + f"{serial},A,http://a.test/1.jpg\n")
+    assert reason in rejected.problems[0].message and len(rejected.problems[0].message) < 200
+
+
+def test_the_largest_64_bit_serial_is_accepted():
+    assert parse_csv((HEADER_LINE + f"{2**63 - 1},A,http://a.test/1.jpg\n").encode()).rows[0].serial == 2**63 - 1
+
+
+def test_an_oversized_product_name_or_row_is_a_problem():
+    assert "product name has 1001 characters" in problems_of(HEADER_LINE + f"1,{'n' * 1001},http://a.test/1.jpg\n").problems[0].message
+    notes = ",".join("x" * 100_000 for _ in range(3))  # each cell below the csv module's field limit
+    wide = "S. No.,Product Name,Input Image Urls,N1,N2,N3\n" + f"1,A,http://a.test/1.jpg,{notes}\n"
+    assert "at most 262144 per row" in problems_of(wide).problems[0].message
+
+
+def test_the_problem_list_is_capped_and_counted():
+    rejected = problems_of(HEADER_LINE + "".join(f"{n},A,ftp://a.test/{n}.jpg\n" for n in range(1, 1001)))
+    assert (len(rejected.problems), rejected.total) == (100, 1000)
+
+
+def test_the_urls_of_a_row_past_its_limit_are_not_checked_one_by_one():
+    urls = ",".join(f"ftp://a.test/{n}.jpg" for n in range(25))
+    rejected = problems_of(HEADER_LINE + f'1,A,"{urls}"\n')
+    assert [p.message for p in rejected.problems] == ["25 URLs; at most 20 per row"]

@@ -98,3 +98,15 @@ def test_no_cell_is_ever_shifted_dropped_or_invented(generated):
         return
     assert surplus_row == -1
     assert [row.cells for row in upload.rows] == written
+
+
+@given(serial=st.one_of(st.integers(min_value=-(2**70), max_value=2**70).map(str), st.from_regex(r"[0-9]{1,400}", fullmatch=True)))
+@settings(max_examples=300, deadline=None)
+def test_any_serial_is_a_row_within_64_bits_or_a_problem(serial):
+    data = f"S. No.,Product Name,Input Image Urls\n{serial},A,http://a.test/1.jpg\n".encode()
+    try:
+        rows = parse_csv(data).rows
+    except CsvRejected as rejected:
+        assert "serial" in rejected.problems[0].message
+    else:
+        assert 1 <= rows[0].serial <= 2**63 - 1

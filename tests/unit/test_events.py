@@ -110,3 +110,12 @@ def test_the_json_schema_document_and_the_consumers_agree_on_what_is_valid(chang
     else:
         with pytest.raises(PoisonMessage):
             decode(ROWS_SUBMITTED, json.dumps(event).encode())
+
+
+def test_an_image_error_message_is_bounded_wherever_it_is_read():
+    from imgpipe_schemas import ImageResult
+
+    long = ImageResult(source_url="http://a/x.jpg", error_code="http_404", error_message="L" * 8000)
+    assert len(long.error_message) == 500 and long.error_message.endswith("…")
+    again = ImageResult.model_validate_json(long.model_dump_json().replace("…", "L" * 10))
+    assert len(again.error_message) == 500

@@ -18,6 +18,12 @@ SERIAL_NAMES = ("s. no.", "serial number")
 PRODUCT = "product name"
 URLS = "input image urls"
 MAX_URL_LENGTH = 2048
+MAX_SERIAL = 2**63 - 1  # a 64-bit signed integer, as MongoDB and every Kafka client store it
+MAX_PRODUCT_CHARS = 1000
+# A row's cells in all: far below MongoDB's 16 MB document limit whatever the other columns hold.
+MAX_ROW_CHARS = 256 * 1024
+# A rejected file's answer lists this many problems and counts the rest.
+MAX_PROBLEMS_LISTED = 100
 CHUNK_BYTES = 1 << 20
 ROWS_PER_BATCH = 1000
 
@@ -56,9 +62,28 @@ class InputCsv:
 
 
 class CsvRejected(ValueError):
-    def __init__(self, problems: list[Problem]) -> None:
-        super().__init__(f"{len(problems)} problem(s) in the CSV")
-        self.problems = problems
+    """``problems``: the first MAX_PROBLEMS_LISTED of them; ``total``: how many there were."""
+
+    def __init__(self, problems: list[Problem], total: int | None = None) -> None:
+        self.total = len(problems) if total is None else total
+        super().__init__(f"{self.total} problem(s) in the CSV")
+        self.problems = problems[:MAX_PROBLEMS_LISTED]
+
+
+class _Problems(list):
+    """Keeps the first MAX_PROBLEMS_LISTED problems and counts all of them: a file with a problem in
+    every row must not make an answer larger than itself."""
+
+    total = 0
+
+    def append(self, problem: Problem) -> None:
+        self.total += 1
+        if len(self) < MAX_PROBLEMS_LISTED:
+            super().append(problem)
+
+    def clear(self) -> None:
+        self.total = 0
+        super().clear()
 
 
 @dataclass(frozen=True)
@@ -95,7 +120,7 @@ def validate_csv(source: BinaryIO, limits: Limits = Limits()) -> CsvSummary:
     """Checks every row of a file that passed check_text; CsvRejected lists every problem found.
     ``row`` in a problem counts data rows from 1."""
     columns = _header(source)
-    problems: list[Problem] = []
+    problems = _Problems()
     rows_total = images_total = 0
     for row in _rows(source, columns, limits, problems):
         rows_total += 1
@@ -108,7 +133,7 @@ def validate_csv(source: BinaryIO, limits: Limits = Limits()) -> CsvSummary:
     if rows_total == 0:
         raise CsvRejected([Problem(None, None, "the file has a header but no data rows")])
     if problems:
-        raise CsvRejected(problems)
+        raise CsvRejected(list(problems), problems.total)
     return CsvSummary(columns, rows_total, images_total)
 
 
@@ -170,6 +195,10 @@ def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[P
                 continue
             cells = cells[: len(columns)]  # trailing empty fields, as spreadsheets export them
         cells += [""] * (len(columns) - len(cells))
+        if (size := sum(len(cell) for cell in cells)) > MAX_ROW_CHARS:
+            problems.append(Problem(number, None, f"the row has {size} characters; at most {MAX_ROW_CHARS} per row"))
+            yield None
+            continue
         serial = _serial(cells[serial_col], columns[serial_col], number, problems)
         if serial is not None:
             if serial in seen_serials:
@@ -178,6 +207,11 @@ def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[P
         product = cells[product_col].strip()
         if not product:
             problems.append(Problem(number, columns[product_col], "product name is empty"))
+        elif len(product) > MAX_PRODUCT_CHARS:
+            problems.append(
+                Problem(number, columns[product_col], f"product name has {len(product)} characters; at most {MAX_PRODUCT_CHARS}")
+            )
+            product = ""
         urls = _urls(cells[urls_col], columns[urls_col], number, limits, problems)
         yield InputRow(index, serial, product, urls, cells) if serial is not None and product and urls else None
 
@@ -201,10 +235,15 @@ def _locate_columns(columns: list[str]) -> tuple[int, int, int]:
 
 def _serial(cell: str, column: str, number: int, problems: list[Problem]) -> int | None:
     text = cell.strip()
-    if not (text.isascii() and text.isdigit()) or int(text) < 1:
-        problems.append(Problem(number, column, f"serial {cell!r} is not a positive whole number"))
+    shown = repr(cell) if len(cell) <= 40 else f"{cell[:40]!r}… ({len(cell)} characters)"
+    digits = text.lstrip("0")
+    if not (text.isascii() and text.isdigit()) or not digits:
+        problems.append(Problem(number, column, f"serial {shown} is not a positive whole number"))
         return None
-    return int(text)
+    if len(digits) > len(str(MAX_SERIAL)) or int(digits) > MAX_SERIAL:  # length first: int() of a huge string is slow
+        problems.append(Problem(number, column, f"serial {shown} is larger than {MAX_SERIAL}"))
+        return None
+    return int(digits)
 
 
 def _urls(cell: str, column: str, number: int, limits: Limits, problems: list[Problem]) -> list[str]:
@@ -214,6 +253,7 @@ def _urls(cell: str, column: str, number: int, limits: Limits, problems: list[Pr
         return []
     if len(urls) > limits.max_urls_per_row:
         problems.append(Problem(number, column, f"{len(urls)} URLs; at most {limits.max_urls_per_row} per row"))
+        return []  # the URLs of a row past its limit are not checked one by one
     bad = False
     for url in urls:
         reason = url_problem(url)

@@ -58,7 +58,8 @@ async def upload(
         raise ClientError(409, "this Idempotency-Key was already used for a different upload") from exc
     except CsvRejected as exc:
         problems = [{"row": p.row, "column": p.column, "message": p.message} for p in exc.problems]
-        raise ClientError(400, f"the CSV was rejected: {len(problems)} problem(s)", {"errors": problems}) from exc
+        payload = {"errors": problems, "errors_total": exc.total}
+        raise ClientError(400, f"the CSV was rejected: {exc.total} problem(s)", payload) from exc
     if accepted.repeated:
         return envelope(200, "File already uploaded with this Idempotency-Key", {"request_id": accepted.request_id})
     return envelope(200, "File uploaded successfully", {"request_id": accepted.request_id})
