@@ -42,7 +42,9 @@ def run(_: argparse.Namespace) -> int:
         stack.start()
         print(
             f"\nimgpipe is up: API {stack.api_url}/api/upload/  docs {stack.api_url}/docs\n"
-            f"Kafka {stack.bootstrap}  MongoDB {stack.mongo_url}\nCtrl-C stops everything.\n",
+            f"Kafka {stack.bootstrap}  MongoDB {stack.mongo_url}\n"
+            f"Webhooks are signed with IMGPIPE_WEBHOOK_SECRET={stack.webhook_secret}\n"
+            "Ctrl-C stops everything.\n",
             flush=True,
         )
         stack.supervise()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from imgpipe_bus import BusSettings, ensure_topics
 from imgpipe_ops.client import healthy
+from imgpipe_runtime.webhooks import generate_secret
 from imgpipe_ops.processes import (
     Process,
     broker_process,
@@ -50,6 +51,8 @@ class LocalStack:
         self._stopping = False
         self._blob_tmp = None if config.blob_dir else tempfile.TemporaryDirectory(prefix="imgpipe-blobs-")
         self.blob_dir = config.blob_dir or Path(self._blob_tmp.name)
+        # No secret is built in: a run without IMGPIPE_WEBHOOK_SECRET signs with one of its own.
+        self.webhook_secret = os.environ.get("IMGPIPE_WEBHOOK_SECRET") or generate_secret()
 
     @property
     def bootstrap(self) -> str:
@@ -78,6 +81,7 @@ class LocalStack:
             # bytes through it would cost it ~11 ms of CPU each.
             "IMGPIPE_BLOB_STORE": "directory",
             "IMGPIPE_BLOB_DIR": str(self.blob_dir),
+            "IMGPIPE_WEBHOOK_SECRET": self.webhook_secret,
             **self.config.env,
         }
 

@@ -9,10 +9,11 @@ from fastapi.testclient import TestClient
 from imgpipe_bus import ensure_topics
 from imgpipe_ingest.api import create_api
 from imgpipe_ingest.settings import Settings
-from imgpipe_runtime.webhooks import sign_headers
+from imgpipe_runtime.webhooks import generate_secret, sign_headers
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
 from tests.integration.kafka_helpers import consume
 
+SECRET = generate_secret()
 GOOD_CSV = b'S. No.,Product Name,Input Image Urls\n1,A,"http://img.test/1.jpg,http://img.test/2.jpg"\n2,B,http://img.test/3.jpg\n'
 
 
@@ -20,7 +21,8 @@ GOOD_CSV = b'S. No.,Product Name,Input Image Urls\n1,A,"http://img.test/1.jpg,ht
 def settings(bus_settings, mongo_settings) -> Settings:
     ensure_topics(bus_settings)
     return Settings(
-        kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=10_000, fetch_allow="127.0.0.1:9"
+        kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=10_000, fetch_allow="127.0.0.1:9",
+        webhook_secret=SECRET,
     )
 
 
@@ -143,7 +145,9 @@ def test_a_large_upload_within_the_limits_is_read_in_chunks(bus_settings, mongo_
     rows = [f"{n},Product {n},http://img.test/{n}.jpg,{'d' * 400}" for n in range(1, 2501)]
     data = ("S. No.,Product Name,Input Image Urls,Description\n" + "\n".join(rows) + "\n").encode()
     assert len(data) > 1024 * 1024
-    settings = Settings(kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=2 * 1024 * 1024)
+    settings = Settings(
+        kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=2 * 1024 * 1024, webhook_secret=SECRET
+    )
     with TestClient(create_api(settings)) as big_client:
         response = post_csv(big_client, data)
         assert response.status_code == 200, response.text

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from imgpipe_runtime.webhooks import WebhookVerificationError, sign_headers, verify
+from imgpipe_runtime.webhooks import WebhookVerificationError, generate_secret, secrets_of, sign_headers, verify
 
 SECRET = "whsec_" + base64.b64encode(b"a test secret of some length").decode()
 
@@ -43,7 +43,7 @@ def test_verify_rejects_wrong_missing_malformed_or_stale_signatures(tamper):
 
 
 def test_rotation_signs_with_every_secret_and_verifies_with_any():
-    old, new = SECRET, "whsec_" + base64.b64encode(b"the next secret").decode()
+    old, new = SECRET, "whsec_" + base64.b64encode(b"the next secret, rotated in").decode()
     body = b'{"a":1}'
     headers = sign_headers(f"{old},{new}", "id", body)
     assert len(headers["webhook-signature"].split()) == 2
@@ -52,3 +52,36 @@ def test_rotation_signs_with_every_secret_and_verifies_with_any():
     assert verify(f"{new} {old}", body, sign_headers(old, "id", body)) == {"a": 1}
     with pytest.raises(WebhookVerificationError):
         verify(new, body, sign_headers(old, "id", body))
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("", "no webhook secret given"),
+        ("whsec_", "at least 16 bytes"),
+        ("whsec_" + base64.b64encode(b"short").decode(), "at least 16 bytes"),
+        ("whsec_not base64!", "not whsec_ followed by base64"),
+        ("whsec_aW1ncGlwZS1sb2NhbC1kZXZlbG9wbWVudC1zZWNyZXQ=", "was published"),
+        ("plain-secret", "must be whsec_"),
+    ],
+)
+def test_a_secret_that_cannot_sign_or_is_known_is_refused(value, reason):
+    with pytest.raises(ValueError, match=reason):
+        secrets_of(value)
+
+
+def test_a_service_without_a_usable_secret_refuses_to_start_and_says_why(monkeypatch, capsys):
+    from imgpipe_notifier.settings import Settings
+    from imgpipe_runtime.settings import load_settings
+
+    for value in (None, "whsec_"):
+        if value is None:
+            monkeypatch.delenv("IMGPIPE_WEBHOOK_SECRET", raising=False)
+        else:
+            monkeypatch.setenv("IMGPIPE_WEBHOOK_SECRET", value)
+        with pytest.raises(SystemExit) as exited:
+            load_settings(Settings, "notifier")
+        assert exited.value.code == 2
+        assert "notifier: cannot start: IMGPIPE_WEBHOOK_SECRET:" in capsys.readouterr().err
+    monkeypatch.setenv("IMGPIPE_WEBHOOK_SECRET", generate_secret())
+    assert load_settings(Settings, "notifier").webhook_secret.startswith("whsec_")

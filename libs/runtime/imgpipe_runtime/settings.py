@@ -1,7 +1,10 @@
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+import sys
+from typing import TypeVar
+
+from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -51,3 +54,19 @@ class BlobSettings(BaseSettings):
 
     store: Literal["gridfs", "directory"] = "gridfs"
     dir: Path = Path("blobs")
+
+
+SettingsType = TypeVar("SettingsType", bound=BaseSettings)
+
+
+def load_settings(settings_class: type[SettingsType], service: str) -> SettingsType:
+    """The service's settings from the environment, or a one-line reason per bad setting and exit code 2
+    (a service that cannot start says why, not with a stack trace)."""
+    try:
+        return settings_class()
+    except ValidationError as exc:
+        prefix = settings_class.model_config.get("env_prefix", "")
+        for error in exc.errors():
+            name = (prefix + "_".join(str(part) for part in error["loc"])).upper()
+            print(f"{service}: cannot start: {name}: {error['msg']}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,23 +1,44 @@
 """Standard Webhooks signing and verification (webhook-id, webhook-timestamp, webhook-signature)."""
 
+import base64
+import binascii
+import os
 from datetime import UTC, datetime
-
 from typing import Annotated
 
 from pydantic import AfterValidator, Field
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-__all__ = ["LOCAL_WEBHOOK_SECRET", "WebhookSecrets", "WebhookVerificationError", "secrets_of", "sign_headers", "verify"]
+__all__ = ["WebhookSecrets", "WebhookVerificationError", "generate_secret", "secrets_of", "sign_headers", "verify"]
 
-# Only for the embedded local stack; every real deployment sets IMGPIPE_WEBHOOK_SECRET.
-LOCAL_WEBHOOK_SECRET = "whsec_aW1ncGlwZS1sb2NhbC1kZXZlbG9wbWVudC1zZWNyZXQ="
+MIN_KEY_BYTES = 16
+# Secrets that were published (an earlier local-development default): anyone could sign with them.
+PUBLISHED_SECRETS = frozenset({"whsec_aW1ncGlwZS1sb2NhbC1kZXZlbG9wbWVudC1zZWNyZXQ="})
+
+
+def generate_secret() -> str:
+    """A fresh secret, as the local stack makes one for each run."""
+    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
 def secrets_of(value: str) -> list[str]:
-    """``IMGPIPE_WEBHOOK_SECRET`` may hold several secrets, comma- or space-separated, during a rotation."""
+    """``IMGPIPE_WEBHOOK_SECRET`` may hold several secrets, comma- or space-separated, during a rotation.
+    Each must be ``whsec_`` and the base64 of at least 16 bytes, and not a published one: a secret that
+    cannot sign would turn every delivery into a dead letter, one that anybody knows proves nothing."""
     secrets = [part for part in value.replace(",", " ").split() if part]
-    if not secrets or not all(secret.startswith("whsec_") for secret in secrets):
-        raise ValueError("webhook secrets must be whsec_<base64>, comma-separated")
+    if not secrets:
+        raise ValueError("no webhook secret given: set IMGPIPE_WEBHOOK_SECRET to whsec_<base64 of 16+ bytes>")
+    for secret in secrets:
+        if not secret.startswith("whsec_"):
+            raise ValueError("webhook secrets must be whsec_<base64>, comma-separated")
+        try:
+            key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        except binascii.Error as exc:
+            raise ValueError(f"webhook secret {secret[:10]}… is not whsec_ followed by base64") from exc
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"a webhook secret must hold at least {MIN_KEY_BYTES} bytes; {secret[:10]}… holds {len(key)}")
+        if secret in PUBLISHED_SECRETS:
+            raise ValueError("that webhook secret was published and proves nothing: generate a new one")
     return secrets
 
 

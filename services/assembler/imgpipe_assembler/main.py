@@ -25,6 +25,7 @@ from imgpipe_bus import (
 from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.documents import ensure_indexes
 from imgpipe_runtime.logs import configure_logging
+from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
 
@@ -102,7 +103,7 @@ def build_app(settings: Settings) -> faust.App:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings(Settings, "assembler")
     configure_logging("assembler", settings.log)
     ensure_topics(settings.kafka)
     run_worker(build_app(settings), settings.log.level)

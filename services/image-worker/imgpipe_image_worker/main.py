@@ -21,6 +21,7 @@ from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.compress import Policy
 from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.logs import configure_logging
+from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import ROWS_SUBMITTED
@@ -66,7 +67,7 @@ def build_app(settings: Settings) -> faust.App:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings(Settings, "image-worker")
     configure_logging("image-worker", settings.log)
     ensure_topics(settings.kafka)
     run_worker(build_app(settings), settings.log.level)

@@ -2,11 +2,11 @@ from pydantic import Field
 
 from imgpipe_bus import BusSettings
 from imgpipe_runtime.settings import BlobSettings, LogSettings, MongoSettings, PublicUrlSettings
-from imgpipe_runtime.webhooks import LOCAL_WEBHOOK_SECRET, WebhookSecrets
+from imgpipe_runtime.webhooks import WebhookSecrets
 
 
 class Settings(PublicUrlSettings):
-    webhook_secret: WebhookSecrets = LOCAL_WEBHOOK_SECRET
+    webhook_secret: WebhookSecrets  # required: no default secret can be trusted
     api_keys: str = Field("", description="Comma-separated; when set, upload and status need one of them.")
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_rows: int = Field(10_000, ge=1)

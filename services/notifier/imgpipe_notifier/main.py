@@ -26,6 +26,7 @@ from imgpipe_notifier.handlers import Schedule
 from imgpipe_notifier.settings import Settings
 from imgpipe_runtime.documents import ensure_indexes
 from imgpipe_runtime.logs import configure_logging
+from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
@@ -85,7 +86,7 @@ def build_app(settings: Settings) -> faust.App:
 
 
 def main() -> None:
-    settings = Settings()
+    settings = load_settings(Settings, "notifier")
     configure_logging("notifier", settings.log)
     ensure_topics(settings.kafka)
     run_worker(build_app(settings), settings.log.level)

@@ -5,13 +5,13 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from imgpipe_bus import BusSettings
 from imgpipe_runtime.settings import LogSettings, MongoSettings
-from imgpipe_runtime.webhooks import LOCAL_WEBHOOK_SECRET, WebhookSecrets
+from imgpipe_runtime.webhooks import WebhookSecrets
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="IMGPIPE_", extra="ignore")
 
-    webhook_secret: WebhookSecrets = LOCAL_WEBHOOK_SECRET
+    webhook_secret: WebhookSecrets  # required: no default secret can be trusted
     default_webhook_url: str | None = None
     webhook_timeout_s: float = Field(10.0, gt=0)
     webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
