@@ -33,6 +33,7 @@ UPLOAD_TIMEOUT_S = 120
 # A client watching a big request polls a few times a second; 50 polls a second would cost the
 # embedded database more than the request's own writes.
 THROUGHPUT_POLL_S = 0.25
+COLD_AFTER_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,13 @@ def run_bench(options: BenchOptions) -> int:
                     figures["latency_10x3_s"] = latencies
                     print(f"(d) 10 rows × 3 images, upload → SUCCESS: median {statistics.median(latencies):.2f} s "
                           f"(runs {', '.join(f'{s:.2f}' for s in latencies)})")
+                    cold = []
+                    for _ in range(3):  # after a quiet spell the consumers wait longer per fetch (fetch_wait)
+                        time.sleep(COLD_AFTER_S)
+                        cold.append(run_request(stack.api_url, small, per_row=3, timeout=60))
+                    figures["latency_10x3_after_idle_s"] = cold
+                    print(f"    the same after {COLD_AFTER_S:.0f} s idle: median {statistics.median(cold):.2f} s "
+                          f"(runs {', '.join(f'{s:.2f}' for s in cold)})")
                     figures["rss_after_mb"] = rss_mb(stack)
                     print("(f) RSS, MiB, idle → after the runs:")
                     for label, after in figures["rss_after_mb"].items():

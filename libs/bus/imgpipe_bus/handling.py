@@ -27,6 +27,7 @@ from typing import Any
 import faust
 from confluent_kafka import KafkaException
 
+from imgpipe_bus.batches import take_batches
 from imgpipe_bus.codec import PoisonMessage, decode
 from imgpipe_bus.dead_letters import DeadLetters, Failure, Letter
 from imgpipe_schemas import Event, Topic
@@ -133,7 +134,7 @@ async def handle_batches(
 ) -> None:
     """Like handle_each, a batch at a time; a batch that keeps failing is retried event by event, so only
     the events that fail alone are dead-lettered."""
-    async for batch in stream.take_events(max_events, within=within_s):
+    async for batch in take_batches(stream, max_events, within_s):
         async with stage.in_flight.track():
             await _handle_batch(stage, handler, batch)
 

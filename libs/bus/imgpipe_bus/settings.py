@@ -14,7 +14,7 @@ class BusSettings(BaseSettings):
         10, ge=0, description="How long the broker may hold a fetch while messages flow: the latency of a hop."
     )
     idle_fetch_max_wait_ms: int = Field(
-        250, ge=0, description="The same once a consumer has seen nothing for idle_after_s: the idle wake-up rate."
+        1000, ge=0, description="The same once a consumer has seen nothing for idle_after_s: the idle wake-up rate."
     )
     idle_after_s: float = Field(1.0, ge=0, description="How long without messages before a consumer counts as idle.")
     linger_ms: int = Field(5, ge=0)
