@@ -1,7 +1,8 @@
 """Storing an upload's request and rows as ingest does, without the HTTP API."""
 
 from imgpipe_ingest.adapters.requests import RequestStore
-from imgpipe_ingest.csv_input import CsvSummary, parse_csv
+from imgpipe_ingest.csv_input import CsvSummary
+from tests.csv_parsing import parse_csv
 
 
 async def store_upload(db, request_id: str, data: bytes, *, quality: int = 50, webhook_url: str | None = None) -> RequestStore:

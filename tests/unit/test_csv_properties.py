@@ -6,7 +6,8 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imgpipe_ingest.csv_input import CsvRejected, parse_csv
+from imgpipe_ingest.csv_input import CsvRejected
+from tests.csv_parsing import parse_csv
 
 names = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\ufeff"), min_size=1

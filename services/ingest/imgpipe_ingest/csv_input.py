@@ -9,7 +9,7 @@ import csv
 import hashlib
 import io
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from imgpipe_runtime import netpolicy
@@ -49,16 +49,6 @@ class CsvSummary:
     columns: list[str]
     rows_total: int
     images_total: int
-
-
-@dataclass(frozen=True)
-class InputCsv:
-    columns: list[str]
-    rows: list[InputRow] = field(default_factory=list)
-
-    @property
-    def images_total(self) -> int:
-        return sum(len(row.image_urls) for row in self.rows)
 
 
 class CsvRejected(ValueError):
@@ -148,14 +138,6 @@ def read_rows(source: BinaryIO, limits: Limits = Limits(), batch: int = ROWS_PER
             rows = []
     if rows:
         yield rows
-
-
-def parse_csv(data: bytes, limits: Limits = Limits()) -> InputCsv:
-    """The whole file at once, for small inputs: rows in input order, or CsvRejected."""
-    source = io.BytesIO(data)
-    check_text(source)
-    summary = validate_csv(source, limits)
-    return InputCsv(summary.columns, [row for batch in read_rows(source, limits) for row in batch])
 
 
 def _header(source: BinaryIO) -> list[str]:
