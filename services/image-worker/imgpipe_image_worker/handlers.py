@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from imgpipe_bus import DeadLetterCopy, EventProducer, Letter
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed, ImageRejected
+from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_image_stem
 from imgpipe_schemas import ImageResult, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import ROWS_PROCESSED
@@ -28,6 +29,7 @@ class Adapters:
     blobs: BlobStore
     producer: EventProducer
     public_base_url: str
+    sources: SharedSources
 
 
 async def handle_row(row: RowSubmitted, letter: Letter, adapters: Adapters) -> DeadLetterCopy | None:
@@ -47,6 +49,12 @@ async def process_row(row: RowSubmitted, adapters: Adapters) -> RowProcessed:
 
 
 async def process_image(row: RowSubmitted, index: int, url: str, adapters: Adapters) -> ImageResult:
+    """A source that appears more than once in the request is fetched and compressed once (see sources)."""
+    key = (str(row.request_id), url, row.quality, row.output_format)
+    return await adapters.sources.once(key, lambda: fetch_and_compress(row, index, url, adapters))
+
+
+async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: Adapters) -> ImageResult:
     bytes_in = 0
     try:
         source = await adapters.fetch(url)

@@ -19,6 +19,7 @@ from imgpipe_image_worker.adapters.codec_pool import CodecPool
 from imgpipe_image_worker.adapters.downloader import Downloader
 from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.compress import Policy
+from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.settings import load_settings
@@ -56,6 +57,7 @@ def build_app(settings: Settings) -> faust.App:
         blobs=blobs,
         producer=producer,
         public_base_url=settings.public_base_url,
+        sources=SharedSources(),
     )
     stage = agent_stage(app, ROWS_SUBMITTED, producer, OUTAGES)
 

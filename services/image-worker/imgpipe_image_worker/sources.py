@@ -1,0 +1,43 @@
+"""One fetch and one compression per distinct source within a request, per worker process.
+
+A catalogue repeats the same photo across rows (one picture for every size of a shirt). The first
+position to ask for a source does the work; every other position of the same request, with the same
+quality and format, gets the same outcome and the same output URL, so the output CSV still lists the
+image wherever it appears. A transient failure is not kept: a later position or a replay tries again.
+"""
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+
+from imgpipe_schemas import ImageResult
+
+
+class SharedSources:
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._max_entries = max_entries
+        self._outcomes: OrderedDict[Hashable, asyncio.Future[ImageResult]] = OrderedDict()
+
+    async def once(self, key: Hashable, make: Callable[[], Awaitable[ImageResult]]) -> ImageResult:
+        if (known := self._outcomes.get(key)) is not None:
+            self._outcomes.move_to_end(key)
+            return await asyncio.shield(known)
+        outcome: asyncio.Future[ImageResult] = asyncio.get_running_loop().create_future()
+        self._outcomes[key] = outcome
+        while len(self._outcomes) > self._max_entries:
+            self._outcomes.popitem(last=False)
+        try:
+            result = await make()
+        except BaseException as exc:
+            self._forget(key, outcome)
+            outcome.set_exception(exc)
+            outcome.exception()  # retrieved: a waiter may not exist
+            raise
+        if result.retryable:
+            self._forget(key, outcome)
+        outcome.set_result(result)
+        return result
+
+    def _forget(self, key: Hashable, outcome: asyncio.Future) -> None:
+        if self._outcomes.get(key) is outcome:
+            del self._outcomes[key]

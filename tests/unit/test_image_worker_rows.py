@@ -1,0 +1,72 @@
+"""The image worker's row handling with in-memory adapters: each distinct source of a request is
+fetched and compressed once, wherever it appears, and a transient failure is tried again."""
+
+import uuid
+
+from imgpipe_image_worker.adapters.downloader import FetchFailed
+from imgpipe_image_worker.compress import Compressed
+from imgpipe_image_worker.handlers import Adapters, process_row
+from imgpipe_image_worker.sources import SharedSources
+from imgpipe_schemas import RowSubmitted
+
+
+class FakeSources:
+    def __init__(self, transient: set[str] = frozenset()) -> None:
+        self.fetched: list[str] = []
+        self.compressed = 0
+        self.transient = set(transient)
+
+    async def fetch(self, url: str) -> bytes:
+        self.fetched.append(url)
+        if url in self.transient:
+            self.transient.discard(url)  # fails once
+            raise FetchFailed("timeout", f"{url}: timed out", transient=True)
+        return b"source bytes of " + url.encode()
+
+    async def compress(self, data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
+        self.compressed += 1
+        return Compressed(None, "jpg", "image/jpeg", len(data) // 2)
+
+
+def adapters(fake: FakeSources) -> Adapters:
+    return Adapters(
+        fetch=fake.fetch, compress=fake.compress, blobs=None, producer=None,
+        public_base_url="http://api", sources=SharedSources(),
+    )
+
+
+def row(request_id: uuid.UUID, index: int, urls: list[str], quality: int = 50) -> RowSubmitted:
+    return RowSubmitted(request_id=request_id, row_index=index, serial=index + 1, product_name="P", image_urls=urls, quality=quality)
+
+
+async def test_a_source_repeated_across_rows_is_fetched_and_compressed_once():
+    fake = FakeSources()
+    wired = adapters(fake)
+    request = uuid.uuid4()
+    first = await process_row(row(request, 0, ["http://a/x.jpg", "http://a/y.jpg", "http://a/x.jpg"]), wired)
+    second = await process_row(row(request, 1, ["http://a/x.jpg"]), wired)
+    assert sorted(fake.fetched) == ["http://a/x.jpg", "http://a/y.jpg"] and fake.compressed == 2
+    x_output = first.images[0].output_url
+    assert x_output and first.images[2].output_url == x_output == second.images[0].output_url
+    assert first.images[1].output_url != x_output
+
+
+async def test_another_request_or_quality_is_its_own_work():
+    fake = FakeSources()
+    wired = adapters(fake)
+    await process_row(row(uuid.uuid4(), 0, ["http://a/x.jpg"]), wired)
+    await process_row(row(uuid.uuid4(), 0, ["http://a/x.jpg"]), wired)
+    request = uuid.uuid4()
+    await process_row(row(request, 0, ["http://a/x.jpg"], quality=30), wired)
+    await process_row(row(request, 1, ["http://a/x.jpg"], quality=80), wired)
+    assert len(fake.fetched) == 4
+
+
+async def test_a_transient_failure_is_not_shared_with_later_positions():
+    fake = FakeSources(transient={"http://a/slow.jpg"})
+    wired = adapters(fake)
+    request = uuid.uuid4()
+    failed = await process_row(row(request, 0, ["http://a/slow.jpg"]), wired)
+    assert failed.images[0].retryable
+    again = await process_row(row(request, 1, ["http://a/slow.jpg"]), wired)
+    assert again.images[0].ok and fake.fetched == ["http://a/slow.jpg", "http://a/slow.jpg"]
