@@ -33,7 +33,7 @@ UPLOAD_TIMEOUT_S = 120
 # A client watching a big request polls a few times a second; 50 polls a second would cost the
 # embedded database more than the request's own writes.
 THROUGHPUT_POLL_S = 0.25
-COLD_AFTER_S = 5.0
+COLD_AFTER_S = 10.0
 
 
 @dataclass(frozen=True)

@@ -52,6 +52,9 @@ class LocalHttpServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            # Keep-alive, as real image servers and CDNs answer: every response carries its length.
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self) -> None:  # noqa: N802
                 route = server.routes.get(self.path)
                 if route is None:

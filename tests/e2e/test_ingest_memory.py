@@ -10,6 +10,7 @@ import pytest
 from imgpipe_bus import BusSettings, ensure_topics
 from imgpipe_ops.client import healthy, status, upload
 from imgpipe_ops.processes import Process, free_port, venv_command
+from imgpipe_runtime.webhooks import generate_secret
 
 pytestmark = pytest.mark.e2e
 MAX_UPLOAD = 20 * 1024 * 1024
@@ -46,6 +47,7 @@ def ingest(infra, tmp_path_factory):
             "IMGPIPE_HOST": "127.0.0.1",
             "IMGPIPE_PORT": str(port),
             "IMGPIPE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            "IMGPIPE_WEBHOOK_SECRET": generate_secret(),
         },
         log=tmp_path_factory.mktemp("ingest-log") / "ingest.log",
     ).start()

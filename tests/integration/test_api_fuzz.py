@@ -18,12 +18,19 @@ from tests.waiting import wait_for
 def api_url(infra):
     from imgpipe_bus import BusSettings
     from imgpipe_runtime.settings import MongoSettings
+    from imgpipe_runtime.webhooks import generate_secret
 
     bus = BusSettings(bootstrap_servers=infra.bootstrap)
     ensure_topics(bus)
     port = free_port()
     app = create_api(
-        Settings(kafka=bus, mongo=MongoSettings(url=infra.mongo_url, database="fuzz"), port=port, max_upload_bytes=4096)
+        Settings(
+            kafka=bus,
+            mongo=MongoSettings(url=infra.mongo_url, database="fuzz"),
+            port=port,
+            max_upload_bytes=4096,
+            webhook_secret=generate_secret(),
+        )
     )
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -16,7 +16,7 @@ class BusSettings(BaseSettings):
     idle_fetch_max_wait_ms: int = Field(
         1000, ge=0, description="The same once a consumer has seen nothing for idle_after_s: the idle wake-up rate."
     )
-    idle_after_s: float = Field(1.0, ge=0, description="How long without messages before a consumer counts as idle.")
+    idle_after_s: float = Field(5.0, ge=0, description="How long without messages before a consumer counts as idle.")
     linger_ms: int = Field(5, ge=0)
     delivery_timeout_s: float = Field(15.0, gt=0, description="A message not acknowledged by then fails.")
     session_timeout_s: float = Field(6.0, gt=0)
