@@ -34,6 +34,9 @@ UPLOAD_TIMEOUT_S = 120
 # embedded database more than the request's own writes.
 THROUGHPUT_POLL_S = 0.25
 COLD_AFTER_S = 10.0
+# Consumers keep their short fetch wait for IMGPIPE_KAFKA_IDLE_AFTER_S (5 s) after their last message:
+# the idle figure is of a stack that has been doing nothing for longer than that.
+IDLE_SETTLE_S = 6.0
 
 
 @dataclass(frozen=True)
@@ -200,11 +203,12 @@ def run_bench(options: BenchOptions) -> int:
             with LocalStack(config) as stack:
                 settle(stack, small)
                 if compress_processes == n:
-                    time.sleep(2)
+                    time.sleep(IDLE_SETTLE_S)
                     figures["rss_idle_mb"] = rss_mb(stack)
                     idle = idle_cpu(stack, options.idle_s)
                     figures["idle_cpu_percent"] = idle
-                    print(f"(e) idle stack over {options.idle_s:.0f} s: {sum(idle.values()):.1f} % of one core")
+                    print(f"(e) idle stack over {options.idle_s:.0f} s, from {IDLE_SETTLE_S:.0f} s after its last request: "
+                          f"{sum(idle.values()):.1f} % of one core")
                     print_cpu_table("per process", idle, "%")
                 run = measure_throughput(stack, urls)
                 by_processes[compress_processes] = run["images_per_s"]
