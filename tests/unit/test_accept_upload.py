@@ -88,3 +88,13 @@ async def test_a_rejected_upload_releases_its_key_and_one_without_a_key_claims_n
         await accept(REJECTED_CSV, UploadOptions(quality=50, output_format="jpeg"), Untouchable())
     with pytest.raises(CsvRejected):
         await accept(b"\x00binary", OPTIONS, Untouchable())
+
+
+async def test_the_same_key_while_its_first_upload_is_still_being_accepted_is_in_progress():
+    from imgpipe_ingest.handlers import IdempotencyInProgress
+
+    data = b"S. No.,Product Name,Input Image Urls\n1,Hat,http://a.example/x.jpg\n"
+    digest = upload_digest(hashlib.sha256(data).hexdigest(), OPTIONS)
+    keys = FakeKeys({"k": {"_id": "k", "digest": digest, "request_id": "earlier", "bound": False}})
+    with pytest.raises(IdempotencyInProgress):
+        await accept(data, OPTIONS, keys)

@@ -45,7 +45,7 @@ async def _adapters(app: FastAPI):
     app.state.db = db
     app.state.store = RequestStore(db)
     app.state.blobs = open_blob_store(settings.blobs, db)
-    app.state.keys = IdempotencyKeys(db)
+    app.state.keys = IdempotencyKeys(db, settings.idempotency_ttl_s, settings.idempotency_lease_s)
     app.state.producer = EventProducer(settings.kafka)
     try:
         yield

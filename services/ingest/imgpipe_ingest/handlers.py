@@ -5,7 +5,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -55,6 +55,10 @@ class Accepted:
     repeated: bool = False
 
 
+class IdempotencyInProgress(Exception):
+    """An upload with this Idempotency-Key is still being accepted."""
+
+
 class IdempotencyConflict(Exception):
     """The Idempotency-Key was used before for a different upload."""
 
@@ -88,13 +92,24 @@ async def accept_upload(
         if claim["digest"] != digest:
             raise IdempotencyConflict(key)
         if claim["request_id"] != request_id:
+            if not claim.get("bound", True):
+                raise IdempotencyInProgress(key)
             return Accepted(claim["request_id"], repeated=True)
+
+    request_stored = False
+
+    async def stored() -> None:
+        nonlocal request_stored
+        request_stored = True
+        if key is not None:
+            await keys.bind(key, request_id)
+
     try:
         await _store_and_publish(
-            source, request_id, options, limits=limits, store=store, blobs=blobs, producer=producer
+            source, request_id, options, limits=limits, store=store, blobs=blobs, producer=producer, stored=stored
         )
     except BaseException:
-        if key is not None:
+        if key is not None and not request_stored:  # a stored request keeps its key: a retry gets it
             await keys.release(key, request_id)
         raise
     return Accepted(request_id)
@@ -109,6 +124,7 @@ async def _store_and_publish(
     store: RequestStore,
     blobs: BlobStore,
     producer: EventProducer,
+    stored: Callable[[], Awaitable[None]],
 ) -> None:
     """The file, which passed check_text, is read a chunk at a time (validated, stored, its rows stored, then
     published), never whole."""
@@ -126,6 +142,7 @@ async def _store_and_publish(
         quality=options.quality,
         output_format=options.output_format,
     )
+    await stored()
     try:
         await producer.publish(
             REQUESTS_ACCEPTED,

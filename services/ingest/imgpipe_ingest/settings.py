@@ -13,6 +13,10 @@ class Settings(PublicUrlSettings):
     max_urls_per_row: int = Field(20, ge=1)
     fetch_allow: str = Field("", description="CIDRs or host:port that webhooks may reach although not public.")
     default_quality: int = Field(50, ge=1, le=95)
+    idempotency_ttl_s: float = Field(86_400, gt=0, description="How long an Idempotency-Key is remembered.")
+    idempotency_lease_s: float = Field(
+        120, gt=0, description="An Idempotency-Key whose upload was never stored is free again after this long."
+    )
 
     kafka: BusSettings = Field(default_factory=BusSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)

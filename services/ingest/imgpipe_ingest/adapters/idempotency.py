@@ -1,23 +1,53 @@
-"""Idempotency-Key claims: one request id per key, remembered with a digest of what was uploaded."""
+"""Idempotency-Key claims: one request id per key, remembered with a digest of what was uploaded.
 
-from datetime import UTC, datetime
+A claim is made before the request is stored and bound to it once it is: a bound claim always names a
+request that exists. An unbound claim is an upload still being accepted, or one whose ingest died (or
+lost its database) before it could store the request or release the key: after ``lease_s`` the next
+upload with that key takes it over. Every claim expires after ``ttl_s``.
+"""
 
+from datetime import UTC, datetime, timedelta
+
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 
 class IdempotencyKeys:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, ttl_s: float = 86_400, lease_s: float = 120) -> None:
         self._keys = db["idempotency_keys"]
+        self._ttl = timedelta(seconds=ttl_s)
+        self._lease = timedelta(seconds=lease_s)
 
-    async def claim(self, key: str, digest: str, request_id: str) -> dict:
-        """Claims ``key`` for ``request_id``; if it was claimed before, returns that earlier claim instead."""
-        claim = {"_id": key, "digest": digest, "request_id": request_id, "created_at": datetime.now(UTC)}
-        try:
-            await self._keys.insert_one(claim)
-            return claim
-        except DuplicateKeyError:
-            return await self._keys.find_one({"_id": key})
+    async def claim(self, key: str, digest: str, request_id: str, now: datetime | None = None) -> dict:
+        """Claims ``key`` for ``request_id``; if a live claim exists, returns it instead. A claim whose
+        lease or time to live has run out is replaced, atomically, so two uploads never both take it."""
+        now = now or datetime.now(UTC)
+        claim = {"_id": key, "digest": digest, "request_id": request_id, "created_at": now, "bound": False}
+        for _ in range(3):
+            try:
+                await self._keys.insert_one(claim)
+                return claim
+            except DuplicateKeyError:
+                existing = await self._keys.find_one({"_id": key})
+            if existing is None:
+                continue  # released meanwhile
+            age = now - existing["created_at"]
+            if age <= self._ttl and (existing.get("bound", True) or age <= self._lease):
+                return existing
+            taken = await self._keys.find_one_and_update(
+                {"_id": key, "request_id": existing["request_id"]},
+                {"$set": {k: v for k, v in claim.items() if k != "_id"}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if taken is not None:
+                return taken
+        return await self._keys.find_one({"_id": key}) or claim
+
+    async def bind(self, key: str, request_id: str) -> None:
+        """The request is stored: from now on the key answers with it, whatever happens next."""
+        await self._keys.update_one({"_id": key, "request_id": request_id}, {"$set": {"bound": True}})
 
     async def release(self, key: str, request_id: str) -> None:
-        await self._keys.delete_one({"_id": key, "request_id": request_id})
+        """Frees the key of an upload that failed before its request was stored."""
+        await self._keys.delete_one({"_id": key, "request_id": request_id, "bound": False})

@@ -54,6 +54,8 @@ async def upload(
         accepted = await handlers.accept_upload(
             file.file, options, limits=limits, store=store, blobs=blobs, producer=producer, keys=keys
         )
+    except handlers.IdempotencyInProgress as exc:
+        raise ClientError(409, "an upload with this Idempotency-Key is still being accepted; retry shortly") from exc
     except handlers.IdempotencyConflict as exc:
         raise ClientError(409, "this Idempotency-Key was already used for a different upload") from exc
     except CsvRejected as exc:

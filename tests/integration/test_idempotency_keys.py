@@ -1,0 +1,52 @@
+"""Idempotency-Key claims against the real database: a key maps to a request that exists or to
+nothing, whatever crashed in between, and expires."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
+from imgpipe_runtime.mongo import connect
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def db(mongo_settings):
+    database = connect(mongo_settings)
+    yield database
+    await database.client.drop_database(mongo_settings.database)
+    await database.client.close()
+
+
+async def test_a_claim_whose_upload_died_before_storing_its_request_is_taken_over_after_its_lease(db):
+    keys = IdempotencyKeys(db, ttl_s=3600, lease_s=60)
+    await keys.claim("k", "d", "first", NOW)  # then the process is killed: no bind, no release
+    in_progress = await keys.claim("k", "d", "second", NOW + timedelta(seconds=30))
+    assert (in_progress["request_id"], in_progress["bound"]) == ("first", False)
+    taken = await keys.claim("k", "d", "third", NOW + timedelta(seconds=61))
+    assert (taken["request_id"], taken["bound"]) == ("third", False)
+
+
+async def test_a_bound_claim_answers_with_its_request_and_is_never_released(db):
+    keys = IdempotencyKeys(db, ttl_s=3600, lease_s=60)
+    await keys.claim("k", "d", "first", NOW)
+    await keys.bind("k", "first")
+    await keys.release("k", "first")  # an error after the request was stored
+    again = await keys.claim("k", "d", "second", NOW + timedelta(seconds=600))
+    assert (again["request_id"], again["bound"]) == ("first", True)
+
+
+async def test_a_claim_expires_after_its_time_to_live(db):
+    keys = IdempotencyKeys(db, ttl_s=3600, lease_s=60)
+    await keys.claim("k", "d", "first", NOW)
+    await keys.bind("k", "first")
+    later = await keys.claim("k", "other digest", "second", NOW + timedelta(hours=2))
+    assert (later["request_id"], later["digest"]) == ("second", "other digest")
+
+
+async def test_an_unstored_upload_releases_its_key(db):
+    keys = IdempotencyKeys(db, ttl_s=3600, lease_s=60)
+    await keys.claim("k", "d", "first", NOW)
+    await keys.release("k", "first")
+    assert (await keys.claim("k", "d", "second", NOW))["request_id"] == "second"
