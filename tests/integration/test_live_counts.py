@@ -54,3 +54,19 @@ async def test_live_counts_match_the_rows_through_duplicates_and_replays(db):
         assert await store.rows_done(request) == (await counted(db, request)).rows_done
     final = live_counts(await store.get(request_id))
     assert (final.rows_done, final.images_ok, final.images_failed) == (3, 4, 0)
+
+
+async def test_counts_short_of_the_rows_are_recounted_and_a_finished_request_counts_its_rows(db):
+    """A crash between storing a batch's rows and counting them leaves the live counts short."""
+    request_id = str(uuid.uuid4())
+    await store_upload(db, request_id, CSV)
+    store = ProgressStore(db)
+    await store.record_rows([result(request_id, 0, failed=0, images=2), result(request_id, 1, failed=0), result(request_id, 2, failed=0)])
+    await db["requests"].update_one({"_id": request_id}, {"$inc": {"live.rows_done": -1, "live.images_ok": -1}})
+    short = await store.get(request_id)
+    assert await store.rows_done(short) == 2
+    await db["requests"].update_one({"_id": request_id}, {"$set": {"status": "SUCCESS"}})
+    assert await store.rows_done(await store.get(request_id)) == 3  # finished: the rows themselves
+    await store.recount(short)
+    recounted = await store.get(request_id)
+    assert live_counts(recounted) == await counted(db, recounted)

@@ -70,3 +70,24 @@ async def test_a_transient_failure_is_not_shared_with_later_positions():
     assert failed.images[0].retryable
     again = await process_row(row(request, 1, ["http://a/slow.jpg"]), wired)
     assert again.images[0].ok and fake.fetched == ["http://a/slow.jpg", "http://a/slow.jpg"]
+
+
+async def test_a_cancelled_row_does_not_cancel_another_waiting_for_the_same_source():
+    import asyncio
+
+    from imgpipe_schemas import ImageResult
+
+    sources = SharedSources()
+    release = asyncio.Event()
+
+    async def slow() -> ImageResult:
+        await release.wait()
+        return ImageResult(source_url="http://a/x.jpg", output_url="http://api/x.jpg")
+
+    first = asyncio.ensure_future(sources.once("k", slow))
+    second = asyncio.ensure_future(sources.once("k", slow))
+    await asyncio.sleep(0)
+    first.cancel()
+    release.set()
+    assert (await second).output_url == "http://api/x.jpg"
+    assert first.cancelled()

@@ -76,3 +76,14 @@ async def test_the_address_connected_to_is_the_address_checked_on_every_lookup()
     with pytest.raises(BlockedAddress):
         await resolver.resolve("images.example", 80)  # the rebinding answer is refused, not connected to
     assert [r["host"] for r in await resolver.resolve("images.example", 80)] == ["8.8.8.8"]
+
+
+async def test_the_connector_refuses_an_ipv6_looking_host_it_cannot_read():
+    from imgpipe_runtime.netpolicy import GuardedConnector
+
+    connector = GuardedConnector(NetPolicy.parse("0.0.0.0/0,::/0"))
+    try:
+        with pytest.raises(BlockedAddress):
+            await connector._resolve_host("::ffff:127.0.0.01", 80)
+    finally:
+        await connector.close()

@@ -85,3 +85,20 @@ def test_a_service_without_a_usable_secret_refuses_to_start_and_says_why(monkeyp
         assert "notifier: cannot start: IMGPIPE_WEBHOOK_SECRET:" in capsys.readouterr().err
     monkeypatch.setenv("IMGPIPE_WEBHOOK_SECRET", generate_secret())
     assert load_settings(Settings, "notifier").webhook_secret.startswith("whsec_")
+
+
+def test_another_base64_spelling_of_a_published_key_is_refused_too():
+    """Unused bits of the last base64 character do not change the key."""
+    with pytest.raises(ValueError, match="was published"):
+        secrets_of("whsec_aW1ncGlwZS1sb2NhbC1kZXZlbG9wbWVudC1zZWNyZXR=")
+
+
+def test_a_bad_setting_of_a_nested_group_is_named_by_its_own_variable(monkeypatch, capsys):
+    from imgpipe_notifier.settings import Settings
+    from imgpipe_runtime.settings import load_settings
+
+    monkeypatch.setenv("IMGPIPE_WEBHOOK_SECRET", generate_secret())
+    monkeypatch.setenv("IMGPIPE_MONGO_TIMEOUT_MS", "abc")
+    with pytest.raises(SystemExit):
+        load_settings(Settings, "notifier")
+    assert "notifier: cannot start: IMGPIPE_MONGO_TIMEOUT_MS:" in capsys.readouterr().err

@@ -53,10 +53,10 @@ async def take_batches(stream: faust.StreamT, max_events: int, within_s: float) 
             consuming = asyncio.get_running_loop().create_future()
             try:
                 yield list(events)
+                for event in events:  # only a batch that was handled: one cut short is delivered again
+                    await stream.ack(event)
             finally:
                 buffer.clear()
-                for event in events:
-                    await stream.ack(event)
                 events.clear()
                 first.clear()
                 full.clear()

@@ -181,6 +181,8 @@ class GuardedConnector(aiohttp.TCPConnector):
     async def _resolve_host(self, host: str, port: int, traces=None) -> list[ResolveResult]:
         if ip_literal(host) is not None:
             self._policy.check(host, port, host)
+        elif ":" in host:  # aiohttp takes it for an IPv6 literal and asks no resolver: refuse what we cannot read
+            raise BlockedAddress(f"{host[:100]} is not an address that can be checked")
         return await super()._resolve_host(host, port, traces=traces)
 
 

@@ -46,6 +46,8 @@ async def reconcile(adapters: Adapters, *, policy: ReconcilePolicy, now: datetim
             if missing:
                 log.warning("request %s: no progress since %s; re-publishing %d row(s)", request_id, before, len(missing))
                 await adapters.producer.publish_many(ROWS_SUBMITTED, [_row_event(request, row) for row in missing])
+            else:  # every row is in, yet it is not finished: its live counts may have missed a batch
+                await adapters.store.recount(request)
             await adapters.store.mark_redriven(request_id, now)
             await complete_if_done(request_id, adapters)
             counts["redriven"] += 1

@@ -92,7 +92,7 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
             target = _target(policy.output_format, source_format)
             out = io.BytesIO()
             _save(image, out, target, policy, icc_profile)
-    except ImageRejected:
+    except (ImageRejected, MemoryError):
         raise
     except UnidentifiedImageError as exc:
         raise ImageRejected("not_an_image", "the content is not an image of a supported format") from exc

@@ -19,24 +19,23 @@ class SharedSources:
         self._outcomes: OrderedDict[Hashable, asyncio.Future[ImageResult]] = OrderedDict()
 
     async def once(self, key: Hashable, make: Callable[[], Awaitable[ImageResult]]) -> ImageResult:
+        """``make()``'s result, made once per key. The work runs in a task of its own, so that a caller
+        that is cancelled (a row stopped at shutdown) neither cancels it nor hands its cancellation to
+        the other callers waiting for the same source."""
         if (known := self._outcomes.get(key)) is not None:
             self._outcomes.move_to_end(key)
             return await asyncio.shield(known)
-        outcome: asyncio.Future[ImageResult] = asyncio.get_running_loop().create_future()
-        self._outcomes[key] = outcome
+        work = asyncio.ensure_future(make())
+        self._outcomes[key] = work
         while len(self._outcomes) > self._max_entries:
             self._outcomes.popitem(last=False)
-        try:
-            result = await make()
-        except BaseException as exc:
-            self._forget(key, outcome)
-            outcome.set_exception(exc)
-            outcome.exception()  # retrieved: a waiter may not exist
-            raise
-        if result.retryable:
-            self._forget(key, outcome)
-        outcome.set_result(result)
-        return result
+        work.add_done_callback(lambda done: self._settled(key, done))
+        return await asyncio.shield(work)
+
+    def _settled(self, key: Hashable, work: asyncio.Future) -> None:
+        """A failure, or a transient one, is not kept: the next place the source appears tries again."""
+        if work.cancelled() or work.exception() is not None or work.result().retryable:
+            self._forget(key, work)
 
     def _forget(self, key: Hashable, outcome: asyncio.Future) -> None:
         if self._outcomes.get(key) is outcome:

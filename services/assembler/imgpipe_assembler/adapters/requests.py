@@ -16,6 +16,7 @@ from imgpipe_runtime.documents import (
     Origin,
     live_counts,
     new_request,
+    progress,
     new_row,
     row_id,
     row_results,
@@ -99,9 +100,20 @@ class ProgressStore:
         higher than that (it also counts results whose row input has not arrived), so while it is below
         the row total no row needs counting."""
         live = live_counts(request)
-        if live is not None and live.rows_done < request["rows_total"]:
+        if live is not None and live.rows_done < request["rows_total"] and request["status"] not in FINISHED:
             return live.rows_done
         return await self._rows.count_documents({**rows_of(request), "done": True})
+
+    async def recount(self, request: dict) -> None:
+        """Sets an upload's live counts from its rows. The counts are written after the rows they count,
+        so a crash between the two writes leaves them short: the reconciler recounts a request whose
+        rows are all in but which is not finished."""
+        if live_counts(request) is None:
+            return
+        rows = await self._rows.find({**rows_of(request), "done": True}, {"images_ok": 1, "images_failed": 1}).to_list()
+        counted = progress(request, [{**row, "done": True} for row in rows])
+        fields = {"rows_done": counted.rows_done, "images_ok": counted.images_ok, "images_failed": counted.images_failed}
+        await self._requests.update_one({"_id": request["_id"]}, {"$set": {LIVE_COUNTS: fields}})
 
     async def rows(self, request: dict) -> list[dict]:
         """The rows that make up the request (see rows_of), in input order."""

@@ -19,6 +19,7 @@ async def files(name: str, blobs: Blobs) -> Response:
     headers = {"Content-Length": str(blob.length)}
     if "/images/" in name:
         headers["Cache-Control"] = "public, max-age=31536000, immutable"
-    if isinstance(blob, FileBlob):
+    if isinstance(blob, FileBlob):  # FileResponse measures the file it sends (it may have been replaced)
+        headers.pop("Content-Length")
         return FileResponse(blob.path, media_type=blob.content_type, headers=headers)
     return StreamingResponse(blob.chunks(), media_type=blob.content_type, headers=headers)
