@@ -21,6 +21,7 @@ from imgpipe_ops.processes import (
     wait_for_broker,
     wait_for_database,
 )
+from imgpipe_runtime.mongo import connect
 from imgpipe_runtime.settings import MongoSettings
 
 BACKEND = os.environ.get("IMGPIPE_TEST_BACKEND", "embedded")
@@ -72,3 +73,12 @@ def bus_settings(infra) -> BusSettings:
 def mongo_settings(infra) -> MongoSettings:
     """A database of its own for every test."""
     return MongoSettings(url=infra.mongo_url, database=f"test_{uuid.uuid4().hex[:12]}")
+
+
+@pytest.fixture
+async def db(mongo_settings):
+    """A connection to the test's own database, dropped afterwards."""
+    database = connect(mongo_settings)
+    yield database
+    await database.client.drop_database(mongo_settings.database)
+    await database.client.close()

@@ -3,20 +3,9 @@ nothing, whatever crashed in between, and expires."""
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
-from imgpipe_runtime.mongo import connect
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def db(mongo_settings):
-    database = connect(mongo_settings)
-    yield database
-    await database.client.drop_database(mongo_settings.database)
-    await database.client.close()
 
 
 async def test_a_claim_whose_upload_died_before_storing_its_request_is_taken_over_after_its_lease(db):

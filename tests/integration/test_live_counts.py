@@ -3,23 +3,12 @@ duplicates, replays that improve a row, and a batch that holds the same row twic
 
 import uuid
 
-import pytest
-
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_runtime.documents import ROWS, live_counts, progress, rows_of
-from imgpipe_runtime.mongo import connect
 from imgpipe_schemas import ImageResult, RowProcessed
 from tests.integration.uploads import store_upload
 
 CSV = b"S. No.,Product Name,Input Image Urls\n1,A,\"http://in/0,http://in/1\"\n2,B,http://in/2\n3,C,http://in/3\n"
-
-
-@pytest.fixture
-async def db(mongo_settings):
-    database = connect(mongo_settings)
-    yield database
-    await database.client.drop_database(mongo_settings.database)
-    await database.client.close()
 
 
 def result(request_id: str, row: int, failed: int, images: int = 1) -> RowProcessed:

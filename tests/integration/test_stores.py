@@ -13,19 +13,10 @@ from imgpipe_ops.samples import photo_like_jpeg
 from imgpipe_runtime.blob_directory import DirectoryBlobStore
 from imgpipe_runtime.blobs import GridFsBlobStore, open_blob_store
 from imgpipe_runtime.settings import BlobSettings
-from imgpipe_runtime.mongo import connect
 from imgpipe_schemas import ImageResult, RowProcessed
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 from tests.integration.kafka_helpers import consume
 from tests.integration.uploads import store_upload
-
-
-@pytest.fixture
-async def db(mongo_settings):
-    database = connect(mongo_settings)
-    yield database
-    await database.client.drop_database(mongo_settings.database)
-    await database.client.close()
 
 
 @pytest.fixture(params=["gridfs", "directory"])

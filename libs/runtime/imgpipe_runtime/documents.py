@@ -7,6 +7,8 @@ with the builders here, and a service reading another's document uses the reader
 services agree on names, ids and indexes by importing them rather than by repeating them.
 """
 
+import asyncio
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -14,7 +16,10 @@ from uuid import UUID
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from imgpipe_runtime.mongo import OUTAGES
 from imgpipe_schemas import Progress, RequestStatus, RowProcessed
+
+log = logging.getLogger(__name__)
 
 REQUESTS, ROWS, DELIVERIES = "requests", "rows", "deliveries"
 # A running upload's counts of rows done and images ok / failed, kept by the assembler with every batch.
@@ -42,6 +47,16 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
     for collection, indexes in INDEXES.items():
         for keys in indexes:
             await db[collection].create_index(keys)
+
+
+async def ensure_indexes_when_up(db: AsyncDatabase, retry_s: float = 5.0) -> None:
+    """ensure_indexes for a faust service's start-up task: the database may still be starting."""
+    while True:
+        try:
+            return await ensure_indexes(db)
+        except OUTAGES as exc:
+            log.warning("indexes not ensured yet, retrying: %r", exc)
+            await asyncio.sleep(retry_s)
 
 
 def row_id(request_id: str | UUID, row_index: int) -> str:

@@ -23,14 +23,13 @@ from imgpipe_bus import (
     run_worker,
 )
 from imgpipe_runtime.blobs import open_blob_store
-from imgpipe_runtime.documents import ensure_indexes
+from imgpipe_runtime.documents import ensure_indexes_when_up
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
-INDEX_RETRY_S = 5.0
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -49,12 +48,7 @@ def build_app(settings: Settings) -> faust.App:
     @app.task
     async def create_indexes() -> None:
         """The shared collections' indexes, once at start-up; the database may still be starting."""
-        while True:
-            try:
-                return await ensure_indexes(db)
-            except OUTAGES as exc:
-                log.warning("indexes not ensured yet, retrying: %r", exc)
-                await asyncio.sleep(INDEX_RETRY_S)
+        await ensure_indexes_when_up(db)
 
     adapters = handlers.Adapters(store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url)
 

@@ -1,7 +1,6 @@
 """Wires the notifier: one faust agent over completed requests (each delivery's first attempt) and a timer
 that makes the retries that are due."""
 
-import asyncio
 import functools
 import logging
 
@@ -24,7 +23,7 @@ from imgpipe_notifier.adapters.deliveries import DeliveryLog
 from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_notifier.handlers import Schedule
 from imgpipe_notifier.settings import Settings
-from imgpipe_runtime.documents import ensure_indexes
+from imgpipe_runtime.documents import ensure_indexes_when_up
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
@@ -32,7 +31,6 @@ from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 log = logging.getLogger(__name__)
-INDEX_RETRY_S = 5.0
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -62,12 +60,7 @@ def build_app(settings: Settings) -> faust.App:
     @app.task
     async def create_indexes() -> None:
         """The shared collections' indexes, once at start-up; the database may still be starting."""
-        while True:
-            try:
-                return await ensure_indexes(db)
-            except OUTAGES as exc:
-                log.warning("indexes not ensured yet, retrying: %r", exc)
-                await asyncio.sleep(INDEX_RETRY_S)
+        await ensure_indexes_when_up(db)
 
     stage = agent_stage(app, REQUESTS_COMPLETED, producer, OUTAGES)
 
