@@ -5,7 +5,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -14,7 +14,7 @@ from confluent_kafka import KafkaException
 from imgpipe_bus import EventProducer
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
-from imgpipe_ingest.csv_input import InputRow, Limits, check_text, read_rows, validate_csv
+from imgpipe_ingest.csv_input import CsvSummary, InputRow, Limits, check_text, read_rows, validate_csv
 from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name
 from imgpipe_schemas import Progress, RequestAccepted, RowSubmitted
 from imgpipe_schemas.events import OutputFormat
@@ -96,38 +96,23 @@ async def accept_upload(
                 raise IdempotencyInProgress(key)
             return Accepted(claim["request_id"], repeated=True)
 
-    request_stored = False
-
-    async def stored() -> None:
-        nonlocal request_stored
-        request_stored = True
-        if key is not None:
-            await keys.bind(key, request_id)
-
     try:
-        await _store_and_publish(
-            source, request_id, options, limits=limits, store=store, blobs=blobs, producer=producer, stored=stored
-        )
+        summary = await _store(source, request_id, options, limits=limits, store=store, blobs=blobs)
     except BaseException:
-        if key is not None and not request_stored:  # a stored request keeps its key: a retry gets it
+        if key is not None:
             await keys.release(key, request_id)
         raise
+    if key is not None:  # the request exists: from here on the key names it, whatever fails next
+        await keys.bind(key, request_id)
+    await _publish(source, request_id, options, summary, limits=limits, store=store, producer=producer)
     return Accepted(request_id)
 
 
-async def _store_and_publish(
-    source: BinaryIO,
-    request_id: str,
-    options: UploadOptions,
-    *,
-    limits: Limits,
-    store: RequestStore,
-    blobs: BlobStore,
-    producer: EventProducer,
-    stored: Callable[[], Awaitable[None]],
-) -> None:
-    """The file, which passed check_text, is read a chunk at a time (validated, stored, its rows stored, then
-    published), never whole."""
+async def _store(
+    source: BinaryIO, request_id: str, options: UploadOptions, *, limits: Limits, store: RequestStore, blobs: BlobStore
+) -> CsvSummary:
+    """The file, which passed check_text, is read a chunk at a time (validated, stored, its rows stored),
+    never whole; the request is stored last, once everything it needs is."""
     summary = await asyncio.to_thread(validate_csv, source, limits)
     input_file = input_csv_name(request_id)
     source.seek(0)
@@ -142,7 +127,21 @@ async def _store_and_publish(
         quality=options.quality,
         output_format=options.output_format,
     )
-    await stored()
+    return summary
+
+
+async def _publish(
+    source: BinaryIO,
+    request_id: str,
+    options: UploadOptions,
+    summary: CsvSummary,
+    *,
+    limits: Limits,
+    store: RequestStore,
+    producer: EventProducer,
+) -> None:
+    """The request's events, its rows read again a chunk at a time. A broker that is down leaves the
+    stored request PENDING, for the reconciler to publish."""
     try:
         await producer.publish(
             REQUESTS_ACCEPTED,
@@ -158,7 +157,6 @@ async def _store_and_publish(
                 ROWS_SUBMITTED, (row_event(request_id, row, options.quality, options.output_format) for row in rows)
             )
     except KafkaException as exc:
-        # The request and its rows are stored: the reconciler publishes a PENDING request's rows later.
         log.warning("request %s stored but not yet published (%s); the reconciler will publish it", request_id, exc)
         return
     await store.mark_processing(request_id)
