@@ -150,13 +150,18 @@ def progress(request: Mapping, rows: Iterable[Mapping]) -> Progress:
     """A request's progress, counted from its rows (those rows_of finds): a row is done once its results
     are in. The status API shows it while the request runs; the assembler stores it when it finishes one."""
     done = [row for row in rows if row.get("done")]
-    return Progress(
-        rows_total=request["rows_total"],
-        rows_done=len(done),
-        images_total=request["images_total"],
-        images_ok=sum(row["images_ok"] for row in done),
-        images_failed=sum(row["images_failed"] for row in done),
+    return _counted(
+        request, len(done), sum(row["images_ok"] for row in done), sum(row["images_failed"] for row in done)
     )
+
+
+async def counted_progress(db: AsyncDatabase, request: Mapping) -> Progress:
+    """progress() of the rows done so far, summed by the database (a big request's rows are not fetched)."""
+    sums = {"_id": None, "done": {"$sum": 1}, "images_ok": {"$sum": "$images_ok"}, "images_failed": {"$sum": "$images_failed"}}
+    pipeline = [{"$match": {**rows_of(request), "done": True}}, {"$group": sums}]
+    groups = await (await db[ROWS].aggregate(pipeline)).to_list()
+    done = groups[0] if groups else {"done": 0, "images_ok": 0, "images_failed": 0}
+    return _counted(request, done["done"], done["images_ok"], done["images_failed"])
 
 
 def live_counts(request: Mapping) -> Progress | None:
@@ -165,12 +170,16 @@ def live_counts(request: Mapping) -> Progress | None:
     live = request.get(LIVE_COUNTS)
     if live is None:
         return None
+    return _counted(request, min(live["rows_done"], request["rows_total"]), live["images_ok"], live["images_failed"])
+
+
+def _counted(request: Mapping, rows_done: int, images_ok: int, images_failed: int) -> Progress:
     return Progress(
         rows_total=request["rows_total"],
-        rows_done=min(live["rows_done"], request["rows_total"]),
+        rows_done=rows_done,
         images_total=request["images_total"],
-        images_ok=live["images_ok"],
-        images_failed=live["images_failed"],
+        images_ok=images_ok,
+        images_failed=images_failed,
     )
 
 
@@ -181,20 +190,8 @@ def stored_progress(request: Mapping) -> Progress | None:
 
 async def request_progress(db: AsyncDatabase, request: Mapping) -> Progress:
     """The status API's progress: as stored once finished, else the live counts of an upload, else
-    progress() of the rows done so far, summed by the database."""
-    if (stored := stored_progress(request) or live_counts(request)) is not None:
-        return stored
-    sums = {"_id": None, "done": {"$sum": 1}, "images_ok": {"$sum": "$images_ok"}, "images_failed": {"$sum": "$images_failed"}}
-    pipeline = [{"$match": {**rows_of(request), "done": True}}, {"$group": sums}]
-    groups = await (await db[ROWS].aggregate(pipeline)).to_list()
-    done = groups[0] if groups else {"done": 0, "images_ok": 0, "images_failed": 0}
-    return Progress(
-        rows_total=request["rows_total"],
-        rows_done=done["done"],
-        images_total=request["images_total"],
-        images_ok=done["images_ok"],
-        images_failed=done["images_failed"],
-    )
+    counted from the rows done so far."""
+    return stored_progress(request) or live_counts(request) or await counted_progress(db, request)
 
 
 async def webhook_deliveries(db: AsyncDatabase, request_id: str) -> list[dict]:

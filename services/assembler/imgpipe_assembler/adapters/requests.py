@@ -14,9 +14,9 @@ from imgpipe_runtime.documents import (
     REQUESTS,
     ROWS,
     Origin,
+    counted_progress,
     live_counts,
     new_request,
-    progress,
     new_row,
     row_id,
     row_results,
@@ -31,6 +31,7 @@ DIRECT_COLUMNS = ["S. No.", "Product Name", "Input Image Urls"]
 
 class ProgressStore:
     def __init__(self, db: AsyncDatabase) -> None:
+        self._db = db
         self._requests = db[REQUESTS]
         self._rows = db[ROWS]
 
@@ -110,8 +111,7 @@ class ProgressStore:
         rows are all in but which is not finished."""
         if live_counts(request) is None:
             return
-        rows = await self._rows.find({**rows_of(request), "done": True}, {"images_ok": 1, "images_failed": 1}).to_list()
-        counted = progress(request, [{**row, "done": True} for row in rows])
+        counted = await counted_progress(self._db, request)
         fields = {"rows_done": counted.rows_done, "images_ok": counted.images_ok, "images_failed": counted.images_failed}
         await self._requests.update_one({"_id": request["_id"]}, {"$set": {LIVE_COUNTS: fields}})
 
