@@ -3,6 +3,7 @@
 import io
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -40,22 +41,26 @@ class Route:
 
 @dataclass
 class LocalHttpServer:
-    """Serves ``routes`` on GET; records every POST and answers it with the next of ``post_statuses``,
-    then ``post_status`` (200)."""
+    """Serves ``routes`` on GET, counting the requests for each path in ``fetched``; records every POST and
+    answers it with the next of ``post_statuses``, then ``post_status`` (200)."""
 
     routes: dict[str, Route] = field(default_factory=dict)
     post_status: int = 200
     post_statuses: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    fetched: Counter = field(default_factory=Counter)
 
     def __post_init__(self) -> None:
         server = self
+        self._counting = threading.Lock()
 
         class Handler(BaseHTTPRequestHandler):
             # Keep-alive, as real image servers and CDNs answer: every response carries its length.
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:  # noqa: N802
+                with server._counting:
+                    server.fetched[self.path] += 1
                 route = server.routes.get(self.path)
                 if route is None:
                     self.send_error(404)

@@ -18,3 +18,7 @@ ROWS_PROCESSED = Topic("imgpipe.rows.processed", RowProcessed, "request_id")
 REQUESTS_COMPLETED = Topic("imgpipe.requests.completed", RequestCompleted, "request_id")
 
 TOPICS: tuple[Topic, ...] = (REQUESTS_ACCEPTED, ROWS_SUBMITTED, ROWS_PROCESSED, REQUESTS_COMPLETED)
+
+# The image workers' consumer group on ROWS_SUBMITTED: the reconciler reads its committed offsets to tell a
+# row that waits for a worker from one that was lost.
+IMAGE_WORKER_GROUP = "image-worker"

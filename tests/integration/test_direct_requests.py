@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from imgpipe_assembler.adapters.requests import ProgressStore
+from imgpipe_assembler.adapters.rows_topic import RowsTopic
 from imgpipe_assembler.handlers import Adapters, record_results, register_requests, register_rows
 from imgpipe_assembler.reconciler import ReconcilePolicy, reconcile
 from imgpipe_bus import EventProducer, Unprocessable, ensure_topics
@@ -108,13 +109,18 @@ async def test_a_request_whose_rows_never_came_is_redriven_then_failed(adapters,
     await register_requests([accepted(request_id, 3)], adapters)
     await register_rows([submitted(request_id, 0, quality=30)], adapters)
     policy = ReconcilePolicy(stall_s=60, max_rounds=1)
+    rows_topic = RowsTopic(bus_settings, group=f"workers-{uuid.uuid4().hex[:8]}")
+    run = lambda seconds: reconcile(adapters, rows_topic, policy=policy, now=start + timedelta(seconds=seconds))  # noqa: E731
     start = datetime.now(UTC)
-    assert (await reconcile(adapters, policy=policy, now=start + timedelta(seconds=61)))["redriven"] == 1
+    assert (await run(61))["redriven"] == 1  # row 0 was published where the reconciler cannot see it
     redriven = consume(bus_settings.bootstrap_servers, ROWS_SUBMITTED, 1, match=lambda e: e.request_id == request_id)
     assert [(e.row_index, e.quality) for _, _, e in redriven] == [(0, 30)]
-    assert (await reconcile(adapters, policy=policy, now=start + timedelta(seconds=122)))["gave_up"] == 1
+    assert (await run(122))["waiting"] == 1  # row 0 waits for a worker: not given up while it waits
+    await record_results([processed(request_id, 0)], adapters)
+    assert (await store.get(str(request_id)))["status"] == "PROCESSING"
+    assert (await run(300))["gave_up"] == 1  # rows 1 and 2 never came
 
     request = await store.get(str(request_id))
     assert request["status"] == "FAILED"
-    assert request["progress"] == {"rows_total": 3, "rows_done": 1, "images_total": 3, "images_ok": 0, "images_failed": 1}
+    assert request["progress"] == {"rows_total": 3, "rows_done": 1, "images_total": 3, "images_ok": 1, "images_failed": 0}
     assert [row[0] for row in (await output_table(adapters, request))[1:]] == ["10"]

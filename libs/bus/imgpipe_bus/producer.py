@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaException, Producer
 
 from imgpipe_bus.codec import encode
+from imgpipe_bus.positions import Position
 from imgpipe_bus.settings import BusSettings
 from imgpipe_schemas import Event, Topic
 
@@ -41,15 +42,16 @@ class EventProducer:
 
     async def publish_many(
         self, topic: Topic, events: Iterable[Event], headers: dict[str, bytes] | None = None
-    ) -> None:
-        """Returns once the broker has acknowledged every event; raises if any was not delivered."""
+    ) -> list[Position]:
+        """Returns once the broker has acknowledged every event, with where each was stored, in order;
+        raises if any was not delivered."""
         loop = asyncio.get_running_loop()
         pending = []
         for event in events:
             future = loop.create_future()
             pending.append(future)
             self._produce(topic.name, event.partition_key().encode(), encode(event), headers, future, loop)
-        await asyncio.gather(*pending)
+        return await asyncio.gather(*pending)
 
     async def publish_raw(
         self, topic: str, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
@@ -62,7 +64,7 @@ class EventProducer:
 
     def _produce(self, topic, key, value, headers, future, loop) -> None:
         def delivered(err, msg) -> None:
-            outcome = KafkaException(err) if err else None
+            outcome = KafkaException(err) if err else Position(msg.partition(), msg.offset())
             loop.call_soon_threadsafe(_resolve, future, outcome)
 
         while True:
@@ -79,10 +81,10 @@ class EventProducer:
         self._producer = None  # releases librdkafka's handle and its connection threads now
 
 
-def _resolve(future: asyncio.Future, error: Exception | None) -> None:
+def _resolve(future: asyncio.Future, outcome: Position | Exception) -> None:
     if future.done():
         return
-    if error is None:
-        future.set_result(None)
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
     else:
-        future.set_exception(error)
+        future.set_result(outcome)

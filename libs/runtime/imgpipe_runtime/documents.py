@@ -2,7 +2,8 @@
 
 Each document has one writer. Ingest stores an upload's request and rows; the assembler stores the rows'
 results, the finished request's progress and output, and the request and rows of a request produced
-straight to Kafka; the notifier stores webhook deliveries. Writers build the first version of a document
+straight to Kafka; the notifier stores webhook deliveries. Publications (where rows were published) are
+only ever inserted, by whoever published: ingest, and the assembler's reconciler when it re-drives. Writers build the first version of a document
 with the builders here, and a service reading another's document uses the readers here, so that the
 services agree on names, ids and indexes by importing them rather than by repeating them.
 """
@@ -21,7 +22,7 @@ from imgpipe_schemas import Progress, RequestStatus, RowProcessed
 
 log = logging.getLogger(__name__)
 
-REQUESTS, ROWS, DELIVERIES = "requests", "rows", "deliveries"
+REQUESTS, ROWS, DELIVERIES, PUBLICATIONS = "requests", "rows", "deliveries", "publications"
 # A running upload's counts of rows done and images ok / failed, kept by the assembler with every batch.
 LIVE_COUNTS = "live"
 
@@ -38,6 +39,8 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     ROWS: [[("request_id", 1), ("done", 1)]],
     # The notifier's deliveries that are due.
     DELIVERIES: [[("state", 1), ("next_attempt_at", 1)]],
+    # Where a request's rows were published, oldest first (the reconciler).
+    PUBLICATIONS: [[("request_id", 1), ("published_at", 1)]],
 }
 
 
@@ -212,3 +215,24 @@ async def webhook_deliveries(db: AsyncDatabase, request_id: str) -> list[dict]:
         }
         async for delivery in cursor
     ]
+
+
+def new_publication(request_id: str, rows: Sequence[int], positions: Sequence[Sequence[int]], now: datetime) -> dict:
+    """Where the row events of ``rows`` (row indexes) were stored in the rows topic: ``positions`` are their
+    (partition, offset), in the same order. Lets the reconciler tell a row waiting in the topic from one the
+    broker lost. One document per publishing, without its ``_id``: a request's rows can be re-published."""
+    return {
+        "request_id": str(request_id),
+        "published_at": now,
+        "rows": list(rows),
+        "positions": [[int(partition), int(offset)] for partition, offset in positions],
+    }
+
+
+async def published_positions(db: AsyncDatabase, request_id: str) -> dict[int, tuple[int, int]]:
+    """Where each published row of the request was last published: row index to (partition, offset)."""
+    latest: dict[int, tuple[int, int]] = {}
+    async for publication in db[PUBLICATIONS].find({"request_id": request_id}, sort=[("published_at", 1), ("_id", 1)]):
+        for row_index, (partition, offset) in zip(publication["rows"], publication["positions"], strict=True):
+            latest[row_index] = (partition, offset)
+    return latest

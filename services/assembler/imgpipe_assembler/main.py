@@ -10,6 +10,7 @@ from confluent_kafka import KafkaException
 
 from imgpipe_assembler import handlers, reconciler
 from imgpipe_assembler.adapters.requests import ProgressStore
+from imgpipe_assembler.adapters.rows_topic import RowsTopic
 from imgpipe_assembler.reconciler import ReconcilePolicy
 from imgpipe_assembler.settings import Settings
 from imgpipe_bus import (
@@ -67,17 +68,18 @@ def build_app(settings: Settings) -> faust.App:
     submitted_stage = agent_stage(app, ROWS_SUBMITTED, producer, OUTAGES, owns_topic=False)
 
     policy = ReconcilePolicy(settings.reconcile_stall_s, settings.reconcile_max_rounds)
+    rows_topic = RowsTopic(settings.kafka)
 
     @app.timer(settings.reconcile_interval_s)
     async def reconcile_stalled() -> None:
         try:
             # The embedded broker forgets its topics when it restarts.
             await asyncio.to_thread(ensure_topics, settings.kafka, 5.0)
-            counts = await reconciler.reconcile(adapters, policy=policy)
+            counts = await reconciler.reconcile(adapters, rows_topic, policy=policy)
         except (KafkaException, *OUTAGES) as exc:
             log.warning("reconciler pass skipped: %r", exc)
             return
-        if any(counts.values()):
+        if any(count for outcome, count in counts.items() if outcome != "waiting"):
             log.info("reconciler pass: %s", counts)
 
     # One actor: results of a request share a partition, so a request is assembled by one actor at a time.

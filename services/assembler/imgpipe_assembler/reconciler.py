@@ -1,10 +1,16 @@
-"""MongoDB is the source of truth: requests that stopped moving are driven again from their stored input.
+"""MongoDB is the source of truth: rows the pipeline lost are driven again from their stored input.
 
-- PENDING or PROCESSING with no progress for ``stall_s``: every row not yet done is published again
-  (ingest may have died before publishing, or the broker may have lost its messages).
-- After ``max_rounds`` such rounds, the rows still missing are recorded as failed with a reason, and
-  the request completes.
-- A finished request whose completion event was never published is published again.
+A request with no progress for ``stall_s`` is looked at row by row; each row not yet done is
+- **waiting** while its event is still in the rows topic and the image workers have not read past it: it
+  is queued behind other work, or being handled. It is left alone however long it waits.
+- **lost** when it was never published (ingest stopped first), or its event is gone from the topic (the
+  broker lost it): it is published again at once.
+- **unanswered** when the workers read its event but no result arrived (its result was dead-lettered,
+  or lost with the broker): it is published again if it is still unanswered ``stall_s`` later, as its
+  result may be queued behind others on its way to the assembler.
+Each re-drive is a round; when rows are lost again after ``max_rounds`` rounds, those rows are recorded as
+failed with the reason, and the request finishes once its other rows are in. A finished request whose
+completion event was never published is published again.
 """
 
 import logging
@@ -12,7 +18,9 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from imgpipe_assembler.adapters.rows_topic import RowsTopic
 from imgpipe_assembler.handlers import Adapters, complete_if_done, record_results, unprocessed_results
+from imgpipe_bus.positions import State
 from imgpipe_schemas import RequestStatus, RowSubmitted
 from imgpipe_schemas.topics import ROWS_SUBMITTED
 
@@ -25,36 +33,78 @@ class ReconcilePolicy:
     max_rounds: int
 
 
-async def reconcile(adapters: Adapters, *, policy: ReconcilePolicy, now: datetime | None = None) -> dict[str, int]:
-    """One pass; returns how many requests it re-drove, gave up rows of, and re-announced."""
+async def reconcile(
+    adapters: Adapters, rows_topic: RowsTopic, *, policy: ReconcilePolicy, now: datetime | None = None
+) -> dict[str, int]:
+    """One pass; returns how many stalled requests it re-drove, found waiting, gave up rows of, recounted,
+    and re-announced."""
     now = now or datetime.now(UTC)
     before = now - timedelta(seconds=policy.stall_s)
-    counts = {"redriven": 0, "gave_up": 0, "republished": 0}
+    counts = {"redriven": 0, "waiting": 0, "gave_up": 0, "recounted": 0, "republished": 0}
     for status in (RequestStatus.PENDING, RequestStatus.PROCESSING):
         for request in await adapters.store.stalled(status, before):
-            request_id = request["_id"]
-            missing = await adapters.store.rows_not_done(request_id)
-            if request.get("reconcile_rounds", 0) >= policy.max_rounds:
-                reason = f"not processed after {policy.max_rounds} re-drives {policy.stall_s:.0f} s apart"
-                log.error("request %s: giving up on %d row(s): %s", request_id, len(missing), reason)
-                if missing:
-                    await record_results([unprocessed_results(request_id, row, reason) for row in missing], adapters)
-                # Finishes it even if some rows never arrived (a direct producer's request).
-                await complete_if_done(request_id, adapters, give_up=True)
-                counts["gave_up"] += 1
-                continue
-            if missing:
-                log.warning("request %s: no progress since %s; re-publishing %d row(s)", request_id, before, len(missing))
-                await adapters.producer.publish_many(ROWS_SUBMITTED, [_row_event(request, row) for row in missing])
-            else:  # every row is in, yet it is not finished: its live counts may have missed a batch
-                await adapters.store.recount(request)
-            await adapters.store.mark_redriven(request_id, now)
-            await complete_if_done(request_id, adapters)
-            counts["redriven"] += 1
+            counts[await _reconcile_request(request, adapters, rows_topic, policy, now)] += 1
     for request in await adapters.store.unpublished_completions(before):
         await complete_if_done(request["_id"], adapters)
         counts["republished"] += 1
     return counts
+
+
+async def _reconcile_request(
+    request: dict, adapters: Adapters, rows_topic: RowsTopic, policy: ReconcilePolicy, now: datetime
+) -> str:
+    request_id, store = request["_id"], adapters.store
+    missing = await store.rows_not_done(request_id)
+    published = await store.published_positions(request_id)
+    indexes = [row["row_index"] for row in missing]
+    found = await rows_topic.states(request_id, {index: published[index] for index in indexes if index in published})
+    lost = [row for row in missing if found.get(row["row_index"], State.GONE) == State.GONE]
+    unanswered = [row for row in missing if found.get(row["row_index"]) == State.READ]
+    waiting = len(missing) - len(lost) - len(unanswered)
+    since = request.get("unanswered_since")
+    if unanswered and not (since and since.replace(tzinfo=UTC) <= now - timedelta(seconds=policy.stall_s)):
+        if not since:
+            await store.note_unanswered(request_id, now)
+        unanswered = []  # not yet: their results may still be on their way
+    elif not unanswered and since:
+        await store.note_unanswered(request_id, None)
+    redrive = sorted(lost + unanswered, key=lambda row: row["row_index"])
+    if redrive:
+        return await _redrive(request, redrive, adapters, policy, now)
+    if missing:
+        log.debug(
+            "request %s: %d row(s) wait in the rows topic, %d read and not yet answered",
+            request_id, waiting, len(missing) - waiting,
+        )
+        return "waiting"
+    if await store.rows_known(request) < request["rows_total"]:
+        # Rows a direct producer never sent: nothing to re-drive, so each stall counts as a round.
+        if request.get("reconcile_rounds", 0) >= policy.max_rounds:
+            log.error("request %s: giving up on the rows that never arrived", request_id)
+            await complete_if_done(request_id, adapters, give_up=True)
+            return "gave_up"
+        await store.mark_redriven(request_id, now)
+        return "waiting"
+    # Every row is in, yet it is not finished: its live counts may have missed a batch.
+    await store.recount(request)
+    await complete_if_done(request_id, adapters)
+    return "recounted"
+
+
+async def _redrive(request: dict, rows: list[dict], adapters: Adapters, policy: ReconcilePolicy, now: datetime) -> str:
+    request_id = request["_id"]
+    if request.get("reconcile_rounds", 0) >= policy.max_rounds:
+        reason = f"not processed: lost again after {policy.max_rounds} re-drives"
+        log.error("request %s: giving up on %d row(s): %s", request_id, len(rows), reason)
+        await record_results([unprocessed_results(request_id, row, reason) for row in rows], adapters)
+        await complete_if_done(request_id, adapters)
+        return "gave_up"
+    log.warning("request %s: re-publishing %d lost row(s)", request_id, len(rows))
+    positions = await adapters.producer.publish_many(ROWS_SUBMITTED, [_row_event(request, row) for row in rows])
+    await adapters.store.record_publication(request_id, [row["row_index"] for row in rows], positions)
+    await adapters.store.mark_redriven(request_id, now)
+    await complete_if_done(request_id, adapters)
+    return "redriven"
 
 
 def _row_event(request: dict, row: dict) -> RowSubmitted:

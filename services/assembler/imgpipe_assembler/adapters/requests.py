@@ -11,13 +11,16 @@ from pymongo.errors import BulkWriteError
 
 from imgpipe_runtime.documents import (
     LIVE_COUNTS,
+    PUBLICATIONS,
     REQUESTS,
     ROWS,
     Origin,
     counted_progress,
     live_counts,
+    new_publication,
     new_request,
     new_row,
+    published_positions,
     row_id,
     row_results,
     rows_of,
@@ -226,10 +229,29 @@ class ProgressStore:
             {"status": {"$in": list(FINISHED)}, "completion_published": False, "updated_at": {"$lt": before}}
         ).to_list()
 
+    async def rows_known(self, request: dict) -> int:
+        """Rows of the request whose input is stored (a direct producer's rows may never have arrived)."""
+        return await self._rows.count_documents(rows_of(request))
+
+    async def published_positions(self, request_id: str) -> dict[int, tuple[int, int]]:
+        return await published_positions(self._db, request_id)
+
+    async def record_publication(self, request_id: str, rows: Sequence[int], positions: Sequence[tuple[int, int]]) -> None:
+        await self._db[PUBLICATIONS].insert_one(new_publication(request_id, rows, positions, datetime.now(UTC)))
+
+    async def note_unanswered(self, request_id: str, since: datetime | None) -> None:
+        """When rows of the request were first seen read by a worker yet without results (None: none are)."""
+        change = {"$set": {"unanswered_since": since}} if since else {"$unset": {"unanswered_since": ""}}
+        await self._requests.update_one({"_id": request_id}, change)
+
     async def mark_redriven(self, request_id: str, now: datetime) -> None:
         await self._requests.update_one(
             {"_id": request_id, "status": {"$nin": list(FINISHED)}},
-            {"$set": {"status": RequestStatus.PROCESSING, "last_progress_at": now}, "$inc": {"reconcile_rounds": 1}},
+            {
+                "$set": {"status": RequestStatus.PROCESSING, "last_progress_at": now},
+                "$inc": {"reconcile_rounds": 1},
+                "$unset": {"unanswered_since": ""},
+            },
         )
 
 

@@ -1,0 +1,128 @@
+"""Where messages are, and where a consumer group stands: what tells a message that waits in its topic from
+one the broker no longer has.
+
+A message waits while it is still at its offset and its consumer group has not committed past it. It is
+gone when that offset holds nothing, or another message: the log was truncated, or the broker restarted
+with an empty one (the embedded broker keeps its log in memory).
+"""
+
+import time
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
+from typing import NamedTuple
+
+from confluent_kafka import Consumer, TopicPartition
+
+from imgpipe_bus.settings import BusSettings
+
+# Each probe gets a group of its own, never committed to: assign() needs a group id, and none is joined.
+PROBE_GROUP = "imgpipe-position-probe"
+
+
+class Position(NamedTuple):
+    partition: int
+    offset: int
+
+
+def committed_offsets(settings: BusSettings, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """The next offset ``group`` will read on each partition of ``topic``; a partition it never committed
+    on is left out. Raises KafkaException when the broker cannot be asked."""
+    consumer = Consumer(_config(settings, group))
+    try:
+        wanted = [TopicPartition(topic, partition) for partition in sorted(set(partitions))]
+        if not wanted:
+            return {}
+        committed = consumer.committed(wanted, timeout=settings.probe_timeout_s)
+        return {tp.partition: tp.offset for tp in committed if tp.error is None and tp.offset >= 0}
+    finally:
+        consumer.close()
+
+
+def keys_at(settings: BusSettings, topic: str, positions: Iterable[Position]) -> dict[Position, bytes | None]:
+    """The key of the message at each position; None where the position holds no message (also when the
+    offset is out of the log's range). One read per partition at a time, so a few positions per
+    partition are read in a few round trips; a position holding nothing costs ``probe_timeout_s``."""
+    by_partition: dict[int, list[int]] = {}
+    for position in set(positions):
+        by_partition.setdefault(position.partition, []).append(position.offset)
+    found: dict[Position, bytes | None] = {}
+    if not by_partition:
+        return found
+    consumer = Consumer({**_config(settings, PROBE_GROUP), "auto.offset.reset": "error", "fetch.wait.max.ms": 10})
+    try:
+        pending = {partition: sorted(offsets) for partition, offsets in by_partition.items()}
+        while pending:
+            consumer.assign([TopicPartition(topic, partition, offsets[0]) for partition, offsets in pending.items()])
+            _read_heads(consumer, pending, found, settings.probe_timeout_s)
+            pending = {partition: offsets for partition, offsets in pending.items() if offsets}
+    finally:
+        consumer.close()
+    return found
+
+
+def _read_heads(consumer: Consumer, pending: dict[int, list[int]], found: dict, timeout_s: float) -> None:
+    """Reads the first message of each partition assigned at ``pending[partition][0]``; pops that offset."""
+    waiting = {partition: offsets[0] for partition, offsets in pending.items()}
+    deadline = time.monotonic() + timeout_s
+    while waiting and time.monotonic() < deadline:
+        message = consumer.poll(max(0.0, min(0.5, deadline - time.monotonic())))
+        if message is None:
+            continue
+        partition = message.partition()
+        if message.error() is not None:
+            # Offset out of range (auto.offset.reset=error): the position holds nothing.
+            if partition in waiting:
+                found[Position(partition, waiting.pop(partition))] = None
+            continue
+        if partition not in waiting:
+            continue
+        offset = waiting.pop(partition)
+        found[Position(partition, offset)] = message.key() if message.offset() == offset else None
+        consumer.pause([TopicPartition(message.topic(), partition)])
+    for partition, offset in waiting.items():
+        found[Position(partition, offset)] = None
+    for partition in pending:
+        pending[partition].pop(0)
+
+
+class State(StrEnum):
+    WAITING = "waiting"  # at its offset, not yet committed past by the group: queued or being handled
+    READ = "read"  # the group committed past it: it was handled
+    GONE = "gone"  # its offset holds nothing, or another message
+
+
+def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Position, bytes]) -> dict[Position, State]:
+    """What became of each message, given where it was stored and its key, as ``group`` reads ``topic``.
+
+    A log loses messages only from its start (retention) or all at once (a broker that restarted empty),
+    so when the first and the last unread message of a partition are where they were, so is every one
+    between them: a big request costs two reads per partition, not one per message."""
+    committed = committed_offsets(settings, group, topic, (position.partition for position in messages))
+    unread: dict[int, list[Position]] = {}
+    for position in sorted(messages):
+        if position.offset >= committed.get(position.partition, 0):
+            unread.setdefault(position.partition, []).append(position)
+    keys = keys_at(settings, topic, {p for positions in unread.values() for p in (positions[0], positions[-1])})
+
+    def there(position: Position) -> bool:
+        return keys.get(position) == messages[position]
+
+    torn = [positions for positions in unread.values() if there(positions[0]) != there(positions[-1])]
+    keys.update(keys_at(settings, topic, [position for positions in torn for position in positions[1:-1]]))
+    intact = {
+        position
+        for positions in unread.values()
+        if there(positions[0]) and there(positions[-1])
+        for position in positions
+    }
+    found = {}
+    for position in messages:
+        if position.offset < committed.get(position.partition, 0):
+            found[position] = State.READ
+        else:
+            found[position] = State.WAITING if position in intact or there(position) else State.GONE
+    return found
+
+
+def _config(settings: BusSettings, group: str) -> dict:
+    return {"bootstrap.servers": settings.bootstrap_servers, "group.id": group, "enable.auto.commit": False}
