@@ -59,3 +59,31 @@ async def test_counts_short_of_the_rows_are_recounted_and_a_finished_request_cou
     await store.recount(short)
     recounted = await store.get(request_id)
     assert live_counts(recounted) == await counted(db, recounted)
+
+
+class RecordingProducer:
+    def __init__(self) -> None:
+        self.events = []
+
+    async def publish(self, topic, event) -> None:
+        self.events.append(event)
+
+
+async def test_a_row_improved_just_before_a_crash_rebuilds_the_stored_output_on_redelivery(db):
+    from imgpipe_assembler.handlers import Adapters, record_results
+    from imgpipe_runtime.blobs import GridFsBlobStore
+
+    request_id = str(uuid.uuid4())
+    await store_upload(db, request_id, CSV)
+    store, producer, blobs = ProgressStore(db), RecordingProducer(), GridFsBlobStore(db)
+    adapters = Adapters(store=store, blobs=blobs, producer=producer, public_base_url="http://api")
+    await record_results([result(request_id, 0, 0, images=2), result(request_id, 1, 1), result(request_id, 2, 0)], adapters)
+    better = result(request_id, 1, failed=0)
+    await store.record_rows([better])  # stored; the process stopped before rebuilding the output
+    await record_results([better], adapters)
+    assert [event.event_type for event in producer.events] == ["request.completed", "request.updated"]
+    reader = await blobs.open((await store.get(request_id))["output_file"])
+    output = b"".join([chunk async for chunk in reader.chunks()]).decode()
+    assert "http://out/1/0" in output and "http_404" not in output
+    await record_results([better, result(request_id, 0, 0, images=2)], adapters)
+    assert len(producer.events) == 2

@@ -22,11 +22,13 @@ COLUMNS = ["S. No.", "Product Name", "Input Image Urls"]
 
 class FakeProgressStore:
     """ProgressStore's completion queries over dicts, with the conditions of the MongoDB ones (rows_of, and
-    the replace-only-if-fewer-failed rule of record_rows)."""
+    the replace-only-if-fewer-failed rule of record_rows). A write counter stands for the clock that
+    output_stale compares."""
 
     def __init__(self) -> None:
         self.request_documents: dict[str, dict] = {}
         self.row_documents: dict[str, dict] = {}
+        self.writes = 0
 
     async def record_rows(self, results) -> set[str]:
         changed = set()
@@ -38,9 +40,19 @@ class FakeProgressStore:
                 continue
             if row is None:
                 row = self.row_documents[key] = {"request_id": str(result.request_id), "row_index": result.row_index}
-            row.update(fields)
+            self.writes += 1
+            row.update(fields, written=self.writes)
             changed.add(str(result.request_id))
         return changed
+
+    async def output_stale(self, request: dict) -> bool:
+        built = request.get("output_built", 0)
+        return any(
+            row.get("written", 0) > built for row in self.row_documents.values() if row["request_id"] == request["_id"]
+        )
+
+    async def mark_output_built(self, request_id: str) -> None:
+        self.request_documents[request_id]["output_built"] = self.writes
 
     async def get(self, request_id: str) -> dict | None:
         return copy.deepcopy(self.request_documents.get(request_id))
@@ -71,6 +83,7 @@ class FakeProgressStore:
             completion_event_id=str(uuid.uuid4()),
             completion_type="request.updated" if update else "request.completed",
             completion_published=False,
+            output_built=self.writes,
         )
         return copy.deepcopy(request)
 
@@ -87,6 +100,17 @@ class FakeBlobs:
     async def put(self, name: str, data: bytes, content_type: str) -> None:
         await asyncio.sleep(0)  # lets a concurrent delivery run, as a real write would
         self.puts.append((name, data, content_type))
+
+    async def open(self, name: str):
+        stored = [data for put_name, data, _ in self.puts if put_name == name]
+        if not stored:
+            return None
+
+        class Reader:
+            async def chunks(self):
+                yield stored[-1]
+
+        return Reader()
 
 
 class FakeProducer:
@@ -209,12 +233,33 @@ async def test_a_replay_that_changes_a_finished_output_is_announced_as_an_update
     assert [row[3] for row in assembler.output_table()[1:]] == ["http://out/0", "http://out/1"]
 
 
-async def test_output_changed_on_a_finished_request_rebuilds_and_announces_it():
+async def test_output_changed_on_a_finished_request_announces_only_an_output_that_differs():
     assembler = Assembler(rows=1)
     await assembler.deliver(assembler.result(0))
     await assembler.complete(output_changed=True)
-    assert [event.event_type for event in assembler.events] == ["request.completed", "request.updated"]
-    assert len(assembler.blobs.puts) == 2
+    assert [event.event_type for event in assembler.events] == ["request.completed"]
+    assert len(assembler.blobs.puts) == 1
+
+
+async def test_a_row_improved_just_before_a_crash_rebuilds_the_output_on_its_redelivery():
+    assembler = Assembler(rows=2)
+    await assembler.deliver(assembler.result(0), assembler.result(1, ok=False))
+    better = assembler.result(1)
+    await assembler.store.record_rows([better])  # stored, then the process stopped before rebuilding
+    await assembler.deliver(better)  # the redelivery finds nothing new to store
+    completed, updated = assembler.events
+    assert updated.event_type == "request.updated"
+    assert [row[3] for row in assembler.output_table()[1:]] == ["http://out/0", "http://out/1"]
+    await assembler.deliver(better)
+    assert len(assembler.events) == 2  # built from the rows as they are: nothing left stale
+
+
+async def test_an_applied_result_redelivered_beside_results_that_change_no_output_announces_nothing():
+    assembler = Assembler(rows=2)
+    await assembler.deliver(assembler.result(0), assembler.result(1))
+    outside = RowProcessed(request_id=uuid.UUID(assembler.request_id), row_index=7, images=[assembler.result(0).images[0]])
+    await assembler.deliver(assembler.result(0), outside)  # a row the request does not have
+    assert [event.event_type for event in assembler.events] == ["request.completed"]
 
 
 async def test_giving_up_on_a_request_with_rows_missing_fails_it_with_the_rows_there_are():

@@ -76,18 +76,28 @@ async def complete_if_done(
 ) -> None:
     """Builds the output and announces it when every row is in: once when the request completes, and
     again (as an update) when a replayed row changes a finished request's output. ``give_up`` finishes
-    it with the rows there are (FAILED when rows are missing)."""
+    it with the rows there are (FAILED when rows are missing).
+
+    A finished request's output is rebuilt also when a row changed after it was built, which a crash
+    between the two leaves behind (the row's redelivery then changes nothing); and an update is announced
+    only when the rebuilt output differs from the stored one."""
     request = await adapters.store.get(request_id)
     if request is None:
         log.info("results for request %s wait for its request.accepted event", request_id)
         return
     finished = request["status"] in FINISHED
+    if finished and not output_changed:
+        output_changed = await adapters.store.output_stale(request)
     if not finished or output_changed:
         if not give_up and await adapters.store.rows_done(request) < request["rows_total"]:
             return
         rows = await adapters.store.rows(request)
         output_file = output_csv_name(request_id)
-        await adapters.blobs.put(output_file, build_output_csv(request["columns"], _output_rows(rows)), "text/csv")
+        output = build_output_csv(request["columns"], _output_rows(rows))
+        if finished and await _stored(adapters.blobs, request.get("output_file")) == output:
+            await adapters.store.mark_output_built(request_id)
+            return
+        await adapters.blobs.put(output_file, output, "text/csv")
         status, counted = outcome(request, rows)
         updated = await adapters.store.finish(request_id, status, output_file, counted, update=finished)
         if updated is None:  # finished meanwhile by another delivery
@@ -110,6 +120,11 @@ async def complete_if_done(
         ),
     )
     await adapters.store.mark_completion_published(request_id, event_id)
+
+
+async def _stored(blobs: BlobStore, name: str | None) -> bytes | None:
+    reader = await blobs.open(name) if name else None
+    return b"".join([chunk async for chunk in reader.chunks()]) if reader else None
 
 
 def outcome(request: dict, rows: Sequence[dict]) -> tuple[RequestStatus, Progress]:

@@ -125,6 +125,16 @@ class ProgressStore:
     async def rows_not_done(self, request_id: str) -> list[dict]:
         return await self._rows.find({"request_id": request_id, "done": False}, sort=[("row_index", 1)]).to_list()
 
+    async def output_stale(self, request: dict) -> bool:
+        """True if a row of the finished request changed after its output was built."""
+        built = request.get("output_built_at") or request["updated_at"]
+        changed = await self._rows.find_one({"request_id": request["_id"], "updated_at": {"$gt": built}}, {"_id": 1})
+        return changed is not None
+
+    async def mark_output_built(self, request_id: str) -> None:
+        """The stored output is that of the rows as they are now."""
+        await self._requests.update_one({"_id": request_id}, {"$set": {"output_built_at": datetime.now(UTC)}})
+
     async def finish(
         self, request_id: str, status: RequestStatus, output_file: str, progress: Progress, *, update: bool
     ) -> dict | None:
@@ -143,6 +153,7 @@ class ProgressStore:
                     "completion_type": "request.updated" if update else "request.completed",
                     "completion_published": False,
                     "updated_at": now,
+                    "output_built_at": now,
                     **({} if update else {"completed_at": now}),
                 }
             },
