@@ -1,4 +1,4 @@
-"""``imgpipe``: run the local stack, the demo and the benchmark."""
+"""``imgpipe``: run the local stack, upload a CSV and follow it, the demo, the benchmark, dead letters."""
 
 import argparse
 import logging
@@ -9,6 +9,7 @@ import sys
 from imgpipe_ops.processes import StartFailed, port_open
 from imgpipe_ops.settings import LocalSettings
 from imgpipe_ops.stack import LocalStack, StackConfig
+from imgpipe_ops.uploads import add_commands as add_upload_commands
 
 log = logging.getLogger("imgpipe")
 
@@ -142,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--ref", help="one letter, as TOPIC:PARTITION:OFFSET")
         if name == "replay":
             sub.add_argument("--dry-run", action="store_true", help="show what would be replayed")
+    add_upload_commands(commands)
     commands.add_parser("kcat", help="kcat with a librdkafka that speaks to the embedded broker: imgpipe kcat -b … -L")
     args = parser.parse_args(argv)
     return args.func(args)

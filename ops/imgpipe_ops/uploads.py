@@ -1,0 +1,142 @@
+"""``imgpipe upload`` and ``imgpipe status``: the REST API from a shell, for people and scripts.
+
+Exit codes, so that a script can tell them apart: 0 the request was accepted (or, with ``--wait``,
+finished SUCCESS); 1 it finished FAILED, or did not finish within ``--timeout``; 2 the API refused
+(the server's message is printed) or could not be reached.
+"""
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from tqdm import tqdm
+
+from imgpipe_ops.client import FINISHED, ApiError, status, upload
+
+OK, FAILED, REFUSED = 0, 1, 2
+
+
+class ClientSettings(BaseSettings):
+    """Where the API is and the key to use: ``IMGPIPE_API_URL``, ``IMGPIPE_API_KEY``."""
+
+    model_config = SettingsConfigDict(env_prefix="IMGPIPE_", extra="ignore")
+
+    api_url: str = Field("http://127.0.0.1:8000", description="The API's base URL.")
+    api_key: str | None = Field(None, description="Sent as Authorization: Bearer <key>.")
+
+
+def add_commands(commands: argparse._SubParsersAction) -> None:
+    up = commands.add_parser("upload", help="upload a products CSV; --wait follows it to the end")
+    up.add_argument("csv", type=Path, help="the products CSV")
+    up.add_argument("--webhook-url", help="where to POST the signed completion webhook")
+    up.add_argument("--quality", type=int, help="encoder quality, 1-95 (server default 50)")
+    up.add_argument("--format", choices=["jpeg", "webp", "png", "keep"], help="output format (server default jpeg)")
+    up.add_argument("--idempotency-key", help="the same key and file again: the same request, not a new one")
+    up.add_argument("--wait", action="store_true", help="show progress until the request finishes")
+    up.add_argument("--output", type=Path, metavar="FILE", help="download the output CSV to FILE (implies --wait)")
+    up.add_argument("--timeout", type=float, default=3600.0, help="seconds --wait waits at most (default 3600)")
+    up.set_defaults(func=upload_command)
+    st = commands.add_parser("status", help="a request's status and progress")
+    st.add_argument("request_id")
+    st.set_defaults(func=status_command)
+
+
+def upload_command(args: argparse.Namespace) -> int:
+    settings = ClientSettings()
+    try:
+        data = args.csv.read_bytes()
+    except OSError as exc:
+        return _refused(f"cannot read {args.csv}: {exc.strerror or exc}")
+    form = {name: str(value) for name, value in (("quality", args.quality), ("format", args.format)) if value is not None}
+    try:
+        request_id = upload(
+            settings.api_url, data, args.webhook_url, args.csv.name, settings.api_key, args.idempotency_key, **form
+        )
+    except ApiError as exc:
+        return _refused(_explained(exc))
+    except httpx.HTTPError as exc:
+        return _refused(f"cannot reach the API at {settings.api_url}: {exc}")
+    print(f"request {request_id}")
+    if not (args.wait or args.output):
+        print(f"status: imgpipe status {request_id}")
+        return OK
+    return _follow(settings, request_id, args.timeout, args.output)
+
+
+def _follow(settings: ClientSettings, request_id: str, timeout: float, output: Path | None) -> int:
+    deadline = time.monotonic() + timeout
+    bar = None
+    try:
+        with httpx.Client() as http:
+            while True:
+                payload = status(settings.api_url, request_id, http, settings.api_key)
+                progress = payload["progress"]
+                if bar is None:
+                    bar = tqdm(total=progress["images_total"], unit="img", desc="images", file=sys.stderr)
+                bar.n = progress["images_ok"] + progress["images_failed"]
+                bar.set_postfix_str(
+                    f"rows {progress['rows_done']}/{progress['rows_total']}, failed {progress['images_failed']}",
+                    refresh=True,
+                )
+                if payload["status"] in FINISHED:
+                    break
+                if time.monotonic() > deadline:
+                    bar.close()
+                    print(f"request {request_id} still {payload['status']} after {timeout:.0f} s", file=sys.stderr)
+                    return FAILED
+                time.sleep(0.5)
+            bar.close()
+            print(f"{payload['status']}: {_counts(progress)}")
+            print(f"output CSV: {payload['output_file_url']}")
+            if output is not None:
+                response = http.get(payload["output_file_url"], timeout=60)
+                if not response.is_success:
+                    return _refused(f"the output CSV could not be downloaded: {response.status_code}")
+                output.write_bytes(response.content)
+                print(f"saved to {output}")
+    except ApiError as exc:
+        return _refused(_explained(exc))
+    except httpx.HTTPError as exc:
+        return _refused(f"cannot reach the API at {settings.api_url}: {exc}")
+    return OK if payload["status"] == "SUCCESS" else FAILED
+
+
+def status_command(args: argparse.Namespace) -> int:
+    settings = ClientSettings()
+    try:
+        payload = status(settings.api_url, args.request_id, api_key=settings.api_key)
+    except ApiError as exc:
+        return _refused(_explained(exc))
+    except httpx.HTTPError as exc:
+        return _refused(f"cannot reach the API at {settings.api_url}: {exc}")
+    print(f"{payload['status']}: {_counts(payload['progress'])}")
+    if payload.get("output_file_url"):
+        print(f"output CSV: {payload['output_file_url']}")
+    for webhook in payload.get("webhooks") or []:
+        outcomes = ", ".join(attempt["outcome"] for attempt in webhook["attempts"]) or "none yet"
+        print(f"webhook {webhook['url']}: {webhook['state']} (attempts: {outcomes})")
+    return FAILED if payload["status"] == "FAILED" else OK
+
+
+def _counts(progress: dict) -> str:
+    return (
+        f"rows {progress['rows_done']}/{progress['rows_total']}, images {progress['images_ok']} ok, "
+        f"{progress['images_failed']} failed of {progress['images_total']}"
+    )
+
+
+def _explained(exc: ApiError) -> str:
+    lines = [f"the API answered {exc.status}: {exc.message}"]
+    if isinstance(exc.payload, dict):
+        for problem in (exc.payload.get("errors") or [])[:20]:
+            lines.append(f"  row {problem.get('row')}, {problem.get('column')}: {problem.get('message')}")
+    return "\n".join(lines)
+
+
+def _refused(message: str) -> int:
+    print(message, file=sys.stderr)
+    return REFUSED
