@@ -1,4 +1,5 @@
-"""What an Idempotency-Key is claimed with, and accept_upload's keyed branch, against in-memory adapters."""
+"""What an Idempotency-Key is claimed with, accept_upload's keyed branch against in-memory adapters, and
+which files are fetched by URL alone."""
 
 import hashlib
 import io
@@ -9,7 +10,14 @@ from dataclasses import replace
 import pytest
 
 from imgpipe_ingest.csv_input import CsvRejected, Limits
-from imgpipe_ingest.handlers import Accepted, IdempotencyConflict, UploadOptions, accept_upload, upload_digest
+from imgpipe_ingest.handlers import (
+    Accepted,
+    IdempotencyConflict,
+    UploadOptions,
+    accept_upload,
+    is_capability_file,
+    upload_digest,
+)
 
 FILE_DIGEST = hashlib.sha256(b"a,b\n").hexdigest()
 OPTIONS = UploadOptions(quality=50, output_format="jpeg", webhook_url="https://hooks.example/h", idempotency_key="k")
@@ -17,17 +25,19 @@ REJECTED_CSV = b"S. No.,Product Name,Input Image Urls\n1,,x\n"
 
 
 class FakeKeys:
-    """IdempotencyKeys over a dict: a claim of a claimed key returns the earlier claim."""
+    """IdempotencyKeys over a dict of (owner, key): a claim of a claimed key returns the earlier claim."""
 
-    def __init__(self, claims: dict[str, dict] | None = None) -> None:
+    def __init__(self, claims: dict[tuple[str | None, str], dict] | None = None) -> None:
         self.claims = claims or {}
+        self.claimed: list[tuple[str | None, str]] = []
 
-    async def claim(self, key: str, digest: str, request_id: str) -> dict:
-        return self.claims.setdefault(key, {"_id": key, "digest": digest, "request_id": request_id})
+    async def claim(self, key: str, digest: str, request_id: str, *, owner: str | None = None) -> dict:
+        self.claimed.append((owner, key))
+        return self.claims.setdefault((owner, key), {"_id": key, "digest": digest, "request_id": request_id})
 
-    async def release(self, key: str, request_id: str) -> None:
-        if self.claims.get(key, {}).get("request_id") == request_id:
-            del self.claims[key]
+    async def release(self, key: str, request_id: str, *, owner: str | None = None) -> None:
+        if self.claims.get((owner, key), {}).get("request_id") == request_id:
+            del self.claims[(owner, key)]
 
 
 class Untouchable:
@@ -67,14 +77,14 @@ def test_every_option_but_the_key_is_part_of_the_digest(changed):
 async def test_the_same_key_and_upload_give_the_earlier_request_and_accept_nothing():
     data = b"S. No.,Product Name,Input Image Urls\n1,Hat,http://a.example/x.jpg\n"
     digest = upload_digest(hashlib.sha256(data).hexdigest(), OPTIONS)
-    keys = FakeKeys({"k": {"_id": "k", "digest": digest, "request_id": "earlier"}})
+    keys = FakeKeys({(None, "k"): {"_id": "k", "digest": digest, "request_id": "earlier"}})
     assert await accept(data, OPTIONS, keys) == Accepted("earlier", repeated=True)
 
 
 async def test_the_same_key_with_other_options_is_a_conflict():
     data = b"S. No.,Product Name,Input Image Urls\n1,Hat,http://a.example/x.jpg\n"
     digest = upload_digest(hashlib.sha256(data).hexdigest(), OPTIONS)
-    keys = FakeKeys({"k": {"_id": "k", "digest": digest, "request_id": "earlier"}})
+    keys = FakeKeys({(None, "k"): {"_id": "k", "digest": digest, "request_id": "earlier"}})
     with pytest.raises(IdempotencyConflict):
         await accept(data, replace(OPTIONS, quality=80), keys)
 
@@ -95,6 +105,35 @@ async def test_the_same_key_while_its_first_upload_is_still_being_accepted_is_in
 
     data = b"S. No.,Product Name,Input Image Urls\n1,Hat,http://a.example/x.jpg\n"
     digest = upload_digest(hashlib.sha256(data).hexdigest(), OPTIONS)
-    keys = FakeKeys({"k": {"_id": "k", "digest": digest, "request_id": "earlier", "bound": False}})
+    keys = FakeKeys({(None, "k"): {"_id": "k", "digest": digest, "request_id": "earlier", "bound": False}})
     with pytest.raises(IdempotencyInProgress):
         await accept(data, OPTIONS, keys)
+
+
+async def test_a_key_claimed_under_one_owner_is_claimed_anew_under_another():
+    data = b"S. No.,Product Name,Input Image Urls\n1,Hat,http://a.example/x.jpg\n"
+    digest = upload_digest(hashlib.sha256(data).hexdigest(), OPTIONS)
+    earlier = {"_id": "k", "digest": digest, "request_id": "earlier"}
+    keys = FakeKeys({("owner-a", "k"): earlier})
+    assert await accept(data, replace(OPTIONS, owner="owner-a"), keys) == Accepted("earlier", repeated=True)
+    with pytest.raises(CsvRejected):  # not the earlier request, nor a conflict: the upload itself is checked
+        await accept(REJECTED_CSV, replace(OPTIONS, owner="owner-b"), keys)
+    assert keys.claimed == [("owner-a", "k"), ("owner-b", "k")]
+    assert keys.claims == {("owner-a", "k"): earlier}  # owner-b's claim was released with its rejected upload
+
+
+@pytest.mark.parametrize(
+    ("name", "capability"),
+    [
+        ("e6a4edab-0000-4000-8000-000000000000/output.csv", True),
+        ("e6a4edab-0000-4000-8000-000000000000/images/0-1.webp", True),
+        ("e6a4edab-0000-4000-8000-000000000000/input.csv", False),
+        ("e6a4edab-0000-4000-8000-000000000000/INPUT.CSV", False),
+        ("e6a4edab-0000-4000-8000-000000000000/images/x/input.csv", False),
+        ("e6a4edab-0000-4000-8000-000000000000/OUTPUT.csv", False),
+        ("e6a4edab-0000-4000-8000-000000000000", False),
+        ("output.csv", False),
+    ],
+)
+def test_only_outputs_are_fetched_by_url_alone(name, capability):
+    assert is_capability_file(name) is capability

@@ -80,11 +80,13 @@ def new_request(
     input_file: str | None = None,
     quality: int | None = None,
     output_format: str | None = None,
+    owner: str | None = None,
 ) -> dict:
     """A request as first stored, without its ``_id`` (the request id). A request produced straight to
     Kafka has no input file, and its encoder options are on each row. Only an upload has live counts:
     it is stored before any of its rows can have results, so counting from zero misses nothing, whereas
-    a direct producer's results may arrive before its request."""
+    a direct producer's results may arrive before its request. ``owner`` names the API key it was
+    uploaded with (a digest, never the key); None for a request anyone may read (see visible_to)."""
     live = {LIVE_COUNTS: {"rows_done": 0, "images_ok": 0, "images_failed": 0}} if origin == Origin.UPLOAD else {}
     return {
         **live,
@@ -98,9 +100,17 @@ def new_request(
         "webhook_url": webhook_url,
         "quality": quality,
         "output_format": output_format,
+        "owner": owner,
         "created_at": now,
         "updated_at": now,
     }
+
+
+def visible_to(request: Mapping, owner: str | None) -> bool:
+    """Whether a caller may read the request: its owner may, and so may anyone when either side has no
+    owner (a request produced straight to Kafka or stored while no API keys were configured; a caller
+    while none are)."""
+    return owner is None or request.get("owner") is None or request["owner"] == owner
 
 
 def new_row(

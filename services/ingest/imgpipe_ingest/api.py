@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from imgpipe_bus import EventProducer
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
+from imgpipe_ingest.auth import ApiKeys
 from imgpipe_ingest.body_limit import BodyLimit
 from imgpipe_ingest.envelope import EXCEPTION_HANDLERS
 from imgpipe_ingest.routes import files, health, requests, upload, webhook
@@ -29,6 +30,7 @@ def create_api(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     app.state.policy = NetPolicy.parse(settings.fetch_allow)
+    app.state.api_keys = ApiKeys.parse(settings.api_keys)
     # The file's own limit plus room for the form's other fields and multipart framing.
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     for module in (upload, requests, files, webhook, health):

@@ -1,16 +1,16 @@
-"""What a route may ask for. create_api puts the settings and the net policy on app.state and its lifespan
-the adapters, so that every app built (one per test, too) carries its own; routes reach them only here."""
+"""What a route may ask for. create_api puts the settings, the net policy and the API keys on app.state and
+its lifespan the adapters, so that every app built (one per test, too) carries its own; routes reach them only here."""
 
-import hmac
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pymongo.asynchronous.database import AsyncDatabase
 
 from imgpipe_bus import EventProducer
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
-from imgpipe_ingest.envelope import ClientError
+from imgpipe_ingest.auth import authenticate
 from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.netpolicy import NetPolicy
@@ -53,18 +53,17 @@ Producer = Annotated[EventProducer, Depends(_producer)]
 Keys = Annotated[IdempotencyKeys, Depends(_keys)]
 
 
-def require_api_key(
-    settings: SettingsDep,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-    x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> None:
-    """With IMGPIPE_API_KEYS set: ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
-    api_keys = [key.strip() for key in settings.api_keys.split(",") if key.strip()]
-    if not api_keys:
-        return
-    offered = x_api_key or (authorization or "").removeprefix("Bearer ").strip()
-    if not any(hmac.compare_digest(offered.encode(), key.encode()) for key in api_keys):
-        raise ClientError(401, "an API key is required: Authorization: Bearer <key> or X-API-Key: <key>")
+_bearer = HTTPBearer(auto_error=False, description="One of IMGPIPE_API_KEYS, when set")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="One of IMGPIPE_API_KEYS, when set")
 
 
-ApiKeyRequired = Depends(require_api_key)
+def _owner(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    x_api_key: Annotated[str | None, Security(_api_key)],
+) -> str | None:
+    """The caller's owner id (auth.authenticate); the two schemes only describe it in the OpenAPI document."""
+    return authenticate(request)
+
+
+Owner = Annotated[str | None, Depends(_owner)]

@@ -15,7 +15,8 @@ from imgpipe_bus import EventProducer
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import CsvSummary, InputRow, Limits, check_text, read_rows, validate_csv
-from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name
+from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name, output_csv_name
+from imgpipe_runtime.documents import visible_to
 from imgpipe_schemas import Progress, RequestAccepted, RowSubmitted
 from imgpipe_schemas.events import OutputFormat
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
@@ -39,12 +40,14 @@ class StatusReport:
 
 @dataclass(frozen=True)
 class UploadOptions:
-    """What an upload asks for besides its file, the service's defaults already applied."""
+    """What an upload asks for besides its file, the service's defaults already applied, and who asks:
+    ``owner`` (see imgpipe_ingest.auth), None while no API keys are configured."""
 
     quality: int
     output_format: OutputFormat
     webhook_url: str | None = None
     idempotency_key: str | None = None
+    owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,8 @@ class IdempotencyConflict(Exception):
 
 def upload_digest(file_digest: str, options: UploadOptions) -> str:
     """What an Idempotency-Key is claimed with: the file and every option but the key itself, in the form
-    keys were always claimed with, so that a key claimed by an earlier version still matches its upload."""
+    keys were always claimed with, so that a key claimed by an earlier version still matches its upload.
+    The owner is not part of it: it scopes the key itself (IdempotencyKeys)."""
     chosen = {"webhook_url": options.webhook_url, "quality": options.quality, "output_format": options.output_format}
     return hashlib.sha256((file_digest + json.dumps(chosen, sort_keys=True)).encode()).hexdigest()
 
@@ -88,7 +92,7 @@ async def accept_upload(
     request_id, key = str(uuid.uuid4()), options.idempotency_key
     if key is not None:
         digest = upload_digest(file_digest, options)
-        claim = await keys.claim(key, digest, request_id)
+        claim = await keys.claim(key, digest, request_id, owner=options.owner)
         if claim["digest"] != digest:
             raise IdempotencyConflict(key)
         if claim["request_id"] != request_id:
@@ -100,10 +104,10 @@ async def accept_upload(
         summary = await _store(source, request_id, options, limits=limits, store=store, blobs=blobs)
     except BaseException:
         if key is not None:
-            await keys.release(key, request_id)
+            await keys.release(key, request_id, owner=options.owner)
         raise
     if key is not None:  # the request exists: from here on the key names it, whatever fails next
-        await keys.bind(key, request_id)
+        await keys.bind(key, request_id, owner=options.owner)
     await _publish(source, request_id, options, summary, limits=limits, store=store, producer=producer)
     return Accepted(request_id)
 
@@ -126,6 +130,7 @@ async def _store(
         webhook_url=options.webhook_url,
         quality=options.quality,
         output_format=options.output_format,
+        owner=options.owner,
     )
     return summary
 
@@ -186,9 +191,13 @@ async def _row_batches(source: BinaryIO, limits: Limits) -> AsyncIterator[list[I
         yield batch
 
 
-async def request_status(request_id: str, *, store: RequestStore, public_base_url: str) -> StatusReport:
+async def request_status(
+    request_id: str, *, owner: str | None, store: RequestStore, public_base_url: str
+) -> StatusReport:
+    """Raises RequestNotFound for a request the owner may not see, as for one that does not exist: another
+    key learns nothing, not even that the id is taken."""
     request = await store.get(request_id)
-    if request is None:
+    if request is None or not visible_to(request, owner):
         raise RequestNotFound(request_id)
     output_file = request.get("output_file")
     return StatusReport(
@@ -197,3 +206,18 @@ async def request_status(request_id: str, *, store: RequestStore, public_base_ur
         progress=await store.progress(request),
         webhooks=await store.webhook_deliveries(request_id),
     )
+
+
+def is_capability_file(name: str) -> bool:
+    """Whether the blob ``name`` is an output (a request's output CSV or one of its images), which anyone
+    with its URL may fetch: its name holds the unguessable request id, as a presigned URL does. Any other
+    name (the input CSV, one not known) is read only through input_file_visible."""
+    request_id, _, rest = name.partition("/")
+    image = rest.startswith("images/") and "/" not in rest.removeprefix("images/")  # see output_image_stem
+    return name == output_csv_name(request_id) or image
+
+
+async def input_file_visible(name: str, *, owner: str | None, store: RequestStore) -> bool:
+    """Whether ``name`` is the input CSV of a request that the owner may see."""
+    request = await store.get(name.split("/", 1)[0])
+    return request is not None and request.get("input_file") == name and visible_to(request, owner)

@@ -7,7 +7,9 @@ from imgpipe_runtime.webhooks import WebhookSecrets
 
 class Settings(PublicUrlSettings):
     webhook_secret: WebhookSecrets  # required: no default secret can be trusted
-    api_keys: str = Field("", description="Comma-separated; when set, upload and status need one of them.")
+    api_keys: str = Field(
+        "", description="Comma-separated; when set, upload, status and input CSVs need one, and a key sees its own."
+    )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_rows: int = Field(10_000, ge=1)
     max_urls_per_row: int = Field(20, ge=1)

@@ -4,6 +4,10 @@ A claim is made before the request is stored and bound to it once it is: a bound
 request that exists. An unbound claim is an upload still being accepted, or one whose ingest died (or
 lost its database) before it could store the request or release the key: after ``lease_s`` the next
 upload with that key takes it over. Every claim expires after ``ttl_s``.
+
+Keys are scoped by owner (the API key's digest, see imgpipe_ingest.auth): two owners using the same key
+make two independent claims. A key without an owner (no API keys configured) is stored under the key itself,
+as keys always were.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -19,10 +23,13 @@ class IdempotencyKeys:
         self._ttl = timedelta(seconds=ttl_s)
         self._lease = timedelta(seconds=lease_s)
 
-    async def claim(self, key: str, digest: str, request_id: str, now: datetime | None = None) -> dict:
+    async def claim(
+        self, key: str, digest: str, request_id: str, now: datetime | None = None, *, owner: str | None = None
+    ) -> dict:
         """Claims ``key`` for ``request_id``; if a live claim exists, returns it instead. A claim whose
         lease or time to live has run out is replaced, atomically, so two uploads never both take it."""
         now = now or datetime.now(UTC)
+        key = _scoped(key, owner)
         claim = {"_id": key, "digest": digest, "request_id": request_id, "created_at": now, "bound": False}
         for _ in range(3):
             try:
@@ -44,10 +51,14 @@ class IdempotencyKeys:
                 return taken
         return await self._keys.find_one({"_id": key}) or claim
 
-    async def bind(self, key: str, request_id: str) -> None:
+    async def bind(self, key: str, request_id: str, *, owner: str | None = None) -> None:
         """The request is stored: from now on the key answers with it, whatever happens next."""
-        await self._keys.update_one({"_id": key, "request_id": request_id}, {"$set": {"bound": True}})
+        await self._keys.update_one({"_id": _scoped(key, owner), "request_id": request_id}, {"$set": {"bound": True}})
 
-    async def release(self, key: str, request_id: str) -> None:
+    async def release(self, key: str, request_id: str, *, owner: str | None = None) -> None:
         """Frees the key of an upload that failed before its request was stored."""
-        await self._keys.delete_one({"_id": key, "request_id": request_id, "bound": False})
+        await self._keys.delete_one({"_id": _scoped(key, owner), "request_id": request_id, "bound": False})
+
+
+def _scoped(key: str, owner: str | None) -> str:
+    return key if owner is None else f"{owner}:{key}"

@@ -50,6 +50,7 @@ class RequestStore:
         webhook_url: str | None,
         quality: int,
         output_format: str,
+        owner: str | None = None,
     ) -> None:
         """Stores the request as PENDING, once its rows are stored."""
         await self._requests.insert_one(
@@ -66,6 +67,7 @@ class RequestStore:
                     input_file=input_file,
                     quality=quality,
                     output_format=output_format,
+                    owner=owner,
                 ),
             }
         )

@@ -1,23 +1,37 @@
 """GET /api/files/{name}: output CSVs, input CSVs and images, from the blob store: a file of the
-directory store is sent as a file (no copy through the application), a GridFS one is streamed."""
+directory store is sent as a file (no copy through the application), a GridFS one is streamed.
 
-from fastapi import APIRouter
+Outputs are fetched by URL alone (handlers.is_capability_file); an input CSV needs its uploader's API key."""
+
+from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from imgpipe_ingest.deps import Blobs
+from imgpipe_ingest import handlers
+from imgpipe_ingest.auth import authenticate
+from imgpipe_ingest.deps import Blobs, Store
 from imgpipe_ingest.envelope import ClientError
 from imgpipe_runtime.blob_directory import FileBlob
 
 router = APIRouter()
 
 
-@router.get("/api/files/{name:path}", summary="An output CSV or image", response_class=Response)
-async def files(name: str, blobs: Blobs) -> Response:
+@router.get(
+    "/api/files/{name:path}",
+    summary="An output CSV or image; an input CSV with its uploader's API key",
+    response_class=Response,
+    openapi_extra={"security": [{}, {"HTTPBearer": []}, {"APIKeyHeader": []}]},  # a key for input CSVs only
+)
+async def files(name: str, request: Request, blobs: Blobs, store: Store) -> Response:
+    keyed = not handlers.is_capability_file(name)
+    if keyed and not await handlers.input_file_visible(name, owner=authenticate(request), store=store):
+        raise ClientError(404, f"no file named {name}")
     blob = await blobs.open(name)
     if blob is None:
         raise ClientError(404, f"no file named {name}")
     headers = {"Content-Length": str(blob.length)}
-    if "/images/" in name:
+    if keyed:  # no shared cache may answer another caller with it
+        headers["Cache-Control"] = "private, no-store"
+    elif "/images/" in name:
         headers["Cache-Control"] = "public, max-age=31536000, immutable"
     if isinstance(blob, FileBlob):  # FileResponse measures the file it sends (it may have been replaced)
         headers.pop("Content-Length")

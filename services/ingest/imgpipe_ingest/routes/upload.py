@@ -7,23 +7,20 @@ from fastapi.responses import JSONResponse
 
 from imgpipe_ingest import handlers
 from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
-from imgpipe_ingest.deps import ApiKeyRequired, Blobs, Keys, Policy, Producer, SettingsDep, Store
+from imgpipe_ingest.auth import KeyedRoute
+from imgpipe_ingest.deps import Blobs, Keys, Owner, Policy, Producer, SettingsDep, Store
 from imgpipe_ingest.envelope import ClientError, Envelope, envelope
 from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
 from imgpipe_schemas.events import OutputFormat
 
-router = APIRouter()
+# The API key is checked before the body is received (KeyedRoute).
+router = APIRouter(route_class=KeyedRoute)
 
 
-@router.post(
-    "/api/upload/",
-    response_model=Envelope,
-    status_code=200,
-    summary="Upload a products CSV",
-    dependencies=[ApiKeyRequired],
-)
+@router.post("/api/upload/", response_model=Envelope, status_code=200, summary="Upload a products CSV")
 async def upload(
     settings: SettingsDep,
+    owner: Owner,
     policy: Policy,
     store: Store,
     blobs: Blobs,
@@ -38,7 +35,10 @@ async def upload(
     ] = None,
     idempotency_key: Annotated[
         str | None,
-        Header(max_length=200, description="Same key and upload: the same request id; a different upload: 409"),
+        Header(
+            max_length=200,
+            description="Same key and upload: the same request id; a different upload: 409. Scoped by API key.",
+        ),
     ] = None,
 ) -> JSONResponse:
     if file.size is not None and file.size > settings.max_upload_bytes:
@@ -48,6 +48,7 @@ async def upload(
         output_format=output_format or "jpeg",
         webhook_url=await _checked_webhook_url(webhook_url, policy),
         idempotency_key=idempotency_key or None,
+        owner=owner,
     )
     limits = Limits(max_rows=settings.max_rows, max_urls_per_row=settings.max_urls_per_row)
     try:
