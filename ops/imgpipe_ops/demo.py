@@ -1,4 +1,5 @@
-"""``imgpipe demo``: sample photos served locally, uploaded to a running stack, output shown."""
+"""``imgpipe demo``: sample photos served locally, uploaded to a running stack, output shown; and
+``imgpipe samples``: the photos of examples/products.csv and a webhook receiver, for the README's curl."""
 
 import time
 
@@ -6,7 +7,7 @@ import httpx
 from tqdm import tqdm
 
 from imgpipe_ops.client import upload, wait_until_finished
-from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
+from imgpipe_ops.samples import LocalHttpServer, Route, example_routes, photo_like_jpeg, products_csv
 
 
 def run_demo(api: str, rows: int, images_per_row: int) -> int:
@@ -48,3 +49,27 @@ def run_demo(api: str, rows: int, images_per_row: int) -> int:
             print(f"webhook received: webhook-id {hook.headers.get('webhook-id')}\n{hook.body.decode()}")
         print(f"\nsource photos: {source_bytes / 1e6:.1f} MB in total")
     return 0 if final["status"] == "SUCCESS" else 1
+
+
+def serve_samples(port: int) -> int:
+    """Serves examples/products.csv's photos at http://127.0.0.1:PORT/photos/… and prints each webhook
+    POSTed to /hook, until Ctrl-C."""
+    try:
+        server = LocalHttpServer(routes=example_routes(), port=port).start()
+    except OSError as exc:
+        print(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
+        return 1
+    print(f"serving the photos of examples/products.csv at {server.url}/photos/, webhooks at {server.url}/hook")
+    print("Ctrl-C stops it.", flush=True)
+    shown = 0
+    try:
+        while True:
+            time.sleep(0.2)
+            for hook in server.received[shown:]:
+                print(f"webhook {hook.path}: webhook-id {hook.headers.get('webhook-id')}\n{hook.body.decode()}", flush=True)
+            shown = len(server.received)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0

@@ -49,6 +49,7 @@ class LocalHttpServer:
     post_statuses: list[int] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
     fetched: Counter = field(default_factory=Counter)
+    port: int = 0  # 0: any free port
 
     def __post_init__(self) -> None:
         server = self
@@ -85,7 +86,7 @@ class LocalHttpServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -118,3 +119,13 @@ def products_csv(rows: list[tuple[int, str, list[str]]]) -> bytes:
     for serial, name, urls in rows:
         writer.writerow([serial, name, ",".join(urls)])
     return out.getvalue().encode()
+
+
+# The photos of examples/products.csv, as `imgpipe samples` serves them.
+EXAMPLE_PHOTOS = {f"/photos/{name}.jpg": seed for seed, name in enumerate(
+    ["hat-front", "hat-side", "scarf", "gloves-pair", "gloves-palm", "boots"]
+)}
+
+
+def example_routes() -> dict[str, Route]:
+    return {path: Route(photo_like_jpeg(1200, 800, seed=seed)) for path, seed in EXAMPLE_PHOTOS.items()}
