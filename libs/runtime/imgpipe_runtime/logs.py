@@ -1,7 +1,15 @@
-"""One logging set-up for every service: stdlib logging rendered by structlog."""
+"""One logging set-up for every service: stdlib logging rendered by structlog.
 
+Lines about a request carry ``request_id`` (and ``row_index`` where there is one) as fields of their own,
+in both formats, so that an operator can follow one request through every service: the code handling an
+event or an API call binds them once with ``about_request``, and every line logged inside carries them.
+"""
+
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
+from uuid import UUID
 
 import structlog
 
@@ -39,3 +47,13 @@ def configure_logging(service: str, settings: LogSettings) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+
+
+@contextlib.contextmanager
+def about_request(request_id: str | UUID | None, row_index: int | None = None) -> Iterator[None]:
+    """Every line logged inside (by this task) carries ``request_id`` and, if given, ``row_index``."""
+    fields = {"request_id": str(request_id)} if request_id is not None else {}
+    if row_index is not None:
+        fields["row_index"] = row_index
+    with structlog.contextvars.bound_contextvars(**fields):
+        yield

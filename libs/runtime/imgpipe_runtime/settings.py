@@ -26,6 +26,7 @@ class LogSettings(BaseSettings):
 
     level: str = "INFO"
     json_lines: bool = Field(False, alias="IMGPIPE_LOG_JSON")
+    access: bool = Field(False, description="ingest: one line per HTTP request (method, path, status).")
 
 
 class PublicUrlSettings(BaseSettings):

@@ -10,6 +10,7 @@ from imgpipe_assembler.output_csv import build_output_csv
 from imgpipe_bus import EventProducer, Unprocessable
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_csv_name
 from imgpipe_runtime.documents import Origin, progress, stored_progress
+from imgpipe_runtime.logs import about_request
 from imgpipe_schemas import (
     FINISHED,
     ImageResult,
@@ -42,16 +43,18 @@ async def record_results(results: Sequence[RowProcessed], adapters: Adapters) ->
     """Idempotent: a result delivered twice counts once, and completion is re-checked on every delivery."""
     changed = await adapters.store.record_rows(results)
     for request_id in dict.fromkeys(str(result.request_id) for result in results):
-        await complete_if_done(request_id, adapters, output_changed=request_id in changed)
+        with about_request(request_id):
+            await complete_if_done(request_id, adapters, output_changed=request_id in changed)
 
 
 async def register_requests(accepted: Sequence[RequestAccepted], adapters: Adapters) -> None:
     """Requests produced straight to Kafka become known here; an upload's request is known already.
     Their results may have arrived first, so completion is checked."""
     for event in accepted:
-        if await adapters.store.register_request(event):
-            log.info("request %s received from Kafka: %d rows", event.request_id, event.rows_total)
-            await complete_if_done(str(event.request_id), adapters)
+        with about_request(event.request_id):
+            if await adapters.store.register_request(event):
+                log.info("request %s received from Kafka: %d rows", event.request_id, event.rows_total)
+                await complete_if_done(str(event.request_id), adapters)
 
 
 async def register_rows(rows: Sequence[RowSubmitted], adapters: Adapters) -> None:
@@ -68,7 +71,8 @@ async def register_rows(rows: Sequence[RowSubmitted], adapters: Adapters) -> Non
                 f"row_index {row.row_index} is outside request {row.request_id}, which has {request['rows_total']} rows"
             )
     for request_id in await adapters.store.register_rows(direct):
-        await complete_if_done(request_id, adapters)
+        with about_request(request_id):
+            await complete_if_done(request_id, adapters)
 
 
 async def complete_if_done(

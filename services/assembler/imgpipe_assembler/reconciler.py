@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from imgpipe_assembler.adapters.rows_topic import RowsTopic
 from imgpipe_assembler.handlers import Adapters, complete_if_done, record_results, unprocessed_results
 from imgpipe_bus.positions import State
+from imgpipe_runtime.logs import about_request
 from imgpipe_schemas import RequestStatus, RowSubmitted
 from imgpipe_schemas.topics import ROWS_SUBMITTED
 
@@ -43,9 +44,11 @@ async def reconcile(
     counts = {"redriven": 0, "waiting": 0, "gave_up": 0, "recounted": 0, "republished": 0}
     for status in (RequestStatus.PENDING, RequestStatus.PROCESSING):
         for request in await adapters.store.stalled(status, before):
-            counts[await _reconcile_request(request, adapters, rows_topic, policy, now)] += 1
+            with about_request(request["_id"]):
+                counts[await _reconcile_request(request, adapters, rows_topic, policy, now)] += 1
     for request in await adapters.store.unpublished_completions(before):
-        await complete_if_done(request["_id"], adapters)
+        with about_request(request["_id"]):
+            await complete_if_done(request["_id"], adapters)
         counts["republished"] += 1
     return counts
 
