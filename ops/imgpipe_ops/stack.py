@@ -1,9 +1,16 @@
-"""The whole system as local processes: embedded broker and database, topics, the four services."""
+"""The whole system as local processes: embedded broker and database, topics, the four services, supervised.
+
+A process that exits is started again after a backoff, the broker and the database like the services;
+the embedded broker keeps everything in memory, so its topics are created again once it answers, and
+the assembler's reconciler publishes again what it forgot. A stop ends every child within
+``drain_timeout_s + 2 × STOP_MARGIN_S``: the services drain in parallel, then the broker and database stop.
+"""
 
 import logging
 import os
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,9 +18,13 @@ from imgpipe_bus import BusSettings, ensure_topics
 from imgpipe_ops.client import healthy
 from imgpipe_runtime.webhooks import generate_secret
 from imgpipe_ops.processes import (
+    GroupReaper,
     Process,
+    broker_answers,
     broker_process,
+    database_answers,
     database_process,
+    describe_exit,
     venv_command,
     wait_for_broker,
     wait_for_database,
@@ -23,6 +34,14 @@ log = logging.getLogger(__name__)
 
 LOCAL_FETCH_ALLOW = "127.0.0.0/8,::1/128"
 SERVICES = ("ingest", "image-worker", "assembler", "notifier")
+# After a service's drain: faust's own shutdown, or the broker's and the database's after SIGTERM.
+STOP_MARGIN_S = 4.0
+# The broker and database when a second signal hurries the stop: a moment to close their files.
+HURRIED_GRACE_S = 2.0
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+# A process that ran this long before exiting is restarted after the first backoff again.
+STABLE_AFTER_S = 60.0
 
 
 @dataclass
@@ -40,6 +59,15 @@ class StackConfig:
     external_mongo: str | None = None
     # Output images and CSVs; None: a temporary directory that lives as long as the stack.
     blob_dir: Path | None = None
+    # How long a service may finish its work in flight once asked to stop (its IMGPIPE_KAFKA_DRAIN_TIMEOUT_S).
+    drain_timeout_s: float = 20.0
+
+
+@dataclass
+class _Restart:
+    failures: int = 0
+    due: float | None = None
+    awaiting_ready: bool = False
 
 
 class LocalStack:
@@ -48,7 +76,12 @@ class LocalStack:
         self.broker: Process | None = None
         self.database: Process | None = None
         self.services: list[Process] = []
+        self.reaper: GroupReaper | None = None
+        self._lock = threading.Lock()
         self._stopping = False
+        self._stopped = False
+        self._stop_requests = 0
+        self._restarts: dict[str, _Restart] = {}
         self._blob_tmp = None if config.blob_dir else tempfile.TemporaryDirectory(prefix="imgpipe-blobs-")
         self.blob_dir = config.blob_dir or Path(self._blob_tmp.name)
         # No secret is built in: a run without IMGPIPE_WEBHOOK_SECRET signs with one of its own.
@@ -71,6 +104,7 @@ class LocalStack:
         return {
             "IMGPIPE_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "IMGPIPE_KAFKA_PARTITIONS": str(self.config.partitions),
+            "IMGPIPE_KAFKA_DRAIN_TIMEOUT_S": str(self.config.drain_timeout_s),
             "IMGPIPE_MONGO_URL": self.mongo_url,
             "IMGPIPE_HOST": "127.0.0.1",
             "IMGPIPE_PORT": str(self.config.api_port),
@@ -85,6 +119,19 @@ class LocalStack:
             **self.config.env,
         }
 
+    @property
+    def stop_requests(self) -> int:
+        return self._stop_requests
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requests > 0
+
+    def request_stop(self) -> None:
+        """For signal handlers: the first call asks for a stop, every later one hurries it. It only counts,
+        because a handler that took a lock could wait forever on the code it interrupted."""
+        self._stop_requests += 1
+
     def _log(self, name: str) -> Path | None:
         if self.config.log_dir is None:
             return None
@@ -94,12 +141,16 @@ class LocalStack:
     def start_database(self) -> None:
         if self.config.storage != ":memory:":
             Path(self.config.storage).mkdir(parents=True, exist_ok=True)
-        self.database = database_process(self.config.mongo_port, self.config.storage, self._log("database")).start()
-        wait_for_database(self.database, self.mongo_url)
+        self.database = database_process(self.config.mongo_port, self.config.storage, self._log("database"), self.reaper)
+        self.database.start()
+        wait_for_database(self.database, self.mongo_url, cancelled=lambda: self.stop_requested)
 
     def start_broker(self) -> None:
-        self.broker = broker_process(self.config.kafka_port, self._log("broker")).start()
-        wait_for_broker(self.broker, self.bootstrap)
+        self.broker = broker_process(self.config.kafka_port, self._log("broker"), self.reaper).start()
+        wait_for_broker(self.broker, self.bootstrap, cancelled=lambda: self.stop_requested)
+
+    def create_topics(self) -> None:
+        ensure_topics(BusSettings(bootstrap_servers=self.bootstrap, partitions=self.config.partitions))
 
     def start_services(self) -> None:
         for name in SERVICES:
@@ -107,19 +158,21 @@ class LocalStack:
             for copy in range(copies):
                 label = name if copies == 1 else f"{name}-{copy + 1}"
                 log_file = self._log(label) if self.config.services_log_to_files else None
-                process = Process(label, [venv_command(name)], env=self.service_env, log=log_file)
+                process = Process(label, [venv_command(name)], env=self.service_env, log=log_file, reaper=self.reaper)
                 self.services.append(process.start())
         ingest = self.service("ingest")
-        ingest.wait_until(self.healthy, 60, "ingest answered /healthz")
+        ingest.wait_until(self.healthy, 60, "ingest answered /healthz", lambda: self.stop_requested)
 
     def start(self) -> "LocalStack":
-        """Starts what is not given as external, creates the topics, then the services."""
+        """Starts what is not given as external, creates the topics, then the services. A stop asked for
+        meanwhile (``request_stop``) ends the start with StartCancelled, every process stopped."""
         try:
+            self.reaper = GroupReaper()
             if not self.config.external_mongo:
                 self.start_database()
             if not self.config.external_kafka:
                 self.start_broker()
-            ensure_topics(BusSettings(bootstrap_servers=self.bootstrap, partitions=self.config.partitions))
+            self.create_topics()
             self.start_services()
         except BaseException:
             self.stop()
@@ -132,38 +185,105 @@ class LocalStack:
     def service(self, label: str) -> Process:
         return next(process for process in self.services if process.name == label)
 
-    def restart_dead_services(self) -> list[str]:
-        """Like compose's ``restart: on-failure``: starts again every service process that exited."""
-        restarted = []
-        for process in self.services if not self._stopping else []:
-            if not process.alive():
-                log.warning("%s (pid %s) exited with code %s; restarting", process.name, process.pid, process.popen.returncode)
-                process.start()
-                restarted.append(process.name)
-        return restarted
+    def processes(self) -> list[Process]:
+        return [p for p in (self.database, self.broker) if p] + self.services
 
-    def supervise(self, poll_s: float = 1.0, stop: threading.Event | None = None) -> None:
-        stop = stop or threading.Event()
-        while not stop.is_set():
-            self.restart_dead_services()
-            stop.wait(poll_s)
+    def supervise_once(self) -> None:
+        """Like compose's ``restart: on-failure``, for every process: one that exited is started again
+        after a backoff that doubles while it keeps exiting soon after its start."""
+        with self._lock:
+            if self._stopping:
+                return
+            for process in self.processes():
+                self._supervise(process, self._restarts.setdefault(process.name, _Restart()))
+
+    def _supervise(self, process: Process, restart: _Restart) -> None:
+        if process.alive():
+            if restart.awaiting_ready and self._ready_again(process):
+                restart.awaiting_ready = False
+            return
+        now = time.monotonic()
+        if restart.due is None:
+            ran_s = now - process.started_at
+            restart.failures = 0 if ran_s >= STABLE_AFTER_S else restart.failures + 1
+            delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, restart.failures - 1))
+            restart.due = now + delay
+            log.warning(
+                "%s (pid %s) %s after %.0f s; restarting in %.1f s",
+                process.name, process.pid, describe_exit(process.returncode), ran_s, delay,
+            )
+        elif now >= restart.due:
+            restart.due = None
+            process.start()
+            restart.awaiting_ready = process in (self.broker, self.database)
+            log.info("%s restarted (pid %s)", process.name, process.pid)
+
+    def _ready_again(self, process: Process) -> bool:
+        if process is self.database:
+            if not database_answers(self.mongo_url):
+                return False
+            log.info("the database answers again")
+            return True
+        if not broker_answers(self.bootstrap):
+            return False
+        try:
+            self.create_topics()  # the broker kept nothing: the services' topics must exist again
+        except Exception as exc:  # noqa: BLE001 - tried again on the next round
+            log.warning("the broker answers but its topics could not be created yet: %s", exc)
+            return False
+        log.info("the broker answers again; topics created")
+        return True
+
+    def supervise(self, poll_s: float = 0.2, stop: threading.Event | None = None) -> None:
+        """Until ``request_stop`` (or ``stop`` is set): restarts what exits."""
+        while not self.stop_requested and not (stop and stop.is_set()):
+            self.supervise_once()
+            if stop:
+                stop.wait(poll_s)
+            else:
+                time.sleep(poll_s)  # a signal handler runs during the sleep
 
     def supervise_in_background(self, poll_s: float = 0.2) -> threading.Event:
-        """Restarts dead services from a thread until the returned event is set."""
+        """Restarts what exits, from a thread, until the returned event is set or the stack stops."""
         stop = threading.Event()
         threading.Thread(target=self.supervise, args=(poll_s, stop), daemon=True, name="supervisor").start()
         return stop
 
     def stop(self) -> None:
-        """Services first, all at once so that they drain in parallel; then the broker and database."""
-        self._stopping = True
-        for group in (self.services, [p for p in (self.broker, self.database) if p]):
-            for process in group:
-                process.terminate()
-            for process in group:
-                process.stop()
+        """The services are asked to stop all at once, so that they drain in parallel, and get
+        ``drain_timeout_s`` plus a margin before their groups are killed; then the broker and database.
+        A ``request_stop`` during the stop skips what is left of the waiting."""
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopping = self._stopped = True
+        started, requests = time.monotonic(), self._stop_requests
+        hurried = lambda: self._stop_requests > requests  # noqa: E731
+        self._end(self.services, self.config.drain_timeout_s + STOP_MARGIN_S, 0.0, hurried)
+        self._end([p for p in (self.broker, self.database) if p], STOP_MARGIN_S, HURRIED_GRACE_S, hurried)
+        if self.reaper is not None:
+            self.reaper.close()
         if self._blob_tmp is not None:
             self._blob_tmp.cleanup()
+        log.info("every process stopped in %.1f s", time.monotonic() - started)
+
+    @staticmethod
+    def _end(processes: list[Process], grace_s: float, hurried_grace_s: float, hurried) -> None:
+        for process in processes:
+            process.terminate()
+        now = time.monotonic()
+        deadline = now + grace_s
+        while any(process.alive() for process in processes):
+            now = time.monotonic()
+            if hurried():
+                deadline = min(deadline, now + hurried_grace_s)
+            if now >= deadline:
+                for process in processes:
+                    if process.alive():
+                        log.warning("%s (pid %s) did not stop in time: killed", process.name, process.pid)
+                        process.kill()
+                return
+            time.sleep(0.05)
 
     def __enter__(self) -> "LocalStack":
         return self.start()
