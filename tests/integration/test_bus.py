@@ -1,10 +1,25 @@
+import asyncio
 import uuid
 
+import faust
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from imgpipe_bus import BusSettings, EventProducer, create_app, ensure_topics, topic_names
-from imgpipe_schemas import ImageResult, RowProcessed, RowSubmitted
-from imgpipe_schemas.topics import ROWS_PROCESSED, ROWS_SUBMITTED
+from imgpipe_bus import (
+    BusSettings,
+    EventProducer,
+    agent_stage,
+    create_app,
+    encode,
+    ensure_topics,
+    faust_topic,
+    handle_batches,
+    handle_each,
+    topic_names,
+)
+from imgpipe_schemas import ImageResult, RequestAccepted, RowProcessed, RowSubmitted
+from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
 from tests.integration.kafka_helpers import consume
 
 
@@ -53,3 +68,101 @@ async def test_faust_consumers_wait_at_most_the_configured_fetch_time():
         assert consumer._fetch_max_wait_ms == 7
     finally:
         await consumer.stop()
+
+
+def produce_in_one_partition(bootstrap: str, events: list) -> list[tuple[int, int]]:
+    """(partition, offset) of each event, produced with one key."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": False})
+    stored: list[tuple[int, int]] = []
+    for event in events:
+        producer.produce(
+            REQUESTS_ACCEPTED.name, key=event.partition_key().encode(), value=encode(event),
+            on_delivery=lambda err, msg: stored.append((msg.partition(), msg.offset())),
+        )
+    assert producer.flush(30) == 0
+    return stored
+
+
+def committed(bootstrap: str, group: str, partition: int) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        [position] = consumer.committed([TopicPartition(REQUESTS_ACCEPTED.name, partition)], timeout=10)
+        return position.offset
+    finally:
+        consumer.close()
+
+
+async def run_agent(settings: BusSettings, group: str, batches: bool, handle_one) -> faust.App:
+    """An app whose one agent handles REQUESTS_ACCEPTED with handle_each (concurrency 4) or handle_batches."""
+    app = create_app(group, settings)
+    producer = EventProducer(settings)
+    app.close_on_shutdown(producer.close)
+    stage = agent_stage(app, REQUESTS_ACCEPTED, producer)
+
+    async def each(event, letter) -> None:
+        await handle_one(event)
+
+    async def batch(events) -> None:
+        for event in events:
+            await handle_one(event)
+
+    @app.agent(faust_topic(app, REQUESTS_ACCEPTED), concurrency=1 if batches else 4)
+    async def agent(stream):
+        if batches:
+            await handle_batches(stream, stage, batch, max_events=3, within_s=0.02)
+        else:
+            await handle_each(stream, stage, each)
+
+    await app.start()
+    return app
+
+
+async def eventually(condition, timeout: float, what: str) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("batches", [False, True], ids=["each", "batches"])
+async def test_a_stopping_app_commits_no_offset_past_a_message_it_did_not_handle(bus_settings, batches):
+    """A handler still running when the drain times out is cancelled: its message, and every one after
+    it, is delivered again to the next consumer of the group."""
+    ensure_topics(bus_settings)
+    settings = bus_settings.model_copy(update={"drain_timeout_s": 0.3})
+    group, mine = f"stopping-{uuid.uuid4().hex[:6]}", uuid.uuid4()
+    events = [RequestAccepted(request_id=mine, rows_total=n + 1, images_total=1) for n in range(12)]
+    stuck = 5  # rows_total of the event whose handling never ends in the first app
+    handled: list[int] = []
+
+    async def first(event) -> None:
+        if event.request_id == mine:
+            if event.rows_total == stuck:
+                await asyncio.Event().wait()
+            handled.append(event.rows_total)
+
+    app = await run_agent(settings, group, batches, first)
+    try:
+        await eventually(lambda: app.consumer.assignment(), 60, "an assignment")
+        [(partition, _), *_] = stored = produce_in_one_partition(settings.bootstrap_servers, events)
+        # Every event but the stuck one; of batches, those before the stuck one's batch.
+        expected = stuck - 1 if batches else len(events) - 1
+        await eventually(lambda: len(handled) >= expected, 60, "the others handled")
+    finally:
+        await app.stop()
+    stuck_offset = stored[stuck - 1][1]
+    assert committed(settings.bootstrap_servers, group, partition) <= stuck_offset
+
+    again: list[int] = []
+
+    async def second(event) -> None:
+        if event.request_id == mine:
+            again.append(event.rows_total)
+
+    app = await run_agent(settings, group, batches, second)
+    try:
+        await eventually(lambda: set(range(stuck, len(events) + 1)) <= set(again), 60, "the rest delivered again")
+    finally:
+        await app.stop()

@@ -63,18 +63,31 @@ class RetryPolicy:
 
 
 class InFlight:
-    """Counts messages being handled, so that a stopping worker can let them finish first (drain)."""
+    """The messages being handled, so that a stopping worker can let them finish first (drain), and so
+    that no offset is committed past a message that was not handled.
+
+    faust acknowledges a message whenever its stream lets go of it: also when the agent holding it is
+    cancelled at stop, so the final commit would cover messages that were parked by the drain or cut
+    short by its timeout. A message stays ``unfinished`` from the moment it is taken until it has been
+    handled; the consumer (imgpipe_bus.stream) never commits a partition past its lowest unfinished
+    offset, whatever faust acknowledged.
+    """
 
     def __init__(self) -> None:
         self.count = 0
         self.draining = False
         self._idle = asyncio.Event()
         self._idle.set()
+        self._unfinished: dict[Any, list[int]] = {}
 
     @contextlib.asynccontextmanager
-    async def track(self):
+    async def track(self, messages: Sequence[Any]):
+        """Around the handling of ``messages`` (faust messages): they stay unfinished unless the block
+        ends normally."""
+        for message in messages:
+            self._unfinished.setdefault(message.tp, []).append(message.offset)
         if self.draining:
-            # Stopping: leave the message unacknowledged; it is delivered again after the restart.
+            # Stopping: the messages stay unfinished; they are delivered again after the restart.
             await asyncio.Event().wait()
         self.count += 1
         self._idle.clear()
@@ -84,6 +97,13 @@ class InFlight:
             self.count -= 1
             if not self.count:
                 self._idle.set()
+        for message in messages:
+            self._unfinished[message.tp].remove(message.offset)
+
+    def lowest_unfinished(self, tp: Any) -> int | None:
+        """The offset below which every message of partition ``tp`` taken so far was handled."""
+        offsets = self._unfinished.get(tp)
+        return min(offsets) if offsets else None
 
     async def drain(self, timeout_s: float) -> int:
         """Stops new work and waits for the work in flight; returns how many were still running at the end."""
@@ -110,7 +130,7 @@ async def handle_each(stream: faust.StreamT, stage: Stage, handler: Callable[[Ev
     """One message at a time, ``handler(event, letter)``; a DeadLetterCopy it returns dead-letters a copy of
     the message with that reason, as one attempt."""
     async for item in stream.events():
-        async with stage.in_flight.track():
+        async with stage.in_flight.track([item.message]):
             event = await _decode_or_dead_letter(stage, item.message)
             if event is None:
                 continue
@@ -135,7 +155,7 @@ async def handle_batches(
     """Like handle_each, a batch at a time; a batch that keeps failing is retried event by event, so only
     the events that fail alone are dead-lettered."""
     async for batch in take_batches(stream, max_events, within_s):
-        async with stage.in_flight.track():
+        async with stage.in_flight.track([item.message for item in batch]):
             await _handle_batch(stage, handler, batch)
 
 

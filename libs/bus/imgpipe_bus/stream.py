@@ -72,6 +72,22 @@ class _TunedConsumer(faust_aiokafka.Consumer):
     def _new_consumer_thread(self):
         return _TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    def _new_offset(self, tp):
+        """The offset faust would commit, but never past a message that was taken and not handled (see
+        InFlight). faust commits the first run of acknowledged offsets, and it acknowledges the messages
+        of an agent cancelled at stop as if they were handled; the offsets acknowledged beyond an
+        unfinished message are kept for a later commit."""
+        lowest = self.app.in_flight.lowest_unfinished(tp)
+        acked = self._acked[tp]
+        if lowest is None or not acked:
+            return super()._new_offset(tp)
+        beyond = [offset for offset in acked if offset >= lowest]
+        acked[:] = [offset for offset in acked if offset < lowest]
+        try:
+            return super()._new_offset(tp)
+        finally:
+            acked.extend(beyond)
+
 
 class _TunedTransport(faust_aiokafka.Transport):
     Consumer = _TunedConsumer
@@ -88,7 +104,8 @@ class _TunedApp(faust.App):
         self.in_flight = InFlight()
 
     async def on_stop(self) -> None:
-        """SIGTERM: no new messages are started, the ones in flight finish, then faust stops and commits."""
+        """SIGTERM: no new messages are started, the ones in flight finish, then faust stops and commits
+        up to the first message not handled; that one and those after it are delivered again."""
         still_running = await self.in_flight.drain(self.drain_timeout_s)
         log.info("drained in-flight work before stopping (%d still running)", still_running)
         await super().on_stop()
