@@ -10,7 +10,9 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt $(wildcard */pyproject.toml */*/pyproject.toml)
+# requirements.txt is what the production image installs; requirements-local.txt adds the embedded broker and
+# database of `make run` and `make test`, requirements-dev.txt the test tools. Locally all of them.
+$(STAMP): requirements.txt requirements-local.txt requirements-dev.txt constraints.txt $(wildcard */pyproject.toml */*/pyproject.toml)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(PACKAGES)

@@ -2,8 +2,8 @@
 
 By default each test module gets its own embedded broker (tansu) and database (secantusd-py) as local
 processes, stopped by process id when the module ends. With ``IMGPIPE_TEST_BACKEND=docker`` the tests
-run against Apache Kafka and MongoDB in containers started by testcontainers instead (needs a Docker
-engine; fails loudly without one).
+run against Apache Kafka and MongoDB in containers started by testcontainers instead, with the images
+and Kafka settings of compose.yaml (needs a Docker engine; fails loudly without one).
 """
 
 import os
@@ -35,13 +35,40 @@ class Infra:
     mongo_url: str
 
 
+COMPOSE_FILE = Path(__file__).parent.parent / "compose.yaml"
+
+
+def compose_service(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(COMPOSE_FILE.read_text())["services"][name]
+
+
+def kafka_settings(host: str, port: int) -> tuple[str, dict[str, str]]:
+    """The image and settings of compose.yaml's Kafka, its HOST listener on ``port``, advertised as ``host``."""
+    kafka = compose_service("kafka")
+    env = {
+        **{name: str(value) for name, value in kafka["environment"].items()},
+        "KAFKA_LISTENERS": f"PLAINTEXT://:9092,CONTROLLER://:9093,HOST://:{port}",
+        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://kafka:9092,HOST://{host}:{port}",
+    }
+    return kafka["image"], env
+
+
 @pytest.fixture(scope="session")
 def docker_infra():
-    from testcontainers.community.kafka import KafkaContainer
     from testcontainers.community.mongodb import MongoDbContainer
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.docker_client import DockerClient
+    from testcontainers.core.waiting_utils import wait_for_logs
 
-    with KafkaContainer("confluentinc/cp-kafka:7.6.0").with_kraft() as kafka, MongoDbContainer("mongo:7.0") as mongo:
-        yield Infra(kafka.get_bootstrap_server(), mongo.get_connection_url())
+    port, host = free_port(), DockerClient().host()
+    image, env = kafka_settings(host, port)
+    # The hostname that the compose network gives it, which its own settings name.
+    kafka = DockerContainer(image, env=env, hostname="kafka").with_bind_ports(port, port)
+    with kafka, MongoDbContainer(compose_service("mongodb")["image"]) as mongo:
+        wait_for_logs(kafka, "Kafka Server started", timeout=120)
+        yield Infra(f"{host}:{port}", mongo.get_connection_url())
 
 
 @pytest.fixture(scope="module")
