@@ -213,8 +213,13 @@ class LocalStack:
                 process.name, process.pid, describe_exit(process.returncode), ran_s, delay,
             )
         elif now >= restart.due:
+            try:
+                process.start()
+            except OSError as exc:
+                restart.due = now + BACKOFF_MAX_S
+                log.error("%s could not be started (%s); trying again in %.0f s", process.name, exc, BACKOFF_MAX_S)
+                return
             restart.due = None
-            process.start()
             restart.awaiting_ready = process in (self.broker, self.database)
             log.info("%s restarted (pid %s)", process.name, process.pid)
 
