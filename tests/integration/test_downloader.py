@@ -8,6 +8,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from imgpipe_image_worker.adapters.downloader import Downloader, FetchFailed
+from imgpipe_image_worker.budgets import ByteBudget
 from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, guarded_session
 
 
@@ -54,16 +55,22 @@ def downloader(attempts: int = 3, allow: str = "127.0.0.0/8") -> Downloader:
         max_bytes=10_000,
         timeout=aiohttp.ClientTimeout(total=5),
         policy=NetPolicy.parse(allow),
+        bytes_in_flight=ByteBudget(10_000),
         max_redirects=3,
         attempts=attempts,
         backoff_s=0.01,
     )
 
 
+async def body(fetcher: Downloader, url: str) -> bytes:
+    async with fetcher.fetch(url) as data:
+        return data
+
+
 async def test_429_is_retried_after_the_delay_the_server_asked_for(server):
     fetcher = downloader()
     started = time.monotonic()
-    assert await fetcher.fetch(str(server.make_url("/busy"))) == b"image bytes"
+    assert await body(fetcher, str(server.make_url("/busy"))) == b"image bytes"
     assert time.monotonic() - started >= 1.0
     assert server.calls["busy"] == 2
     await fetcher.close()
@@ -73,7 +80,7 @@ async def test_429_is_retried_after_the_delay_the_server_asked_for(server):
 async def test_transient_errors_are_retried_and_permanent_ones_are_not(server, name, code, calls):
     fetcher = downloader()
     with pytest.raises(FetchFailed) as failed:
-        await fetcher.fetch(str(server.make_url(f"/{name}")))
+        await body(fetcher, str(server.make_url(f"/{name}")))
     assert failed.value.code == code
     assert server.calls[name] == calls
     await fetcher.close()
@@ -82,7 +89,7 @@ async def test_transient_errors_are_retried_and_permanent_ones_are_not(server, n
 async def test_connection_refused_is_a_transient_connection_error():
     fetcher = downloader(attempts=2)
     with pytest.raises(FetchFailed) as failed:
-        await fetcher.fetch("http://127.0.0.1:9/nothing")
+        await body(fetcher, "http://127.0.0.1:9/nothing")
     assert failed.value.code == "connection_error" and failed.value.transient
     await fetcher.close()
 
@@ -91,7 +98,7 @@ async def test_loopback_is_blocked_unless_allowed(server):
     fetcher = downloader(allow="")
     for url in (str(server.make_url("/ok")), f"http://localhost:{server.port}/ok"):  # literal, and by DNS
         with pytest.raises(FetchFailed) as failed:
-            await fetcher.fetch(url)
+            await body(fetcher, url)
         assert failed.value.code == "blocked_address"
     assert "ok" not in server.calls
     await fetcher.close()
@@ -100,13 +107,13 @@ async def test_loopback_is_blocked_unless_allowed(server):
 async def test_every_redirect_hop_is_checked(server):
     only_this_server = f"127.0.0.1:{server.port}"
     fetcher = downloader(allow=only_this_server)
-    assert await fetcher.fetch(str(server.make_url("/relative"))) == b"image bytes"
+    assert await body(fetcher, str(server.make_url("/relative"))) == b"image bytes"
     for hop in ("/hop", "/hop-by-name", "/hop-unicode"):  # to another port, and to a name that resolves to loopback
         with pytest.raises(FetchFailed) as failed:
-            await fetcher.fetch(str(server.make_url(hop)))
+            await body(fetcher, str(server.make_url(hop)))
         assert failed.value.code == "blocked_address"
     with pytest.raises(FetchFailed) as failed:
-        await fetcher.fetch(str(server.make_url("/loop")))
+        await body(fetcher, str(server.make_url("/loop")))
     assert failed.value.code == "too_many_redirects"
     await fetcher.close()
 
@@ -119,7 +126,7 @@ async def test_a_url_that_is_not_an_absolute_http_url_is_an_invalid_url(url):
     """Rows produced straight to Kafka skip ingest's CSV rules: the worker gives them a per-image error."""
     fetcher = downloader()
     with pytest.raises(FetchFailed) as failed:
-        await fetcher.fetch(url)
+        await body(fetcher, url)
     assert (failed.value.code, failed.value.transient) == ("invalid_url", False)
     await fetcher.close()
 
@@ -132,7 +139,7 @@ async def test_a_host_the_client_normalises_into_a_blocked_literal_is_refused(se
     """yarl turns fullwidth digits, ideographic full stops and circled digits into 127.0.0.1."""
     fetcher = downloader(allow="")
     with pytest.raises(FetchFailed) as failed:
-        await fetcher.fetch(spelling.format(port=server.port))
+        await body(fetcher, spelling.format(port=server.port))
     assert failed.value.code == "blocked_address"
     assert "ok" not in server.calls
     await fetcher.close()

@@ -2,6 +2,8 @@
 fetched and compressed once, wherever it appears, and a transient failure is tried again."""
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed
@@ -16,12 +18,13 @@ class FakeSources:
         self.compressed = 0
         self.transient = set(transient)
 
-    async def fetch(self, url: str) -> bytes:
+    @asynccontextmanager
+    async def fetch(self, url: str, deadline: float) -> AsyncIterator[bytes]:
         self.fetched.append(url)
         if url in self.transient:
             self.transient.discard(url)  # fails once
             raise FetchFailed("timeout", f"{url}: timed out", transient=True)
-        return b"source bytes of " + url.encode()
+        yield b"source bytes of " + url.encode()
 
     async def compress(self, data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
         self.compressed += 1
@@ -31,7 +34,7 @@ class FakeSources:
 def adapters(fake: FakeSources) -> Adapters:
     return Adapters(
         fetch=fake.fetch, compress=fake.compress, blobs=None, producer=None,
-        public_base_url="http://api", sources=SharedSources(),
+        public_base_url="http://api", sources=SharedSources(), image_budget_s=30, row_budget_s=30,
     )
 
 

@@ -1,8 +1,18 @@
-"""One row in, one row result out: every image fetched concurrently, compressed, stored, reported."""
+"""One row in, one row result out: every image fetched concurrently, compressed, stored, reported.
+
+Two time budgets bound a row, whatever its sources do. An image's budget (``image_budget_s``) covers its
+fetch, every redirect hop, every retry attempt and every wait between attempts (including the wait for
+the worker's memory budget), and its compression; past it the image is reported as
+``time_budget_exceeded``, a transient error like a timeout. The row's budget (``row_budget_s``) bounds
+the rest (storing the outputs, waiting for a source that another row of the request is fetching): once
+it is spent the row's result is sent with every image not yet done reported the same way. Either way it
+is that image's error, never the row's failure.
+"""
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from imgpipe_bus import DeadLetterCopy, EventProducer, Letter
@@ -15,14 +25,14 @@ from imgpipe_schemas.topics import ROWS_PROCESSED
 
 log = logging.getLogger(__name__)
 
-Fetch = Callable[[str], Awaitable[bytes]]
+Fetch = Callable[[str, float], AbstractAsyncContextManager[bytes]]
 Compress = Callable[[bytes, int, str, str], Awaitable[Compressed]]
 
 
 @dataclass(frozen=True)
 class Adapters:
     """What the handlers reach outside with, built once by main.build_app; ``public_base_url`` is what the
-    output images' links are made of."""
+    output images' links are made of. ``fetch(url, deadline)`` holds the source's bytes for its block."""
 
     fetch: Fetch
     compress: Compress
@@ -30,6 +40,8 @@ class Adapters:
     producer: EventProducer
     public_base_url: str
     sources: SharedSources
+    image_budget_s: float
+    row_budget_s: float
 
 
 async def handle_row(row: RowSubmitted, letter: Letter, adapters: Adapters) -> DeadLetterCopy | None:
@@ -42,10 +54,22 @@ async def handle_row(row: RowSubmitted, letter: Letter, adapters: Adapters) -> D
 
 
 async def process_row(row: RowSubmitted, adapters: Adapters) -> RowProcessed:
-    images = await asyncio.gather(
-        *(process_image(row, index, url, adapters) for index, url in enumerate(row.image_urls))
-    )
-    return RowProcessed(request_id=row.request_id, row_index=row.row_index, images=list(images))
+    """Every image's result, in input order, by the row's budget at the latest."""
+    urls = row.image_urls
+    work = [asyncio.ensure_future(process_image(row, index, url, adapters)) for index, url in enumerate(urls)]
+    try:
+        done, late = await asyncio.wait(work, timeout=adapters.row_budget_s, return_when=asyncio.FIRST_EXCEPTION)
+        if failed := next((task for task in done if task.exception() is not None), None):
+            raise failed.exception()
+    finally:
+        for task in work:
+            task.cancel()
+    if late:
+        await asyncio.wait(late)
+        log.info("row %s/%s: %d image(s) not done within its budget", row.request_id, row.row_index, len(late))
+    message = f"the row's time budget of {adapters.row_budget_s:g} s ran out before this image was done"
+    images = [over_budget(url, message) if task.cancelled() else task.result() for task, url in zip(work, urls)]
+    return RowProcessed(request_id=row.request_id, row_index=row.row_index, images=images)
 
 
 async def process_image(row: RowSubmitted, index: int, url: str, adapters: Adapters) -> ImageResult:
@@ -55,12 +79,19 @@ async def process_image(row: RowSubmitted, index: int, url: str, adapters: Adapt
 
 
 async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: Adapters) -> ImageResult:
+    """A compression cut short by the budget may still finish in its codec process (a running process
+    cannot be interrupted); its output is then a file that no result names."""
     bytes_in = 0
+    stem = output_image_stem(str(row.request_id), row.row_index, index)
+    deadline = asyncio.get_running_loop().time() + adapters.image_budget_s
+    budget = asyncio.timeout_at(deadline)
+    stage = "fetching"
     try:
-        source = await adapters.fetch(url)
-        bytes_in = len(source)
-        stem = output_image_stem(str(row.request_id), row.row_index, index)
-        output = await adapters.compress(source, row.quality, row.output_format, stem)
+        async with budget:
+            async with adapters.fetch(url, deadline) as source:
+                bytes_in = len(source)
+                stage = "compressing"
+                output = await adapters.compress(source, row.quality, row.output_format, stem)
     except (FetchFailed, ImageRejected) as exc:
         log.info("image %s of row %s/%s failed: %s %s", index, row.request_id, row.row_index, exc.code, exc)
         return ImageResult(
@@ -70,6 +101,12 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
             retryable=getattr(exc, "transient", False),
             bytes_in=bytes_in,
         )
+    except TimeoutError:
+        if not budget.expired():
+            raise
+        log.info("image %s of row %s/%s ran out of time while %s", index, row.request_id, row.row_index, stage)
+        message = f"the image's time budget of {adapters.image_budget_s:g} s ran out while {stage}"
+        return over_budget(url, message, bytes_in)
     name = f"{stem}.{output.extension}"
     if output.data is not None:  # else the codec process stored it
         await adapters.blobs.put(name, output.data, output.content_type)
@@ -79,6 +116,16 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
         bytes_in=bytes_in,
         bytes_out=output.length,
         kept_source=output.kept_source,
+    )
+
+
+TIME_BUDGET_EXCEEDED = "time_budget_exceeded"
+
+
+def over_budget(url: str, message: str, bytes_in: int = 0) -> ImageResult:
+    """Transient, like a timeout: the source may answer in time later, so the row is kept for replay."""
+    return ImageResult(
+        source_url=url, error_code=TIME_BUDGET_EXCEEDED, error_message=message, retryable=True, bytes_in=bytes_in
     )
 
 

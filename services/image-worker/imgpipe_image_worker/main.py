@@ -17,6 +17,7 @@ from imgpipe_bus import (
 from imgpipe_image_worker import handlers
 from imgpipe_image_worker.adapters.codec_pool import CodecPool
 from imgpipe_image_worker.adapters.downloader import Downloader
+from imgpipe_image_worker.budgets import ByteBudget
 from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.compress import Policy
 from imgpipe_image_worker.sources import SharedSources
@@ -39,6 +40,7 @@ def build_app(settings: Settings) -> faust.App:
         max_bytes=settings.max_image_bytes,
         timeout=aiohttp.ClientTimeout(total=settings.fetch_total_timeout_s, connect=settings.fetch_connect_timeout_s),
         policy=NetPolicy.parse(settings.fetch_allow),
+        bytes_in_flight=ByteBudget(settings.download_bytes_in_flight),
         max_redirects=settings.fetch_max_redirects,
         attempts=settings.fetch_attempts,
     )
@@ -58,6 +60,8 @@ def build_app(settings: Settings) -> faust.App:
         producer=producer,
         public_base_url=settings.public_base_url,
         sources=SharedSources(),
+        image_budget_s=settings.image_budget_s,
+        row_budget_s=settings.row_budget_s,
     )
     stage = agent_stage(app, ROWS_SUBMITTED, producer, OUTAGES)
 

@@ -1,6 +1,6 @@
 import os
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
 from imgpipe_bus import BusSettings
 from imgpipe_runtime.settings import BlobSettings, LogSettings, MongoSettings, PublicUrlSettings
@@ -16,7 +16,24 @@ class Settings(PublicUrlSettings):
     fetch_max_redirects: int = Field(5, ge=0)
     max_image_bytes: int = Field(25 * 1024 * 1024, ge=1)
     max_image_pixels: int = Field(50_000_000, ge=1)
+    image_budget_s: float = Field(120.0, gt=0, description="Longest one image's whole fetch and compression take.")
+    row_budget_s: float = Field(150.0, gt=0, description="Longest one row takes before its result is sent.")
+    download_bytes_in_flight: int = Field(
+        256 * 1024 * 1024,
+        ge=1,
+        validate_default=True,
+        description="Source bytes one worker process holds at once, downloading or waiting to be compressed.",
+    )
     jpeg_optimize: bool = Field(False, description="Per-image Huffman tables: ~12 % fewer bytes, ~20 % more encoder CPU.")
+
+    @field_validator("download_bytes_in_flight")
+    @classmethod
+    def _holds_one_image(cls, budget: int, info: ValidationInfo) -> int:
+        """An image the budget could never hold would wait for it forever."""
+        cap = info.data.get("max_image_bytes")
+        if cap is not None and budget < cap:
+            raise ValueError(f"must be at least IMGPIPE_MAX_IMAGE_BYTES ({cap})")
+        return budget
 
     kafka: BusSettings = Field(default_factory=BusSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)

@@ -1,11 +1,15 @@
-"""Downloads source images over HTTP with timeouts and a byte cap enforced while streaming."""
+"""Downloads source images over HTTP with timeouts, a byte cap enforced while streaming, and the bytes
+reserved from the worker's ByteBudget until the caller has done with them."""
 
 import asyncio
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 from yarl import URL
+from imgpipe_image_worker.budgets import ByteBudget, Reservation
 from imgpipe_runtime.netpolicy import BlockedAddress, GuardedClient, InvalidUrl, NetPolicy, check_literal
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 
 class FetchFailed(Exception):
@@ -17,6 +21,7 @@ class FetchFailed(Exception):
 
 
 MAX_RETRY_AFTER_S = 30.0
+MAX_BACKOFF_S = 5.0
 
 
 def retry_after(value: str | None) -> float | None:
@@ -28,56 +33,74 @@ def retry_after(value: str | None) -> float | None:
 
 
 class Downloader:
+    """``bytes_in_flight`` is the worker's one memory budget for source bytes (see budgets); it must hold at
+    least one image of ``max_bytes``."""
+
     def __init__(
         self,
         *,
         max_bytes: int,
         timeout: aiohttp.ClientTimeout,
         policy: NetPolicy,
+        bytes_in_flight: ByteBudget,
         max_redirects: int = 5,
         attempts: int = 3,
         backoff_s: float = 0.2,
     ) -> None:
+        if max_bytes > bytes_in_flight.capacity:
+            raise ValueError(f"a budget of {bytes_in_flight.capacity} bytes cannot hold one image of {max_bytes}")
         self._http = GuardedClient(policy, timeout)
         self._policy = policy
         self._max_redirects = max_redirects
         self._max_bytes = max_bytes
+        self._budget = bytes_in_flight
         self._attempts = attempts
         self._backoff_s = backoff_s
 
-    async def fetch(self, url: str) -> bytes:
-        """The body of ``url``; transient failures are retried with backoff, then FetchFailed."""
-        backoff = wait_random_exponential(multiplier=self._backoff_s, max=5)
+    @asynccontextmanager
+    async def fetch(self, url: str, deadline: float | None = None) -> AsyncIterator[bytes]:
+        """The body of ``url``, its bytes reserved from the budget until the block ends. Transient failures
+        are retried with backoff (or the Retry-After the source asked for), then FetchFailed.
 
-        def wait(state: RetryCallState) -> float:
-            asked = getattr(state.outcome.exception(), "retry_after_s", None)
-            return asked if asked is not None else backoff(state)
-
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._attempts),
-            wait=wait,
-            retry=retry_if_exception(lambda exc: isinstance(exc, FetchFailed) and exc.transient),
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await self._fetch_once(url)
-        raise AssertionError("unreachable")
+        ``deadline`` (the event loop's clock) is when the caller stops waiting: a retry whose wait would
+        end past it is not waited for, the last failure is raised at once. The caller bounds the attempt
+        in flight itself (asyncio.timeout_at), so that every hop and every wait counts against one limit."""
+        body, reservation = await self._fetch_with_retries(url, deadline)
+        try:
+            yield body
+        finally:
+            reservation.release()
 
     async def close(self) -> None:
         await self._http.close()
 
-    async def _fetch_once(self, url: str) -> bytes:
+    async def _fetch_with_retries(self, url: str, deadline: float | None) -> tuple[bytes, Reservation]:
+        loop = asyncio.get_running_loop()
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return await self._fetch_once(url)
+            except FetchFailed as exc:
+                if not exc.transient or attempt == self._attempts:
+                    raise
+                wait = exc.retry_after_s
+                if wait is None:
+                    wait = random.uniform(0, min(MAX_BACKOFF_S, self._backoff_s * 2 ** (attempt - 1)))
+                if deadline is not None and loop.time() + wait >= deadline:
+                    raise
+                await asyncio.sleep(wait)
+        raise AssertionError("unreachable")
+
+    async def _fetch_once(self, url: str) -> tuple[bytes, Reservation]:
         """Follows redirects itself, so that every hop's destination is checked against the policy."""
         for _ in range(self._max_redirects + 1):
             location = await self._get(url)
-            if isinstance(location, bytes):
+            if not isinstance(location, str):
                 return location
             url = location
         raise FetchFailed("too_many_redirects", f"more than {self._max_redirects} redirects", transient=False)
 
-    async def _get(self, url: str) -> bytes | str:
-        """The body, or the absolute URL a redirect points to."""
+    async def _get(self, url: str) -> tuple[bytes, Reservation] | str:
+        """The body and its reservation, or the absolute URL a redirect points to."""
         try:
             check_literal(url, self._policy)
             async with self._http.session().get(url, allow_redirects=False) as response:
@@ -91,15 +114,7 @@ class Downloader:
                         transient=transient,
                         retry_after_s=retry_after(response.headers.get("Retry-After")) if transient else None,
                     )
-                declared = response.content_length
-                if declared is not None and declared > self._max_bytes:
-                    raise FetchFailed("too_large", f"{declared} bytes declared; the cap is {self._max_bytes}", transient=False)
-                body = bytearray()
-                async for chunk in response.content.iter_chunked(64 * 1024):
-                    body.extend(chunk)
-                    if len(body) > self._max_bytes:
-                        raise FetchFailed("too_large", f"more than {self._max_bytes} bytes", transient=False)
-                return bytes(body)
+                return await self._read(response)
         except FetchFailed:
             raise
         except BlockedAddress as exc:
@@ -116,3 +131,26 @@ class Downloader:
             raise FetchFailed("invalid_url", f"{url}: invalid URL ({exc})", transient=False) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise FetchFailed("connection_error", f"{url}: {exc.__class__.__name__}: {exc}", transient=True) from exc
+
+    async def _read(self, response: aiohttp.ClientResponse) -> tuple[bytes, Reservation]:
+        """Reserves the declared length, or the cap when the length is unknown (none declared, or a
+        content encoding that the client decodes), and never holds more than it reserved."""
+        declared = response.content_length
+        if declared is not None and declared > self._max_bytes:
+            raise FetchFailed("too_large", f"{declared} bytes declared; the cap is {self._max_bytes}", transient=False)
+        encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+        reservation = await self._budget.reserve(self._max_bytes if declared is None or encoded else declared)
+        try:
+            body = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                if len(body) + len(chunk) > reservation.amount:
+                    if reservation.amount < self._max_bytes:
+                        message = f"{response.url}: longer than its Content-Length"
+                        raise FetchFailed("connection_error", message, transient=True)
+                    raise FetchFailed("too_large", f"more than {self._max_bytes} bytes", transient=False)
+                body.extend(chunk)
+            reservation.shrink(len(body))
+            return bytes(body), reservation
+        except BaseException:
+            reservation.release()
+            raise
