@@ -16,6 +16,11 @@ START = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 SCHEDULE = Schedule(delays_s=(5, 30), lease_s=60)
 
 
+def at(moment: datetime):
+    """A clock that stands still."""
+    return lambda: moment
+
+
 class ScriptedSender:
     """Answers each URL's POSTs from its script, and records every POST."""
 
@@ -68,22 +73,22 @@ async def stored(deliveries, webhook_id) -> dict:
 async def test_retried_on_the_schedule_with_one_id_and_body_until_2xx(deliveries):
     outbox, event = outbox_for(deliveries, [500, "timeout", 204]), completed()
     assert await accept(event, letter_of(event), outbox, now=START) == "retrying"
-    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=4)) == 0
-    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=5)) == 1
-    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=34)) == 0
-    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=35)) == 1
+    assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=4))) == 0
+    assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=5))) == 1
+    assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=34))) == 0
+    assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=35))) == 1
     assert {(message_id, body) for _, message_id, body in outbox.sender.posts} == {(str(event.event_id), webhook_body(event))}
     delivery = await stored(deliveries, str(event.event_id))
     assert delivery["state"] == "delivered"
     assert [attempt["outcome"] for attempt in delivery["attempts"]] == [500, "timeout", 204]
-    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(days=1)) == 0
+    assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(days=1))) == 0
     assert outbox.dead_letters.sent == []
 
 
 async def test_410_stops_at_once(deliveries):
     outbox, event = outbox_for(deliveries, [410]), completed()
     assert await accept(event, letter_of(event), outbox, now=START) == "gone"
-    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(days=1)) == 0
+    assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(days=1))) == 0
     assert len(outbox.sender.posts) == 1 and outbox.dead_letters.sent == []
 
 
@@ -92,7 +97,7 @@ async def test_a_refusal_or_the_end_of_the_schedule_dead_letters_the_event(deliv
     outbox, event = outbox_for(deliveries, outcomes), completed()
     await accept(event, letter_of(event), outbox, now=START)
     for seconds in (5, 35):
-        await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=seconds))
+        await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=seconds)))
     assert len(outbox.sender.posts) == attempts
     assert (await stored(deliveries, str(event.event_id)))["state"] == "failed"
     [(letter, failure)] = outbox.dead_letters.sent
@@ -112,8 +117,8 @@ async def test_a_delivery_left_by_a_dead_notifier_is_taken_up_when_its_lease_end
     event = completed()
     await deliveries.open(str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 60)
     outbox = outbox_for(deliveries, [200])
-    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=59)) == 0
-    assert await deliver_due(outbox, concurrency=4, now=START + timedelta(seconds=60)) == 1
+    assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=59))) == 0
+    assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=60))) == 1
     assert (await stored(deliveries, str(event.event_id)))["state"] == "delivered"
 
 
@@ -123,7 +128,7 @@ async def test_two_notifiers_never_attempt_the_same_delivery_at_once(deliveries)
         await deliveries.open(str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 0)
     first, second = outbox_for(deliveries, []), outbox_for(deliveries, [])
     counts = await asyncio.gather(
-        deliver_due(first, concurrency=2, now=START), deliver_due(second, concurrency=2, now=START)
+        deliver_due(first, concurrency=2, clock=at(START)), deliver_due(second, concurrency=2, clock=at(START))
     )
     assert sum(counts) == 6
     posted = [message_id for _, message_id, _ in first.sender.posts + second.sender.posts]
@@ -134,3 +139,52 @@ async def test_no_webhook_url_means_nothing_to_deliver(deliveries):
     outbox, event = outbox_for(deliveries, []), completed().model_copy(update={"webhook_url": None})
     assert await accept(event, letter_of(event), outbox, now=START) is None
     assert outbox.sender.posts == []
+
+
+class Clock:
+    def __init__(self, moment: datetime) -> None:
+        self.moment = moment
+
+    def __call__(self) -> datetime:
+        return self.moment
+
+
+class SlowSender(ScriptedSender):
+    """Each POST takes ``takes`` of the clock's time; while the ``nth`` is under way, ``during`` runs (say,
+    another notifier's pass)."""
+
+    def __init__(self, clock: Clock, takes: timedelta, nth: int, during) -> None:
+        super().__init__([])
+        self.clock, self.takes, self.nth, self.during = clock, takes, nth, during
+
+    async def post(self, url: str, message_id: str, body: bytes):
+        self.clock.moment += self.takes
+        if len(self.posts) + 1 == self.nth:
+            await self.during()
+        return await super().post(url, message_id, body)
+
+
+async def test_a_long_pass_claims_each_delivery_for_a_lease_from_its_own_claim(deliveries):
+    """One pass attempts the due deliveries one after another, each POST taking 25 s of a 60 s lease: the
+    third, claimed 50 s into the pass, must still be leased while it is posted at 75 s, so that another
+    notifier's pass at that moment leaves it alone and takes only the fourth."""
+    events = [completed() for _ in range(4)]
+    for event in events:
+        await deliveries.open(
+            str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 0
+        )
+    clock = Clock(START)
+    rival = outbox_for(deliveries, [])
+    rival_pass = lambda: deliver_due(rival, concurrency=4, clock=clock)  # noqa: E731
+    sender = SlowSender(clock, timedelta(seconds=25), nth=3, during=rival_pass)
+    slow = Adapters(deliveries, sender, KeptDeadLetters(), SCHEDULE, default_url=None)
+    assert await deliver_due(slow, concurrency=1, clock=clock) == 3
+    posted = [message_id for _, message_id, _ in slow.sender.posts + rival.sender.posts]
+    assert sorted(posted) == sorted(str(event.event_id) for event in events)  # each once
+    assert len(rival.sender.posts) == 1
+    attempts = [(await stored(deliveries, str(event.event_id)))["attempts"] for event in events]
+    assert all(len(each) == 1 and each[0]["outcome"] == 200 for each in attempts)
+    # Each attempt is recorded at its own claim: 0, 25 and 50 s into the pass, the rival's at 75 s.
+    assert sorted(each[0]["at"].replace(tzinfo=UTC) for each in attempts) == [
+        START + timedelta(seconds=seconds) for seconds in (0, 25, 50, 75)
+    ]

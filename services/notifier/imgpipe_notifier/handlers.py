@@ -4,6 +4,7 @@ schedule kept in MongoDB: a subscriber that is down for an hour holds no consume
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -77,15 +78,21 @@ async def accept(
     return await attempt(delivery, adapters, now=now)
 
 
-async def deliver_due(adapters: Adapters, *, concurrency: int, now: datetime | None = None) -> int:
-    """Attempts every delivery whose retry is due, ``concurrency`` at a time; returns how many."""
-    now = now or datetime.now(UTC)
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def deliver_due(adapters: Adapters, *, concurrency: int, clock: Callable[[], datetime] = utc_now) -> int:
+    """Attempts every delivery whose retry is due, ``concurrency`` at a time; returns how many. A pass
+    can last many webhook timeouts, so each delivery is claimed, and its attempt recorded, at the time
+    ``clock`` gives when it is claimed."""
     attempted = 0
-    while claimed := await adapters.deliveries.claim_due(now, adapters.schedule.lease_s, concurrency):
+    while claimed := await adapters.deliveries.claim_due(clock, adapters.schedule.lease_s, concurrency):
         outcomes = await asyncio.gather(
-            *(attempt(delivery, adapters, now=now) for delivery in claimed), return_exceptions=True
+            *(attempt(delivery, adapters, now=claimed_at) for delivery, claimed_at in claimed),
+            return_exceptions=True,
         )
-        for delivery, outcome in zip(claimed, outcomes, strict=True):
+        for (delivery, _), outcome in zip(claimed, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 log.warning("webhook %s: attempt not recorded (%r); tried again after its lease", delivery["_id"], outcome)
         attempted += len(claimed)

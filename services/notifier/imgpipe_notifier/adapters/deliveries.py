@@ -1,6 +1,7 @@
 """Webhook deliveries in MongoDB: the retry schedule (who is due when) and every attempt, which the status
 API shows (its reader, and the indexes, are in imgpipe_runtime.documents)."""
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from pymongo import ReturnDocument
@@ -40,10 +41,15 @@ class DeliveryLog:
             return None
         return delivery
 
-    async def claim_due(self, now: datetime, lease_s: float, limit: int) -> list[dict]:
-        """Up to ``limit`` open deliveries whose next attempt is due, each leased to the caller."""
+    async def claim_due(
+        self, clock: Callable[[], datetime], lease_s: float, limit: int
+    ) -> list[tuple[dict, datetime]]:
+        """Up to ``limit`` open deliveries whose next attempt is due, each leased to the caller, with the
+        time of its claim. Each claim reads ``clock`` anew: its lease runs from when it was taken, not
+        from when the caller started, so a slow pass never holds a lease that has already run out."""
         claimed = []
         while len(claimed) < limit:
+            now = clock()
             delivery = await self._deliveries.find_one_and_update(
                 {"state": {"$in": OPEN}, "next_attempt_at": {"$lte": now}},
                 {"$set": {"next_attempt_at": now + timedelta(seconds=lease_s)}},
@@ -52,7 +58,7 @@ class DeliveryLog:
             )
             if delivery is None:
                 break
-            claimed.append(delivery)
+            claimed.append((delivery, now))
         return claimed
 
     async def record(
