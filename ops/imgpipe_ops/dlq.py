@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
 from imgpipe_bus import dlq_name, origin_of
-from imgpipe_bus.dead_letters import HEADER_PREFIX, REPLAY_HEADER
+from imgpipe_bus.dead_letters import HEADER_PREFIX, REPLAY_HEADER, replay_count
 from imgpipe_schemas import TOPICS
 
 
@@ -40,7 +40,7 @@ class DeadLetter:
 
     @property
     def replays(self) -> int:
-        return int(dict(self.headers).get(REPLAY_HEADER, b"0") or 0)
+        return replay_count(self.headers)
 
     @property
     def ref(self) -> str:
@@ -89,10 +89,19 @@ def read(bootstrap: str, filters: Filters, idle_s: float = 2.0) -> Iterator[Dead
         consumer.close()
 
 
-def replay(bootstrap: str, letters: list[DeadLetter]) -> int:
+class ReplayFailed(Exception):
+    """Some dead letters were not confirmed back on their topics. They are still in their dead-letter
+    topics: replaying them again is safe (every stage handles a message delivered twice)."""
+
+
+def replay(bootstrap: str, letters: list[DeadLetter], timeout_s: float = 30.0) -> int:
     """Re-produces each letter to its origin topic with its original key, value and headers, plus a
-    replay counter; the context headers of the dead letter are dropped."""
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False})
+    replay counter; the context headers of the dead letter are dropped. Returns how many the broker
+    acknowledged, which is all of them: raises ReplayFailed when any was refused, or not acknowledged
+    within ``timeout_s``."""
+    producer = Producer(
+        {"bootstrap.servers": bootstrap, "enable.idempotence": False, "message.timeout.ms": int(timeout_s * 1000)}
+    )
     errors: list[str] = []
     for letter in letters:
         headers = [(k, v) for k, v in letter.headers if not k.startswith(HEADER_PREFIX) and k != REPLAY_HEADER]
@@ -101,9 +110,13 @@ def replay(bootstrap: str, letters: list[DeadLetter]) -> int:
             letter.origin, key=letter.key, value=letter.value, headers=headers,
             on_delivery=lambda err, _: errors.append(str(err)) if err else None,
         )
-    producer.flush(30)
-    if errors:
-        raise RuntimeError(f"{len(errors)} replay(s) failed: {errors[0]}")
+    undelivered = producer.flush(timeout_s)
+    if undelivered or errors:
+        reason = errors[0] if errors else f"no acknowledgement from {bootstrap} within {timeout_s:g} s"
+        raise ReplayFailed(
+            f"{undelivered + len(errors)} of {len(letters)} dead letter(s) not replayed ({reason}); "
+            "they are still in their dead-letter topics, and replaying them again is safe"
+        )
     return len(letters)
 
 

@@ -178,6 +178,22 @@ def test_a_webhook_refused_for_good_is_dead_lettered_with_where_it_came_from(sta
     assert json.loads(letter.value)["event_id"] == failed["webhook_id"]
 
 
+def test_a_failed_webhook_replayed_is_attempted_again_with_its_id(stack, sources):
+    with LocalHttpServer(post_statuses=[400]) as receiver:
+        request_id = upload(stack.api_url, request_csv(sources, rows=1), webhook_url=f"{receiver.url}/hook")
+        wait_until_finished(stack.api_url, request_id, timeout=60)
+        wait_for(lambda: [d for d in status(stack, request_id)["webhooks"] if d["state"] == "failed"], 30, "failed")
+        wait_for(lambda: request_id in dlq_cli(stack, "list", "--request", request_id), 30, "the dead letter")
+        replayed = dlq_cli(stack, "replay", "--request", request_id, "--topic", REQUESTS_COMPLETED.name)
+        assert "replayed 1 dead letter" in replayed
+        [delivery] = wait_for(
+            lambda: [d for d in status(stack, request_id)["webhooks"] if d["state"] == "delivered"], 30, "delivered"
+        )
+        assert [attempt["outcome"] for attempt in delivery["attempts"]] == [400, 200]
+        assert [hook.headers["webhook-id"] for hook in receiver.received] == [delivery["webhook_id"]] * 2
+        verify(SECRET, receiver.received[1].body, receiver.received[1].headers)
+
+
 def dlq_cli(stack, *args: str) -> str:
     result = subprocess.run(
         [venv_command("imgpipe"), "dlq", *args, "--bootstrap", stack.bootstrap],

@@ -1,12 +1,14 @@
 """The webhook schedule kept in MongoDB: attempts, leases and dead letters, with the clock passed in."""
 
 import asyncio
+import dataclasses
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from imgpipe_bus import Letter
+from imgpipe_bus.dead_letters import REPLAY_HEADER
 from imgpipe_notifier.adapters.deliveries import DeliveryLog
 from imgpipe_notifier.handlers import Adapters, Schedule, accept, deliver_due, webhook_body
 from imgpipe_runtime.mongo import connect
@@ -133,6 +135,48 @@ async def test_two_notifiers_never_attempt_the_same_delivery_at_once(deliveries)
     assert sum(counts) == 6
     posted = [message_id for _, message_id, _ in first.sender.posts + second.sender.posts]
     assert sorted(posted) == sorted(str(event.event_id) for event in events)
+
+
+def replayed(letter: Letter, count: int, offset: int) -> Letter:
+    """The letter as ``imgpipe dlq replay`` puts it back on its topic: a new offset, the replay count."""
+    headers = [(key, value) for key, value in letter.headers if key != REPLAY_HEADER] + [(REPLAY_HEADER, b"%d" % count)]
+    return dataclasses.replace(letter, offset=offset, headers=headers)
+
+
+async def test_a_replayed_completion_reopens_its_failed_delivery_on_a_new_schedule(deliveries):
+    outbox, event = outbox_for(deliveries, [503, 503, 503, 500, 204]), completed()
+    await accept(event, letter_of(event), outbox, now=START)
+    for seconds in (5, 35):
+        await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=seconds)))
+    assert (await stored(deliveries, str(event.event_id)))["state"] == "failed"
+
+    later = START + timedelta(hours=1)
+    replay = replayed(letter_of(event), 1, offset=99)
+    assert await accept(event, replay, outbox, now=later) == "retrying"
+    assert await accept(event, replay, outbox, now=later) is None  # the replayed message delivered again
+    assert await deliver_due(outbox, concurrency=4, clock=at(later + timedelta(seconds=5))) == 1
+    delivery = await stored(deliveries, str(event.event_id))
+    assert delivery["state"] == "delivered"
+    assert [attempt["outcome"] for attempt in delivery["attempts"]] == [503, 503, 503, 500, 204]
+    assert {message_id for _, message_id, _ in outbox.sender.posts} == {str(event.event_id)}
+    assert len(outbox.dead_letters.sent) == 1
+
+
+async def test_a_delivery_failed_again_after_a_replay_is_dead_lettered_with_its_replay_count(deliveries):
+    outbox, event = outbox_for(deliveries, [400, 400]), completed()
+    await accept(event, letter_of(event), outbox, now=START)
+    later = START + timedelta(hours=1)
+    assert await accept(event, replayed(letter_of(event), 1, offset=99), outbox, now=later) == "failed"
+    [_, (letter, failure)] = outbox.dead_letters.sent
+    assert letter.offset == 99 and letter.replays == 1
+    assert failure.attempts == 1 and failure.first_failure == later
+
+
+async def test_a_replay_of_a_delivery_still_on_its_schedule_changes_nothing(deliveries):
+    outbox, event = outbox_for(deliveries, [503]), completed()
+    assert await accept(event, letter_of(event), outbox, now=START) == "retrying"
+    assert await accept(event, replayed(letter_of(event), 1, offset=99), outbox, now=START) is None
+    assert len(outbox.sender.posts) == 1
 
 
 async def test_no_webhook_url_means_nothing_to_deliver(deliveries):

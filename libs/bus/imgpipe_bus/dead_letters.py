@@ -20,6 +20,16 @@ def origin_of(dlq_topic: str) -> str:
     return dlq_topic.removesuffix(DLQ_SUFFIX)
 
 
+def replay_count(headers: list[tuple[str, bytes]]) -> int:
+    """How many times a message was put back from its dead-letter topic (0: never; a value that is not
+    a count counts as never)."""
+    value = dict(headers).get(REPLAY_HEADER) or b"0"
+    try:
+        return max(0, int(value))
+    except ValueError:
+        return 0
+
+
 @dataclass(frozen=True)
 class Letter:
     """A consumed message as plain data, to be kept (say in MongoDB) and dead-lettered later."""
@@ -38,6 +48,10 @@ class Letter:
             message.topic, message.partition, message.offset, message.timestamp, message.key, message.value,
             _headers(message),
         )
+
+    @property
+    def replays(self) -> int:
+        return replay_count(self.headers)
 
     def to_document(self) -> dict:
         return {**self.__dict__, "headers": [list(header) for header in self.headers]}

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from imgpipe_bus import DeadLetters, Failure, Letter
-from imgpipe_notifier.adapters.deliveries import DELIVERED, FAILED, GONE, RETRYING, DeliveryLog
+from imgpipe_notifier.adapters.deliveries import DELIVERED, FAILED, GONE, RETRYING, DeliveryLog, this_round
 from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_schemas import RequestCompleted
 
@@ -64,7 +64,11 @@ async def accept(
 ) -> str | None:
     """Records the delivery and makes its first attempt; later attempts are deliver_due's. A completion
     delivered again (a redelivered message) finds its delivery recorded and changes nothing. The letter
-    is kept with the delivery, to dead-letter the completion if its last attempt fails."""
+    is kept with the delivery, to dead-letter the completion if its last attempt fails.
+
+    A completion replayed from the dead-letter topic (``imgpipe dlq replay``) reopens its closed delivery,
+    with the same webhook id and body: it is attempted at once, then on the whole schedule again, and its
+    attempts are added to the earlier ones."""
     url = event.webhook_url or adapters.default_url
     if not url:
         log.info("request %s completed; no webhook URL to notify", event.request_id)
@@ -73,6 +77,10 @@ async def accept(
     delivery = await adapters.deliveries.open(
         str(event.event_id), str(event.request_id), url, webhook_body(event), letter, now, adapters.schedule.lease_s
     )
+    if delivery is None and letter.replays:
+        delivery = await adapters.deliveries.reopen(str(event.event_id), letter, now, adapters.schedule.lease_s)
+        if delivery is not None:
+            log.info("webhook %s of request %s reopened by replay %d", event.event_id, event.request_id, letter.replays)
     if delivery is None:
         return None
     return await attempt(delivery, adapters, now=now)
@@ -102,8 +110,9 @@ async def deliver_due(adapters: Adapters, *, concurrency: int, clock: Callable[[
 async def attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
     """One POST with the delivery's fixed webhook id and body; records the outcome and, if another
     attempt is due, when. The last failure dead-letters the completion event."""
-    webhook_id, url = delivery["_id"], delivery["url"]
-    number = len(delivery["attempts"]) + 1
+    webhook_id, url, replay = delivery["_id"], delivery["url"], delivery.get("replays", 0)
+    earlier = this_round(delivery)
+    number = len(earlier) + 1
     outcome = await adapters.sender.post(url, webhook_id, bytes(delivery["body"]))
     delays = adapters.schedule.delays_s
     if isinstance(outcome, int) and 200 <= outcome < 300:
@@ -115,7 +124,7 @@ async def attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
     elif number > len(delays) or not retryable(outcome):
         state = FAILED
         reason = DeliveryFailed(f"webhook {webhook_id} to {url} failed after {number} attempt(s): {outcome}")
-        first = delivery["attempts"][0]["at"] if delivery["attempts"] else now
+        first = earlier[0]["at"] if earlier else now
         # Before recording: if the dead letter cannot be stored now, the lease runs out and all is tried again.
         await adapters.dead_letters.send(
             Letter.from_document(delivery["letter"]), Failure("notifier", reason, number, first, now)
@@ -123,8 +132,8 @@ async def attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
         log.error("%s; dead-lettered", reason)
     else:
         next_at = now + timedelta(seconds=delays[number - 1])
-        await adapters.deliveries.record(webhook_id, outcome, RETRYING, now, next_at)
+        await adapters.deliveries.record(webhook_id, replay, outcome, RETRYING, now, next_at)
         log.warning("webhook %s attempt %d to %s: %s; next at %s", webhook_id, number, url, outcome, next_at)
         return RETRYING
-    await adapters.deliveries.record(webhook_id, outcome, state, now)
+    await adapters.deliveries.record(webhook_id, replay, outcome, state, now)
     return state

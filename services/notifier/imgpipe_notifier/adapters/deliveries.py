@@ -1,5 +1,9 @@
 """Webhook deliveries in MongoDB: the retry schedule (who is due when) and every attempt, which the status
-API shows (its reader, and the indexes, are in imgpipe_runtime.documents)."""
+API shows (its reader, and the indexes, are in imgpipe_runtime.documents).
+
+A delivery's ``replays`` is the replay count of the completion it was last opened by (see
+``imgpipe dlq replay``); each attempt records the ``replay`` it belongs to, so that a replayed delivery
+starts its retry schedule again while keeping the earlier attempts."""
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -29,6 +33,7 @@ class DeliveryLog:
             "url": url,
             "body": body,
             "letter": letter.to_document(),
+            "replays": letter.replays,
             "state": PENDING,
             "attempts": [],
             "next_attempt_at": now + timedelta(seconds=lease_s),
@@ -61,13 +66,47 @@ class DeliveryLog:
             claimed.append((delivery, now))
         return claimed
 
+    async def reopen(self, webhook_id: str, letter: Letter, now: datetime, lease_s: float) -> dict | None:
+        """The closed delivery of a completion replayed ``letter.replays`` times, opened again and leased
+        to the caller; None when it is still open, or has already been reopened by this replay (the
+        replayed message delivered twice)."""
+        return await self._deliveries.find_one_and_update(
+            {
+                "_id": webhook_id,
+                "state": {"$nin": OPEN},
+                "$or": [{"replays": {"$exists": False}}, {"replays": {"$lt": letter.replays}}],
+            },
+            {
+                "$set": {
+                    "state": PENDING,
+                    "letter": letter.to_document(),
+                    "replays": letter.replays,
+                    "next_attempt_at": now + timedelta(seconds=lease_s),
+                    "updated_at": now,
+                }
+            },
+            return_document=ReturnDocument.AFTER,
+        )
+
     async def record(
-        self, webhook_id: str, outcome: int | str, state: str, now: datetime, next_attempt_at: datetime | None = None
+        self,
+        webhook_id: str,
+        replay: int,
+        outcome: int | str,
+        state: str,
+        now: datetime,
+        next_attempt_at: datetime | None = None,
     ) -> None:
         await self._deliveries.update_one(
             {"_id": webhook_id},
             {
                 "$set": {"state": state, "next_attempt_at": next_attempt_at, "updated_at": now},
-                "$push": {"attempts": {"at": now, "outcome": outcome}},
+                "$push": {"attempts": {"at": now, "outcome": outcome, "replay": replay}},
             },
         )
+
+
+def this_round(delivery: dict) -> list[dict]:
+    """The attempts made since the delivery was last opened (by its completion or a replay of it)."""
+    replays = delivery.get("replays", 0)
+    return [attempt for attempt in delivery["attempts"] if attempt.get("replay", 0) == replays]
