@@ -82,6 +82,12 @@ def demo(args: argparse.Namespace) -> int:
     return run_demo(args.api, rows=args.rows, images_per_row=args.images)
 
 
+def samples(args: argparse.Namespace) -> int:
+    from imgpipe_ops.demo import serve_samples
+
+    return serve_samples(args.port)
+
+
 def bench(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -111,7 +117,12 @@ def dead_letters(args: argparse.Namespace) -> int:
             print(f"would replay {letter.ref} → {letter.origin}")
         print(f"{len(letters)} dead letter(s) would be replayed")
     else:
-        print(f"replayed {dlq.replay(args.bootstrap, letters)} dead letter(s)")
+        try:
+            count = dlq.replay(args.bootstrap, letters)
+        except dlq.ReplayFailed as exc:
+            log.error("%s", exc)
+            return 1
+        print(f"replayed {count} dead letter(s)")
     return 0
 
 
@@ -139,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     demo_cmd.add_argument("--rows", type=int, default=5)
     demo_cmd.add_argument("--images", type=int, default=3, help="images per row")
     demo_cmd.set_defaults(func=demo)
+    samples_cmd = commands.add_parser("samples", help="serve the photos of examples/products.csv and receive webhooks")
+    samples_cmd.add_argument("--port", type=int, default=9000, help="default 9000, as examples/products.csv expects")
+    samples_cmd.set_defaults(func=samples)
     bench_cmd = commands.add_parser("bench", help="plain codec loop, compress() and the pipeline, on the same images")
     bench_cmd.add_argument("--count", type=int, default=300, help="images in each throughput run (default 300)")
     bench_cmd.add_argument("--distinct", type=int, default=12, help="distinct generated photos (default 12)")
