@@ -2,13 +2,19 @@
 take the worker down with it: the pool is replaced and the image is tried once more, then reported.
 
 Where the blob store can be written from any process (a local directory), the codec process stores
-the output itself, so that only the source's bytes cross between processes, once."""
+the output itself, so that only the source's bytes cross between processes, once.
+
+A codec process ends when the worker that started it dies, however it dies: after a kill -9 of the
+worker the pool's processes, which wait on each other, would otherwise live on forever."""
 
 import asyncio
 import dataclasses
 import functools
 import logging
 import multiprocessing
+import os
+import select
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -25,7 +31,12 @@ class CodecPool:
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("forkserver"))
+        return ProcessPoolExecutor(
+            self._processes,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_end_with,
+            initargs=(os.getpid(),),
+        )
 
     async def compress(self, data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
         """The output of ``data``; already stored as ``<stem>.<extension>`` when its bytes are None."""
@@ -44,3 +55,17 @@ class CodecPool:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _end_with(parent_pid: int) -> None:
+    """Runs in each codec process: exits it as soon as the worker process ``parent_pid`` has ended."""
+    try:
+        parent = os.pidfd_open(parent_pid)
+    except ProcessLookupError:
+        os._exit(1)
+
+    def wait_for_parent() -> None:
+        select.select([parent], [], [])  # a process's pidfd turns readable when it ends
+        os._exit(1)
+
+    threading.Thread(target=wait_for_parent, name="end-with-worker", daemon=True).start()
