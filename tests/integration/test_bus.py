@@ -31,6 +31,20 @@ def test_topics_are_created_explicitly_with_the_configured_partitions(bus_settin
         assert len(metadata.topics[name].partitions) == bus_settings.partitions
 
 
+def test_dead_letter_topics_keep_their_letters_until_deleted(bus_settings):
+    from confluent_kafka.admin import ConfigResource
+
+    ensure_topics(bus_settings)
+    admin = AdminClient({"bootstrap.servers": bus_settings.bootstrap_servers})
+    described = admin.describe_configs([ConfigResource("topic", name) for name in topic_names()])
+    for resource, future in described.items():
+        retention = {name: entry.value for name, entry in future.result().items() if name.startswith("retention.")}
+        if resource.name.endswith(".dlq"):
+            assert (retention["retention.ms"], retention["retention.bytes"]) == ("-1", "-1"), resource.name
+        else:
+            assert retention.get("retention.ms") != "-1", resource.name
+
+
 async def test_rows_spread_over_partitions_and_results_of_a_request_land_together(bus_settings):
     ensure_topics(bus_settings)
     producer = EventProducer(bus_settings)

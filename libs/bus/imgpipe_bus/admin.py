@@ -18,6 +18,14 @@ def topic_names() -> list[str]:
     return [name for topic in TOPICS for name in (topic.name, dlq_name(topic.name))]
 
 
+# Dead letters are the replay store: kept until an operator deletes them, never aged out by retention.
+DEAD_LETTER_RETENTION = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def topic_config(name: str) -> dict[str, str]:
+    return dict(DEAD_LETTER_RETENTION) if name.endswith(".dlq") else {}
+
+
 def ensure_topics(settings: BusSettings, timeout: float = 30.0) -> list[str]:
     """Creates every missing topic; returns the names it created. Waits for the broker up to ``timeout``."""
     admin = AdminClient({"bootstrap.servers": settings.bootstrap_servers})
@@ -26,7 +34,7 @@ def ensure_topics(settings: BusSettings, timeout: float = 30.0) -> list[str]:
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing],
+        [NewTopic(name, settings.partitions, settings.replication_factor, config=topic_config(name)) for name in missing],
         operation_timeout=timeout,
     )
     created = []
