@@ -124,3 +124,23 @@ async def test_a_request_whose_rows_never_came_is_redriven_then_failed(adapters,
     assert request["status"] == "FAILED"
     assert request["progress"] == {"rows_total": 3, "rows_done": 1, "images_total": 3, "images_ok": 1, "images_failed": 0}
     assert [row[0] for row in (await output_table(adapters, request))[1:]] == ["10"]
+
+
+async def test_a_direct_requests_rows_waiting_in_the_topic_are_not_redriven(adapters, bus_settings):
+    """The assembler records where it read a direct producer's rows, so the reconciler sees them wait."""
+    from imgpipe_bus import Letter, encode
+
+    request_id = uuid.uuid4()
+    rows = [submitted(request_id, 0), submitted(request_id, 1)]
+    where = await adapters.producer.publish_many(ROWS_SUBMITTED, rows)
+    letters = [
+        Letter(ROWS_SUBMITTED.name, at.partition, at.offset, None, row.partition_key().encode(), encode(row), [])
+        for row, at in zip(rows, where, strict=True)
+    ]
+    await register_requests([accepted(request_id, 2)], adapters)
+    await register_rows(rows, adapters, letters=letters)
+    rows_topic = RowsTopic(bus_settings, group=f"workers-{uuid.uuid4().hex[:8]}")
+    policy = ReconcilePolicy(stall_s=60, max_rounds=1)
+    later = datetime.now(UTC) + timedelta(seconds=61)
+    counts = await reconcile(adapters, rows_topic, policy=policy, now=later)
+    assert (counts["waiting"], counts["redriven"]) == (1, 0)

@@ -13,6 +13,8 @@ What a handler gets and gives back:
   handled. Raising is a failure, retried per the stage's RetryPolicy; raising Unprocessable dead-letters
   the message at once.
 - ``handle_batches`` calls ``handler(events)`` with the decoded events of a batch; what it returns is ignored.
+  With ``with_letters`` it calls ``handler(events, letters=letters)``, the messages as Letters in the same
+  order, for a handler that records where its events were (their partition and offset).
 """
 
 import asyncio
@@ -148,18 +150,26 @@ async def handle_each(stream: faust.StreamT, stage: Stage, handler: Callable[[Ev
 async def handle_batches(
     stream: faust.StreamT,
     stage: Stage,
-    handler: Callable[[Sequence[Event]], Awaitable[Any]],
+    handler: Callable[..., Awaitable[Any]],
     max_events: int,
     within_s: float,
+    *,
+    with_letters: bool = False,
 ) -> None:
     """Like handle_each, a batch at a time; a batch that keeps failing is retried event by event, so only
     the events that fail alone are dead-lettered."""
+    if with_letters:
+        call = handler
+    else:
+        async def call(events: Sequence[Event], letters: Sequence[Letter]) -> Any:
+            return await handler(events)
+
     async for batch in take_batches(stream, max_events, within_s):
         async with stage.in_flight.track([item.message for item in batch]):
-            await _handle_batch(stage, handler, batch)
+            await _handle_batch(stage, call, batch)
 
 
-async def _handle_batch(stage: Stage, handler: Callable[[Sequence[Event]], Awaitable[Any]], batch) -> None:
+async def _handle_batch(stage: Stage, handler: Callable[..., Awaitable[Any]], batch) -> None:
     decoded = []
     for item in batch:
         if (event := await _decode_or_dead_letter(stage, item.message)) is not None:
@@ -167,10 +177,11 @@ async def _handle_batch(stage: Stage, handler: Callable[[Sequence[Event]], Await
     if not decoded:
         return
     events = [event for _, event in decoded]
-    if await _attempt(stage, lambda: handler(events)):
+    letters = [Letter.of(message) for message, _ in decoded]
+    if await _attempt(stage, lambda: handler(events, letters=letters)):
         return
-    for message, event in decoded:
-        await _handle(stage, [message], lambda event=event: handler([event]))
+    for (message, event), letter in zip(decoded, letters, strict=True):
+        await _handle(stage, [message], lambda event=event, letter=letter: handler([event], letters=[letter]))
 
 
 async def _decode_or_dead_letter(stage: Stage, message: Any) -> Event | None:

@@ -1,5 +1,6 @@
 """Row results in, request progress and completion out. The assembler is the only writer of progress."""
 
+import itertools
 import logging
 import uuid
 from collections.abc import Sequence
@@ -7,7 +8,7 @@ from dataclasses import dataclass
 
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.output_csv import build_output_csv
-from imgpipe_bus import EventProducer, Unprocessable
+from imgpipe_bus import EventProducer, Letter, Unprocessable
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_csv_name
 from imgpipe_runtime.documents import Origin, progress, stored_progress
 from imgpipe_runtime.logs import about_request
@@ -57,20 +58,31 @@ async def register_requests(accepted: Sequence[RequestAccepted], adapters: Adapt
                 await complete_if_done(str(event.request_id), adapters)
 
 
-async def register_rows(rows: Sequence[RowSubmitted], adapters: Adapters) -> None:
+async def register_rows(rows: Sequence[RowSubmitted], adapters: Adapters, letters: Sequence[Letter] = ()) -> None:
     """Stores the input of rows produced straight to Kafka, so that their request can be re-driven and
-    its output CSV built. Rows of an upload were stored by ingest and are skipped."""
+    its output CSV built, and where each was read (``letters``), so that the reconciler can tell a row that
+    waits for a worker from a lost one. Rows of an upload were stored by ingest and are skipped."""
     known = await adapters.store.known({str(row.request_id) for row in rows})
-    direct = [row for row in rows if known.get(str(row.request_id), {}).get("origin") != Origin.UPLOAD]
+    direct = [
+        (row, letter)
+        for row, letter in itertools.zip_longest(rows, letters)
+        if known.get(str(row.request_id), {}).get("origin") != Origin.UPLOAD
+    ]
     if not direct:
         return
-    for row in direct:
+    for row, _ in direct:
         request = known.get(str(row.request_id))
         if request is not None and row.row_index >= request["rows_total"]:
             raise Unprocessable(
                 f"row_index {row.row_index} is outside request {row.request_id}, which has {request['rows_total']} rows"
             )
-    for request_id in await adapters.store.register_rows(direct):
+    located: dict[str, list[tuple[int, tuple[int, int]]]] = {}
+    for row, letter in direct:
+        if letter is not None:
+            located.setdefault(str(row.request_id), []).append((row.row_index, (letter.partition, letter.offset)))
+    for request_id, places in located.items():
+        await adapters.store.record_publication(request_id, [index for index, _ in places], [at for _, at in places])
+    for request_id in await adapters.store.register_rows([row for row, _ in direct]):
         with about_request(request_id):
             await complete_if_done(request_id, adapters)
 

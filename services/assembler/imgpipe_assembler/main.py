@@ -53,13 +53,14 @@ def build_app(settings: Settings) -> faust.App:
 
     adapters = handlers.Adapters(store=store, blobs=blobs, producer=producer, public_base_url=settings.public_base_url)
 
-    def in_batches(stream, stage: Stage, handler):
+    def in_batches(stream, stage: Stage, handler, with_letters: bool = False):
         return handle_batches(
             stream,
             stage,
             functools.partial(handler, adapters=adapters),
             settings.assembler_batch_size,
             settings.assembler_batch_wait_s,
+            with_letters=with_letters,
         )
 
     stage = agent_stage(app, ROWS_PROCESSED, producer, OUTAGES)
@@ -93,7 +94,7 @@ def build_app(settings: Settings) -> faust.App:
 
     @app.agent(faust_topic(app, ROWS_SUBMITTED), concurrency=1)
     async def receive_rows(stream):
-        await in_batches(stream, submitted_stage, handlers.register_rows)
+        await in_batches(stream, submitted_stage, handlers.register_rows, with_letters=True)
 
     return app
 
