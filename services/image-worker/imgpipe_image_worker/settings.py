@@ -1,14 +1,15 @@
-import os
-
 from pydantic import Field, ValidationInfo, field_validator
 
 from imgpipe_bus import BusSettings
+from imgpipe_runtime.cpus import usable_cpus
 from imgpipe_runtime.settings import BlobSettings, LogSettings, MongoSettings, PublicUrlSettings
 
 
 class Settings(PublicUrlSettings):
     worker_concurrency: int = Field(16, ge=1, description="Rows in flight per image-worker process.")
-    compress_processes: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    compress_processes: int = Field(
+        default_factory=usable_cpus, ge=1, description="Pillow processes; default: the CPUs the container may use."
+    )
     fetch_connect_timeout_s: float = Field(5.0, gt=0)
     fetch_total_timeout_s: float = Field(30.0, gt=0)
     fetch_attempts: int = Field(3, ge=1)
