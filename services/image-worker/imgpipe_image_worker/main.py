@@ -26,11 +26,11 @@ from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
-from imgpipe_schemas.topics import ROWS_SUBMITTED
+from imgpipe_schemas.topics import IMAGE_WORKER_GROUP, ROWS_SUBMITTED
 
 
 def build_app(settings: Settings) -> faust.App:
-    app = create_app("image-worker", settings.kafka)
+    app = create_app(IMAGE_WORKER_GROUP, settings.kafka)
     db = connect(settings.mongo)
     blobs = open_blob_store(settings.blobs, db)
     policy = Policy(max_pixels=settings.max_image_pixels, jpeg_optimize=settings.jpeg_optimize)
