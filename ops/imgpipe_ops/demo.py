@@ -10,7 +10,8 @@ from imgpipe_ops.client import upload, wait_until_finished
 from imgpipe_ops.samples import LocalHttpServer, Route, example_routes, photo_like_jpeg, products_csv
 
 
-def run_demo(api: str, rows: int, images_per_row: int) -> int:
+def run_demo(api: str, rows: int, images_per_row: int, api_key: str | None = None) -> int:
+    """``api_key``: for a stack with IMGPIPE_API_KEYS set; the status page asks for it too."""
     try:
         httpx.get(f"{api}/healthz", timeout=3).raise_for_status()
     except httpx.HTTPError as exc:
@@ -28,8 +29,9 @@ def run_demo(api: str, rows: int, images_per_row: int) -> int:
         print(f"uploading a {rows}-row CSV; images served from {server.url}\n")
         print(csv_bytes.decode())
         started = time.monotonic()
-        request_id = upload(api, csv_bytes, webhook_url=f"{server.url}/webhook")
+        request_id = upload(api, csv_bytes, webhook_url=f"{server.url}/webhook", api_key=api_key)
         print(f"request_id {request_id}")
+        print(f"follow it in a browser: {status_page_url(api, request_id)}")
         with tqdm(total=count, unit="image", desc="compressing") as bar:
 
             def show(payload: dict) -> None:
@@ -37,7 +39,7 @@ def run_demo(api: str, rows: int, images_per_row: int) -> int:
                 bar.update(done - bar.n)
                 bar.set_postfix_str(payload["status"])
 
-            final = wait_until_finished(api, request_id, timeout=300, on_progress=show)
+            final = wait_until_finished(api, request_id, timeout=300, on_progress=show, api_key=api_key)
         print(f"\n{final['status']} in {time.monotonic() - started:.2f} s: {final['progress']}")
         print(f"output CSV: {final['output_file_url']}\n")
         print(httpx.get(final["output_file_url"], timeout=10).text)
@@ -49,6 +51,11 @@ def run_demo(api: str, rows: int, images_per_row: int) -> int:
             print(f"webhook received: webhook-id {hook.headers.get('webhook-id')}\n{hook.body.decode()}")
         print(f"\nsource photos: {source_bytes / 1e6:.1f} MB in total")
     return 0 if final["status"] == "SUCCESS" else 1
+
+
+def status_page_url(api: str, request_id: str) -> str:
+    """The request's status page, which ingest serves beside its API."""
+    return f"{api.rstrip('/')}/requests/{request_id}"
 
 
 def serve_samples(port: int) -> int:

@@ -2,16 +2,21 @@
 
 import json
 import uuid
+from datetime import UTC, datetime
 
 import pytest
 from fastapi.testclient import TestClient
+from pymongo import MongoClient
 
 from imgpipe_bus import ensure_topics
 from imgpipe_ingest.api import create_api
 from imgpipe_ingest.settings import Settings
+from imgpipe_runtime.documents import ROWS, row_id, row_results
 from imgpipe_runtime.webhooks import generate_secret, sign_headers
+from imgpipe_schemas import ImageResult, RowProcessed
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
 from tests.integration.kafka_helpers import consume
+from tests.integration.test_openapi import answers_as_documented
 
 SECRET = generate_secret()
 GOOD_CSV = b'S. No.,Product Name,Input Image Urls\n1,A,"http://img.test/1.jpg,http://img.test/2.jpg"\n2,B,http://img.test/3.jpg\n'
@@ -28,8 +33,9 @@ def settings(bus_settings, mongo_settings) -> Settings:
 
 @pytest.fixture
 def client(settings):
+    """Every answer it gets is checked against the OpenAPI document (test_openapi.check_documented)."""
     with TestClient(create_api(settings)) as test_client:
-        yield test_client
+        yield answers_as_documented(test_client)
 
 
 def post_csv(client, data: bytes, **form):
@@ -149,6 +155,7 @@ def test_a_large_upload_within_the_limits_is_read_in_chunks(bus_settings, mongo_
         kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=2 * 1024 * 1024, webhook_secret=SECRET
     )
     with TestClient(create_api(settings)) as big_client:
+        answers_as_documented(big_client)
         response = post_csv(big_client, data)
         assert response.status_code == 200, response.text
         request_id = response.json()["payload"]["request_id"]
@@ -235,16 +242,17 @@ def test_a_rejected_upload_does_not_use_up_its_idempotency_key(client):
     assert post_csv_with_key(client, GOOD_CSV, "k-1").status_code == 200
 
 
-def post_csv_with_key(client, data: bytes, key: str, **form):
+def post_csv_with_key(client, data: bytes, key: str, headers: dict | None = None, **form):
     return client.post(
-        "/api/upload/", files={"file": ("p.csv", data, "text/csv")}, data=form, headers={"Idempotency-Key": key}
+        "/api/upload/", files={"file": ("p.csv", data, "text/csv")}, data=form,
+        headers={"Idempotency-Key": key, **(headers or {})},
     )
 
 
 @pytest.fixture
 def keyed_client(settings):
     with TestClient(create_api(settings.model_copy(update={"api_keys": "k1, k2"}))) as test_client:
-        yield test_client
+        yield answers_as_documented(test_client)
 
 
 @pytest.mark.parametrize(
@@ -266,6 +274,7 @@ def test_an_upload_while_the_broker_is_down_is_kept_for_the_reconciler(settings)
 
     dead_broker = BusSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", delivery_timeout_s=1)
     with TestClient(create_api(settings.model_copy(update={"kafka": dead_broker}))) as offline:
+        answers_as_documented(offline)
         response = post_csv(offline, GOOD_CSV)
         assert response.status_code == 200
         request_id = response.json()["payload"]["request_id"]
@@ -287,3 +296,95 @@ def test_a_serial_beyond_64_bits_is_a_400_with_the_reason(client, serial):
     response = client.post("/api/upload/", **csv_file(HEADER + f"{serial},A,http://img.test/1.jpg\n".encode()))
     assert response.status_code == 400
     assert "is larger than 9223372036854775807" in response.json()["payload"]["errors"][0]["message"]
+
+
+def store_results(settings, request_id: str, results: dict[int, list[ImageResult]]) -> None:
+    """Row results as the assembler stores them."""
+    with MongoClient(settings.mongo.url) as mongo:
+        rows = mongo[settings.mongo.database][ROWS]
+        for row_index, images in results.items():
+            result = RowProcessed(request_id=uuid.UUID(request_id), row_index=row_index, images=images)
+            rows.update_one({"_id": row_id(request_id, row_index)}, {"$set": row_results(result, datetime.now(UTC))})
+
+
+def rows_page(client, request_id: str, headers: dict | None = None, **params):
+    response = client.get("/api/rows/", params={"request_id": request_id, **params}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["payload"]
+
+
+def test_rows_are_paged_in_input_order_with_each_images_outcome(client, settings):
+    body = HEADER + b"".join(f'{n},P{n},"http://img.test/{n}a.jpg,http://img.test/{n}b.jpg"\n'.encode() for n in range(1, 8))
+    request_id = post_csv(client, body).json()["payload"]["request_id"]
+    first = rows_page(client, request_id, limit=3)
+    assert (first["total"], first["offset"], first["limit"], first["more"]) == (7, 0, 3, True)
+    assert first["input_file_url"] == f"http://127.0.0.1:8123/api/files/{request_id}/input.csv"
+    assert [(row["row_index"], row["serial"], row["product_name"], row["done"], row["images"]) for row in first["rows"]] == [
+        (0, 1, "P1", False, []), (1, 2, "P2", False, []), (2, 3, "P3", False, []),
+    ]
+    ok = ImageResult(source_url="http://img.test/2a.jpg", output_url="http://127.0.0.1:8123/api/files/x.jpg",
+                     bytes_in=900, bytes_out=300)
+    failed = ImageResult(source_url="http://img.test/2b.jpg", error_code="http_404", error_message="Not Found")
+    store_results(settings, request_id, {1: [ok, failed], 5: [ok, ok.model_copy(update={"source_url": "b"})]})
+    assert [row["done"] for row in rows_page(client, request_id, offset=0, limit=7)["rows"]] == [
+        False, True, False, False, False, True, False,
+    ]
+    last = rows_page(client, request_id, offset=6, limit=3)
+    assert ([row["serial"] for row in last["rows"]], last["total"], last["more"]) == ([7], 7, False)
+    assert rows_page(client, request_id, offset=7)["rows"] == []
+
+    failing = rows_page(client, request_id, failed="true")
+    assert (failing["total"], failing["more"], [row["serial"] for row in failing["rows"]]) == (None, False, [2])
+    assert failing["rows"][0]["images"] == [
+        {"source_url": "http://img.test/2a.jpg", "output_url": "http://127.0.0.1:8123/api/files/x.jpg", "error_code": None,
+         "error_message": None, "retryable": False, "bytes_in": 900, "bytes_out": 300, "kept_source": False},
+        {"source_url": "http://img.test/2b.jpg", "output_url": None, "error_code": "http_404", "error_message": "Not Found",
+         "retryable": False, "bytes_in": 0, "bytes_out": 0, "kept_source": False},
+    ]
+    assert rows_page(client, request_id, failed="true", offset=1)["rows"] == []
+    store_results(settings, request_id, {n: [failed] for n in (3, 4, 6)})
+    pages = [rows_page(client, request_id, failed="true", offset=offset, limit=2) for offset in (0, 2)]
+    assert [([row["serial"] for row in page["rows"]], page["more"]) for page in pages] == [([2, 4], True), ([5, 7], False)]
+
+
+@pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "101"}, {"offset": "-1"}, {"failed": "maybe"}])
+def test_rows_page_bounds_are_a_400(client, params):
+    response = client.get("/api/rows/", params={"request_id": str(uuid.uuid4()), **params})
+    assert response.status_code == 400
+    assert [error["field"] for error in response.json()["payload"]["errors"]] == [next(iter(params))]
+
+
+def test_rows_follow_the_api_key_rules(keyed_client):
+    request_id = post_csv_with_key(keyed_client, GOOD_CSV, "rows-1", headers={"X-API-Key": "k1"}).json()["payload"]["request_id"]
+    assert rows_page(keyed_client, request_id, {"X-API-Key": "k1"})["total"] == 2
+    other = keyed_client.get("/api/rows/", params={"request_id": request_id}, headers={"X-API-Key": "k2"})
+    unknown = keyed_client.get("/api/rows/", params={"request_id": str(uuid.uuid4())}, headers={"X-API-Key": "k2"})
+    assert other.status_code == unknown.status_code == 404
+    assert keyed_client.get("/api/rows/", params={"request_id": request_id}).status_code == 401
+
+
+def test_the_status_page_is_one_open_shell_for_every_id(keyed_client):
+    request_id = post_csv_with_key(keyed_client, GOOD_CSV, "page-1", headers={"X-API-Key": "k1"}).json()["payload"]["request_id"]
+    unknown = str(uuid.uuid4())
+    page, other = keyed_client.get(f"/requests/{request_id}"), keyed_client.get(f"/requests/{unknown}")
+    assert page.status_code == other.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.text.replace(request_id, unknown) == other.text  # tells nothing of whether the id is taken
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "img-src 'self' http://127.0.0.1:8123" in policy
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert keyed_client.get(f"/requests/{request_id.upper()}").text == page.text
+    for asset, kind in [("status-page.js", "javascript"), ("status-page.css", "text/css")]:
+        assert f"../static/{asset}" in page.text
+        served = keyed_client.get(f"/static/{asset}")
+        assert served.status_code == 200 and kind in served.headers["content-type"]
+    malformed = keyed_client.get("/requests/<script>")
+    assert malformed.status_code == 404 and "<script>" not in malformed.text and "&lt;script&gt;" in malformed.text
+
+
+def test_a_get_with_a_body_over_the_limit_is_answered_as_without_it(client):
+    """The body limit guards the routes that read a body: a GET never reads one."""
+    response = client.request(
+        "GET", "/api/output/", params={"request_id": str(uuid.uuid4())}, content=b"x" * (BODY_LIMIT + 1)
+    )
+    assert response.status_code == 404

@@ -227,6 +227,28 @@ async def webhook_deliveries(db: AsyncDatabase, request_id: str) -> list[dict]:
     ]
 
 
+ROW_OUTCOME_FIELDS = {"_id": 0, "row_index": 1, "serial": 1, "product_name": 1, "done": 1, "images": 1}
+
+
+async def request_rows(
+    db: AsyncDatabase, request: Mapping, *, offset: int, limit: int, failed_only: bool = False
+) -> tuple[list[dict], bool]:
+    """A page of the request's rows (rows_of) in input order, with their results so far, and whether more
+    follow; ``failed_only``: the rows with a failed image. A page of all rows is read by its rows' ids (an
+    upload's row indexes are 0 … rows_total - 1), never by a scan of the request's rows; the failed rows are
+    found by a scan of its done rows, so they are not counted as well."""
+    rows = db[ROWS]
+    if failed_only:
+        query = {**rows_of(request), "done": True, "images_failed": {"$gt": 0}}
+        cursor = rows.find(query, ROW_OUTCOME_FIELDS, sort=[("row_index", 1)], skip=offset, limit=limit + 1)
+        page = await cursor.to_list()
+        return page[:limit], len(page) > limit
+    end = min(offset + limit, request["rows_total"])
+    ids = [row_id(request["_id"], index) for index in range(offset, end)]
+    page = await rows.find({**rows_of(request), "_id": {"$in": ids}}, ROW_OUTCOME_FIELDS).to_list() if ids else []
+    return sorted(page, key=lambda row: row["row_index"]), end < request["rows_total"]
+
+
 def new_publication(request_id: str, rows: Sequence[int], positions: Sequence[Sequence[int]], now: datetime) -> dict:
     """Where the row events of ``rows`` (row indexes) were stored in the rows topic: ``positions`` are their
     (partition, offset), in the same order. Lets the reconciler tell a row waiting in the topic from one the

@@ -5,17 +5,20 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from imgpipe_ingest.envelope import envelope
 
+UNREAD = ("GET", "HEAD")
+
 
 class BodyLimit:
     """A body longer than ``limit`` bytes gets 413: at once by its Content-Length, else as soon as the
-    bytes received pass the limit (a missing or lying Content-Length does not help the sender)."""
+    bytes received pass the limit (a missing or lying Content-Length does not help the sender). A GET or
+    HEAD is let through: no such route reads a body, and one sent along is never read (nor documented as 413)."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app = app
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in UNREAD:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")

@@ -1,28 +1,84 @@
-"""The seed's response envelope, {"status", "message", "payload"}, and how every error is answered in it."""
+"""The seed's response envelope, {"status", "message", "payload"}, how every error is answered in it, and how
+the OpenAPI document describes it: a typed envelope per answer, and each route's real error statuses."""
 
 import logging
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar
 
 from confluent_kafka import KafkaException
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
+P = TypeVar("P")
 
-class Envelope(BaseModel):
-    status: str
+
+class Envelope(BaseModel, Generic[P]):
+    """Every JSON answer: ``status`` is "success" below 400, else "error"."""
+
+    status: Literal["success", "error"]
     message: str
-    payload: dict[str, Any] | list[Any] | None = None
+    payload: P
 
 
 def envelope(code: int, message: str, payload: Any = None) -> JSONResponse:
     status = "success" if code < 400 else "error"
     return JSONResponse({"status": status, "message": message, "payload": payload}, status_code=code)
+
+
+class CsvProblem(BaseModel):
+    row: int | None = Field(description="Data row, counted from 1; null for the file as a whole")
+    column: str | None
+    message: str
+
+
+class CsvProblems(BaseModel):
+    errors: list[CsvProblem] = Field(description="The first 100 problems")
+    errors_total: int = Field(description="How many problems the file has")
+
+
+class FieldProblem(BaseModel):
+    field: str = Field(description="The form field, query parameter or header")
+    message: str
+
+
+class FieldProblems(BaseModel):
+    errors: list[FieldProblem]
+
+
+class Refused(Envelope[None]):
+    """An error with nothing more to say than its message."""
+
+
+class BadRequest(Envelope[CsvProblems | FieldProblems | None]):
+    """400: the CSV's problems (upload), the fields that failed validation, or only a message."""
+
+
+ERRORS: dict[int, tuple[type[BaseModel], str]] = {
+    400: (BadRequest, "Invalid request"),
+    401: (Refused, "No valid API key (only while IMGPIPE_API_KEYS is set)"),
+    404: (Refused, "Not found, or made with another API key"),
+    409: (Refused, "The Idempotency-Key was used for a different upload, or its upload is still being accepted"),
+    413: (Refused, "The request body is over IMGPIPE_MAX_UPLOAD_BYTES"),
+    503: (Refused, "The database or the broker is unreachable; retry after Retry-After seconds"),
+}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
+
+
+def errors(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """A route's ``responses``: the error statuses it really answers, each with its envelope; a description
+    named ``e404`` (and so on) replaces the default one of that status."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        model, description = ERRORS[code]
+        documented[code] = {"model": model, "description": descriptions.get(f"e{code}", description)}
+        if code == 503:
+            documented[code]["headers"] = RETRY_AFTER
+    return documented
 
 
 class ClientError(Exception):

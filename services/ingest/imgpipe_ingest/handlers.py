@@ -208,6 +208,37 @@ async def request_status(
     )
 
 
+@dataclass(frozen=True)
+class RowsPage:
+    """A page of a request's rows, as the status page shows them. ``total``: how many rows there are to page
+    through, None for the rows with a failed image (not counted: see documents.request_rows)."""
+
+    total: int | None
+    more: bool
+    rows: list[dict]
+    input_file_url: str | None
+
+
+async def request_rows(
+    request_id: str,
+    *,
+    owner: str | None,
+    store: RequestStore,
+    public_base_url: str,
+    offset: int,
+    limit: int,
+    failed_only: bool = False,
+) -> RowsPage:
+    """Seen by the same callers as request_status (RequestNotFound for any other)."""
+    request = await store.get(request_id)
+    if request is None or not visible_to(request, owner):
+        raise RequestNotFound(request_id)
+    rows, more = await store.rows(request, offset=offset, limit=limit, failed_only=failed_only)
+    input_file = request.get("input_file")
+    total = None if failed_only else request["rows_total"]
+    return RowsPage(total, more, rows, blob_url(public_base_url, input_file) if input_file else None)
+
+
 def is_capability_file(name: str) -> bool:
     """Whether the blob ``name`` is an output (a request's output CSV or one of its images), which anyone
     with its URL may fetch: its name holds the unguessable request id, as a presigned URL does. Any other

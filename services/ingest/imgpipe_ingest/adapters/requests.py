@@ -90,6 +90,10 @@ class RequestStore:
         """As stored once the request finished, else counted from its rows done so far, as the assembler counts."""
         return await documents.request_progress(self._db, request)
 
+    async def rows(self, request: dict, *, offset: int, limit: int, failed_only: bool) -> tuple[list[dict], bool]:
+        """A page of the request's rows with their results so far, and whether more follow."""
+        return await documents.request_rows(self._db, request, offset=offset, limit=limit, failed_only=failed_only)
+
     async def webhook_deliveries(self, request_id: str) -> list[dict]:
         """The notifier's webhooks for the request, oldest first, with their attempts."""
         return await documents.webhook_deliveries(self._db, request_id)

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from imgpipe_ingest import handlers
 from imgpipe_ingest.auth import authenticate
 from imgpipe_ingest.deps import Blobs, Store
-from imgpipe_ingest.envelope import ClientError
+from imgpipe_ingest.envelope import ClientError, errors
 from imgpipe_runtime.blob_directory import FileBlob
 
 router = APIRouter()
@@ -19,6 +19,10 @@ router = APIRouter()
     "/api/files/{name:path}",
     summary="An output CSV or image; an input CSV with its uploader's API key",
     response_class=Response,
+    responses={
+        200: {"description": "The file", "content": {"text/csv": {}, "image/*": {}}},
+        **errors(401, 404, 503, e401="An input CSV without a valid API key (only while IMGPIPE_API_KEYS is set)"),
+    },
     openapi_extra={"security": [{}, {"HTTPBearer": []}, {"APIKeyHeader": []}]},  # a key for input CSVs only
 )
 async def files(name: str, request: Request, blobs: Blobs, store: Store) -> Response:

@@ -9,15 +9,26 @@ from imgpipe_ingest import handlers
 from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
 from imgpipe_ingest.auth import KeyedRoute
 from imgpipe_ingest.deps import Blobs, Keys, Owner, Policy, Producer, SettingsDep, Store
-from imgpipe_ingest.envelope import ClientError, Envelope, envelope
+from imgpipe_ingest.envelope import ClientError, envelope, errors
+from imgpipe_ingest.payloads import Uploaded, UploadPayload
 from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
 from imgpipe_schemas.events import OutputFormat
 
 # The API key is checked before the body is received (KeyedRoute).
 router = APIRouter(route_class=KeyedRoute)
+REJECTED = (
+    "The CSV was rejected (payload: its problems), a form field is invalid (payload: the fields), "
+    "or the webhook_url is refused"
+)
 
 
-@router.post("/api/upload/", response_model=Envelope, status_code=200, summary="Upload a products CSV")
+@router.post(
+    "/api/upload/",
+    response_model=Uploaded,
+    status_code=200,
+    summary="Upload a products CSV",
+    responses=errors(400, 401, 409, 413, 503, e400=REJECTED),
+)
 async def upload(
     settings: SettingsDep,
     owner: Owner,
@@ -63,9 +74,10 @@ async def upload(
         problems = [{"row": p.row, "column": p.column, "message": p.message} for p in exc.problems]
         payload = {"errors": problems, "errors_total": exc.total}
         raise ClientError(400, f"the CSV was rejected: {exc.total} problem(s)", payload) from exc
+    payload = UploadPayload(request_id=accepted.request_id).model_dump(mode="json")
     if accepted.repeated:
-        return envelope(200, "File already uploaded with this Idempotency-Key", {"request_id": accepted.request_id})
-    return envelope(200, "File uploaded successfully", {"request_id": accepted.request_id})
+        return envelope(200, "File already uploaded with this Idempotency-Key", payload)
+    return envelope(200, "File uploaded successfully", payload)
 
 
 async def _checked_webhook_url(webhook_url: str | None, policy: NetPolicy) -> str | None:

@@ -6,14 +6,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from imgpipe_ingest.deps import SettingsDep
-from imgpipe_ingest.envelope import ClientError, Envelope, envelope
+from imgpipe_ingest.envelope import ClientError, envelope, errors
+from imgpipe_ingest.payloads import Received
 from imgpipe_runtime.webhooks import WebhookVerificationError, verify
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-@router.post("/api/webhook/", response_model=Envelope, summary="Sample webhook receiver: verifies and logs")
+@router.post(
+    "/api/webhook/",
+    response_model=Received,
+    summary="Sample webhook receiver: verifies and logs",
+    responses=errors(401, 413, e401="The webhook's signature is missing, wrong or out of date"),
+)
 async def webhook(request: Request, settings: SettingsDep) -> JSONResponse:
     body = await request.body()
     try:
