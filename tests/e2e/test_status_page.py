@@ -181,7 +181,7 @@ def enter_key(browser, key: str) -> None:
     field.submit()
 
 
-def test_a_person_follows_a_request_from_0_to_100_percent(stack, browser, screenshots, capsys):
+def test_a_person_follows_a_request_from_0_to_100_percent(browser, stack, screenshots, capsys):
     photos = {f"/held/{n}.jpg": photo_like_jpeg(320, 240, seed=n) for n in range(4)}
     with HeldImages(photos) as held:
         table = [
@@ -246,7 +246,7 @@ def test_a_person_follows_a_request_from_0_to_100_percent(stack, browser, screen
         wait_for(lambda: downloaded.exists() and downloaded.read_bytes() == products_csv(table), 30, "the input CSV")
 
 
-def test_a_10000_row_request_is_shown_a_page_at_a_time(stack, browser, screenshots, capsys):
+def test_a_10000_row_request_is_shown_a_page_at_a_time(browser, stack, screenshots, capsys):
     request_id, rows_total = str(uuid.uuid4()), 10_000
     now = datetime.now(UTC)
     failed_rows = list(range(0, rows_total, 7))
@@ -288,7 +288,7 @@ def test_a_10000_row_request_is_shown_a_page_at_a_time(stack, browser, screensho
     assert browser.find_element("css selector", "#failures-body tr").text.startswith(str(failed_rows[20] + 1))
 
 
-def test_a_request_of_another_key_is_not_shown(stack, browser):
+def test_a_request_of_another_key_is_not_shown(browser, stack):
     """The page shows what the status API shows to the key: nothing of a request made with another one."""
     request_id = str(uuid.uuid4())
     with MongoClient(stack.mongo_url) as mongo:
@@ -302,7 +302,7 @@ def test_a_request_of_another_key_is_not_shown(stack, browser):
     assert not visible(browser, "request")
 
 
-def test_the_demo_prints_its_status_page(stack, browser, capsys):
+def test_the_demo_prints_its_status_page(browser, stack, capsys):
     from imgpipe_ops.demo import run_demo
 
     assert run_demo(stack.api_url, rows=1, images_per_row=1, api_key=API_KEY) == 0
