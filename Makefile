@@ -18,11 +18,15 @@ $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt constrain
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(PACKAGES)
 	touch $(STAMP)
 
-# kcat, for the test of the README's kcat example (Debian/Ubuntu package; `imgpipe kcat` supplies a newer librdkafka).
+# Debian/Ubuntu packages the tests use: kcat, for the test of the README's kcat example (`imgpipe kcat` supplies a
+# newer librdkafka), and Debian's Chromium with its driver, for the status page's browser test.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 tools:
 	@command -v kcat >/dev/null || { echo "installing kcat"; \
 		$(SUDO) apt-get install -y -qq kcat >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq kcat; }; }
+	@{ command -v chromium && command -v chromedriver; } >/dev/null || { echo "installing chromium and chromium-driver"; \
+		$(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }; }
 
 run: install
 	$(BIN)/imgpipe run
