@@ -79,7 +79,7 @@ def run(_: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace) -> int:
     from imgpipe_ops.demo import run_demo
 
-    return run_demo(args.api, rows=args.rows, images_per_row=args.images)
+    return run_demo(args.api, rows=args.rows, images_per_row=args.images, api_key=os.environ.get("IMGPIPE_API_KEY"))
 
 
 def samples(args: argparse.Namespace) -> int:
