@@ -33,6 +33,7 @@ def stack(infra, tmp_path_factory):
         env={
             "IMGPIPE_MONGO_DATABASE": f"cli_{uuid.uuid4().hex[:8]}",
             "IMGPIPE_API_KEYS": API_KEY,
+            "IMGPIPE_LOG_ACCESS": "true",
             "IMGPIPE_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"cli test secret!").decode(),
         },
     )
@@ -103,3 +104,22 @@ def test_a_request_that_finished_failed_exits_1(stack):
     failed = imgpipe(stack, "status", request_id)
     assert failed.returncode == 1, failed.stderr
     assert failed.stdout.startswith("FAILED: rows 1/1")
+
+
+def test_log_lines_about_a_request_carry_its_id_and_the_access_log_is_on(stack, sources, tmp_path):
+    """Every service's lines about the request name it as a field, so that an operator can follow it."""
+    from tests.waiting import wait_for
+
+    products = tmp_path / "one.csv"
+    products.write_bytes(products_csv([(1, "Mitten", [f"{sources.url}/p/3.jpg"])]))
+    done = imgpipe(stack, "upload", str(products), "--wait")
+    assert done.returncode == 0, done.stderr
+    request_id = done.stdout.split()[1]
+
+    def logged(service: str) -> str:
+        return (stack.config.log_dir / f"{service}.log").read_text()
+
+    wait_for(lambda: f"request_id={request_id}" in logged("assembler"), 30, "the assembler's line")
+    ingest = logged("ingest")
+    assert f"request_id={request_id}" in ingest and "accepted request" in ingest
+    assert "POST /api/upload/" in ingest  # the access log

@@ -17,6 +17,7 @@ from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import CsvSummary, InputRow, Limits, check_text, read_rows, validate_csv
 from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name, output_csv_name
 from imgpipe_runtime.documents import visible_to
+from imgpipe_runtime.logs import about_request
 from imgpipe_schemas import Progress, RequestAccepted, RowSubmitted
 from imgpipe_schemas.events import OutputFormat
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
@@ -100,15 +101,16 @@ async def accept_upload(
                 raise IdempotencyInProgress(key)
             return Accepted(claim["request_id"], repeated=True)
 
-    try:
-        summary = await _store(source, request_id, options, limits=limits, store=store, blobs=blobs)
-    except BaseException:
-        if key is not None:
-            await keys.release(key, request_id, owner=options.owner)
-        raise
-    if key is not None:  # the request exists: from here on the key names it, whatever fails next
-        await keys.bind(key, request_id, owner=options.owner)
-    await _publish(source, request_id, options, summary, limits=limits, store=store, producer=producer)
+    with about_request(request_id):
+        try:
+            summary = await _store(source, request_id, options, limits=limits, store=store, blobs=blobs)
+        except BaseException:
+            if key is not None:
+                await keys.release(key, request_id, owner=options.owner)
+            raise
+        if key is not None:  # the request exists: from here on the key names it, whatever fails next
+            await keys.bind(key, request_id, owner=options.owner)
+        await _publish(source, request_id, options, summary, limits=limits, store=store, producer=producer)
     return Accepted(request_id)
 
 

@@ -11,7 +11,7 @@ def main() -> None:
     settings = load_settings(Settings, "ingest")
     configure_logging("ingest", settings.log)
     ensure_topics(settings.kafka)
-    uvicorn.run(create_api(settings), host=settings.host, port=settings.port, log_config=None, access_log=False)
+    uvicorn.run(create_api(settings), host=settings.host, port=settings.port, log_config=None, access_log=settings.log.access)
 
 
 if __name__ == "__main__":
