@@ -25,6 +25,7 @@ from imgpipe_ops.processes import (
     database_answers,
     database_process,
     describe_exit,
+    free_port,
     venv_command,
     wait_for_broker,
     wait_for_database,
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 LOCAL_FETCH_ALLOW = "127.0.0.0/8,::1/128"
 SERVICES = ("ingest", "image-worker", "assembler", "notifier")
+HEALTH_PORTED = ("image-worker", "assembler", "notifier")
 # After a service's drain: faust's own shutdown, or the broker's and the database's after SIGTERM.
 STOP_MARGIN_S = 4.0
 # The broker and database when a second signal hurries the stop: a moment to close their files.
@@ -82,6 +84,7 @@ class LocalStack:
         self._stopped = False
         self._stop_requests = 0
         self._restarts: dict[str, _Restart] = {}
+        self.metrics_ports: dict[str, int] = {}
         self._blob_tmp = None if config.blob_dir else tempfile.TemporaryDirectory(prefix="imgpipe-blobs-")
         self.blob_dir = config.blob_dir or Path(self._blob_tmp.name)
         # No secret is built in: a run without IMGPIPE_WEBHOOK_SECRET signs with one of its own.
@@ -158,8 +161,10 @@ class LocalStack:
             for copy in range(copies):
                 label = name if copies == 1 else f"{name}-{copy + 1}"
                 log_file = self._log(label) if self.config.services_log_to_files else None
-                process = Process(label, [venv_command(name)], env=self.service_env, log=log_file, reaper=self.reaper)
+                env = self.process_env(name, label)
+                process = Process(label, [venv_command(name)], env=env, log=log_file, reaper=self.reaper)
                 self.services.append(process.start())
+        log.info("/metrics: %s", ", ".join(f"{p.name} {self.metrics_url(p.name)}/metrics" for p in self.services))
         ingest = self.service("ingest")
         ingest.wait_until(self.healthy, 60, "ingest answered /healthz", lambda: self.stop_requested)
 
@@ -181,6 +186,18 @@ class LocalStack:
 
     def healthy(self) -> bool:
         return healthy(self.api_url)
+
+    def process_env(self, name: str, label: str) -> dict[str, str]:
+        """service_env, and for a faust service a free port of its own for /metrics and /healthz
+        (IMGPIPE_METRICS_PORT): several image-workers run on one machine."""
+        if name not in HEALTH_PORTED:
+            return self.service_env
+        self.metrics_ports[label] = free_port()
+        return {**self.service_env, "IMGPIPE_METRICS_PORT": str(self.metrics_ports[label])}
+
+    def metrics_url(self, label: str) -> str:
+        """Where the process ``label`` serves /metrics (and, but for ingest, whose is the API's, /healthz)."""
+        return self.api_url if label == "ingest" else f"http://127.0.0.1:{self.metrics_ports[label]}"
 
     def service(self, label: str) -> Process:
         return next(process for process in self.services if process.name == label)

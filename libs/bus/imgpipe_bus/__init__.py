@@ -10,6 +10,7 @@ from imgpipe_bus.handling import (
     handle_batches,
     handle_each,
 )
+from imgpipe_bus.health import HealthSettings, serve_health
 from imgpipe_bus.producer import EventProducer
 from imgpipe_bus.settings import BusSettings
 from imgpipe_bus.stream import create_app, faust_topic, run_worker
@@ -20,6 +21,7 @@ __all__ = [
     "DeadLetters",
     "EventProducer",
     "Failure",
+    "HealthSettings",
     "Letter",
     "PoisonMessage",
     "RetryPolicy",
@@ -37,5 +39,6 @@ __all__ = [
     "handle_each",
     "origin_of",
     "run_worker",
+    "serve_health",
     "topic_names",
 ]

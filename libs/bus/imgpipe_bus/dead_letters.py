@@ -5,11 +5,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from prometheus_client import Counter
+
 from imgpipe_bus.producer import EventProducer
 
 DLQ_SUFFIX = ".dlq"
 HEADER_PREFIX = "dlq."
 REPLAY_HEADER = "imgpipe.replay.count"
+
+DEAD_LETTERS = Counter(
+    "imgpipe_dead_letters",
+    "Messages stored in a dead-letter topic, by the topic they came from and the stage that gave up on them.",
+    ["topic", "stage"],
+)
 
 
 def dlq_name(topic: str) -> str:
@@ -95,9 +103,11 @@ class DeadLetters:
         self._group = group
 
     async def send(self, message: Any, failure: Failure) -> None:
+        """Every service dead-letters through here, so that ``imgpipe_dead_letters_total`` counts them all."""
         await self._producer.publish_raw(
             dlq_name(message.topic), message.key, message.value, dead_letter_headers(message, self._group, failure)
         )
+        DEAD_LETTERS.labels(message.topic, failure.stage).inc()
 
 
 def _headers(message: Any) -> list[tuple[str, bytes]]:

@@ -101,7 +101,24 @@ class _TunedApp(faust.App):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._closers: list[Callable[[], Awaitable[Any]]] = []
+        self._starters: list[Callable[[], Awaitable[Any]]] = []
         self.in_flight = InFlight()
+        self.first_rebalance_done = False
+
+    def start_with(self, start: Callable[[], Awaitable[Any]]) -> None:
+        """Runs ``start`` when the app starts, before its consumer joins the group: for a health port,
+        which must answer while the service is still starting."""
+        self._starters.append(start)
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        for start in self._starters:
+            await start()
+
+    def on_rebalance_end(self) -> None:
+        """faust calls this once a rebalance is over and the streams read again (the worker is ready)."""
+        super().on_rebalance_end()
+        self.first_rebalance_done = True
 
     async def on_stop(self) -> None:
         """SIGTERM: no new messages are started, the ones in flight finish, then faust stops and commits

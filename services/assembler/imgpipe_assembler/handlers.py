@@ -6,6 +6,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from prometheus_client import Counter
+
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.output_csv import build_output_csv
 from imgpipe_bus import EventProducer, Letter, Unprocessable
@@ -28,6 +30,17 @@ log = logging.getLogger(__name__)
 
 UNPROCESSED = "not_processed"
 
+RECEIVED_RESULTS = Counter(
+    "imgpipe_row_results", "Row results the assembler received (a redelivered or replayed one counts again)."
+)
+COMPLETED_REQUESTS = Counter(
+    "imgpipe_requests_completed", "Requests finished, by final status (an update of a finished one is not counted).",
+    ["status"],
+)
+COMPLETED_ROWS = Counter("imgpipe_rows_completed", "Rows done in the requests finished, counted once, as they finish.")
+for _status in (RequestStatus.SUCCESS, RequestStatus.FAILED):
+    COMPLETED_REQUESTS.labels(_status.value)  # both series exist from the start, at 0
+
 
 @dataclass(frozen=True)
 class Adapters:
@@ -43,6 +56,7 @@ class Adapters:
 async def record_results(results: Sequence[RowProcessed], adapters: Adapters) -> None:
     """Idempotent: a result delivered twice counts once, and completion is re-checked on every delivery."""
     changed = await adapters.store.record_rows(results)
+    RECEIVED_RESULTS.inc(len(results))
     for request_id in dict.fromkeys(str(result.request_id) for result in results):
         with about_request(request_id):
             await complete_if_done(request_id, adapters, output_changed=request_id in changed)
@@ -118,6 +132,9 @@ async def complete_if_done(
         updated = await adapters.store.finish(request_id, status, output_file, counted, update=finished)
         if updated is None:  # finished meanwhile by another delivery
             return
+        if not finished:
+            COMPLETED_REQUESTS.labels(status.value).inc()
+            COMPLETED_ROWS.inc(counted.rows_done)
         request = updated
         log.info("request %s %s: %s", request_id, request["completion_type"], counted.model_dump())
     elif request.get("completion_published"):

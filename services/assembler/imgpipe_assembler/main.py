@@ -15,6 +15,7 @@ from imgpipe_assembler.reconciler import ReconcilePolicy
 from imgpipe_assembler.settings import Settings
 from imgpipe_bus import (
     EventProducer,
+    HealthSettings,
     Stage,
     agent_stage,
     create_app,
@@ -22,6 +23,7 @@ from imgpipe_bus import (
     faust_topic,
     handle_batches,
     run_worker,
+    serve_health,
 )
 from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.documents import ensure_indexes_when_up
@@ -32,8 +34,11 @@ from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMI
 
 log = logging.getLogger(__name__)
 
+# /metrics and /healthz, unless IMGPIPE_METRICS_PORT says otherwise.
+METRICS_PORT = 9102
 
-def build_app(settings: Settings) -> faust.App:
+
+def build_app(settings: Settings, health: HealthSettings) -> faust.App:
     app = create_app("assembler", settings.kafka)
     db = connect(settings.mongo)
     store = ProgressStore(db)
@@ -96,14 +101,16 @@ def build_app(settings: Settings) -> faust.App:
     async def receive_rows(stream):
         await in_batches(stream, submitted_stage, handlers.register_rows, with_letters=True)
 
+    serve_health(app, health, default_port=METRICS_PORT, ping=lambda: db.command("ping"))
     return app
 
 
 def main() -> None:
     settings = load_settings(Settings, "assembler")
+    health = load_settings(HealthSettings, "assembler")
     configure_logging("assembler", settings.log)
     ensure_topics(settings.kafka)
-    run_worker(build_app(settings), settings.log.level)
+    run_worker(build_app(settings, health), settings.log.level)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,13 @@ is that image's error, never the row's failure.
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 
 from imgpipe_bus import DeadLetterCopy, EventProducer, Letter
+from imgpipe_image_worker import metrics
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed, ImageRejected
 from imgpipe_image_worker.sources import SharedSources
@@ -49,6 +51,7 @@ async def handle_row(row: RowSubmitted, letter: Letter, adapters: Adapters) -> D
     goes to the dead-letter topic, for replay. The loop dead-letters that copy, so ``letter`` is not kept."""
     result = await process_row(row, adapters)
     await adapters.producer.publish(ROWS_PROCESSED, result)
+    metrics.reported(result.images)
     reason = replay_reason(result)
     return None if reason is None else DeadLetterCopy(reason)
 
@@ -86,13 +89,17 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
     deadline = asyncio.get_running_loop().time() + adapters.image_budget_s
     budget = asyncio.timeout_at(deadline)
     stage = "fetching"
+    clock = metrics.StageClock()
     try:
         async with budget:
             async with adapters.fetch(url, deadline) as source:
                 bytes_in = len(source)
+                clock.fetched(bytes_in)
                 stage = "compressing"
                 output = await adapters.compress(source, row.quality, row.output_format, stem)
+                clock.compressed()
     except (FetchFailed, ImageRejected) as exc:
+        clock.failed()
         log.info("image %s of row %s/%s failed: %s %s", index, row.request_id, row.row_index, exc.code, exc)
         return ImageResult(
             source_url=url,
@@ -104,12 +111,17 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
     except TimeoutError:
         if not budget.expired():
             raise
+        clock.failed()
         log.info("image %s of row %s/%s ran out of time while %s", index, row.request_id, row.row_index, stage)
         message = f"the image's time budget of {adapters.image_budget_s:g} s ran out while {stage}"
         return over_budget(url, message, bytes_in)
     name = f"{stem}.{output.extension}"
+    stored_in = None
     if output.data is not None:  # else the codec process stored it
+        started = time.perf_counter()
         await adapters.blobs.put(name, output.data, output.content_type)
+        stored_in = time.perf_counter() - started
+    metrics.stored(output.length, stored_in)
     return ImageResult(
         source_url=url,
         output_url=blob_url(adapters.public_base_url, name),

@@ -7,12 +7,14 @@ import faust
 
 from imgpipe_bus import (
     EventProducer,
+    HealthSettings,
     agent_stage,
     create_app,
     ensure_topics,
     faust_topic,
     handle_each,
     run_worker,
+    serve_health,
 )
 from imgpipe_image_worker import handlers
 from imgpipe_image_worker.adapters.codec_pool import CodecPool
@@ -28,8 +30,11 @@ from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import IMAGE_WORKER_GROUP, ROWS_SUBMITTED
 
+# /metrics and /healthz, unless IMGPIPE_METRICS_PORT says otherwise.
+METRICS_PORT = 9101
 
-def build_app(settings: Settings) -> faust.App:
+
+def build_app(settings: Settings, health: HealthSettings) -> faust.App:
     app = create_app(IMAGE_WORKER_GROUP, settings.kafka)
     db = connect(settings.mongo)
     blobs = open_blob_store(settings.blobs, db)
@@ -69,14 +74,16 @@ def build_app(settings: Settings) -> faust.App:
     async def process_rows(stream):
         await handle_each(stream, stage, functools.partial(handlers.handle_row, adapters=adapters))
 
+    serve_health(app, health, default_port=METRICS_PORT, ping=lambda: db.command("ping"))
     return app
 
 
 def main() -> None:
     settings = load_settings(Settings, "image-worker")
+    health = load_settings(HealthSettings, "image-worker")
     configure_logging("image-worker", settings.log)
     ensure_topics(settings.kafka)
-    run_worker(build_app(settings), settings.log.level)
+    run_worker(build_app(settings, health), settings.log.level)
 
 
 if __name__ == "__main__":

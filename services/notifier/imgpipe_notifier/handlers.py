@@ -4,11 +4,13 @@ schedule kept in MongoDB: a subscriber that is down for an hour holds no consume
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from imgpipe_bus import DeadLetters, Failure, Letter
+from imgpipe_notifier import metrics
 from imgpipe_notifier.adapters.deliveries import DELIVERED, FAILED, GONE, RETRYING, DeliveryLog, this_round
 from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_schemas import RequestCompleted
@@ -113,7 +115,9 @@ async def attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
     webhook_id, url, replay = delivery["_id"], delivery["url"], delivery.get("replays", 0)
     earlier = this_round(delivery)
     number = len(earlier) + 1
+    started = time.perf_counter()
     outcome = await adapters.sender.post(url, webhook_id, bytes(delivery["body"]))
+    seconds = time.perf_counter() - started
     delays = adapters.schedule.delays_s
     if isinstance(outcome, int) and 200 <= outcome < 300:
         state = DELIVERED
@@ -134,6 +138,8 @@ async def attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
         next_at = now + timedelta(seconds=delays[number - 1])
         await adapters.deliveries.record(webhook_id, replay, outcome, RETRYING, now, next_at)
         log.warning("webhook %s attempt %d to %s: %s; next at %s", webhook_id, number, url, outcome, next_at)
+        metrics.attempted(outcome, RETRYING, seconds)
         return RETRYING
     await adapters.deliveries.record(webhook_id, replay, outcome, state, now)
+    metrics.attempted(outcome, state, seconds)
     return state

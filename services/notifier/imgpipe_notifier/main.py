@@ -11,12 +11,14 @@ from confluent_kafka import KafkaException
 from imgpipe_bus import (
     DeadLetters,
     EventProducer,
+    HealthSettings,
     agent_stage,
     create_app,
     ensure_topics,
     faust_topic,
     handle_each,
     run_worker,
+    serve_health,
 )
 from imgpipe_notifier import handlers
 from imgpipe_notifier.adapters.deliveries import DeliveryLog
@@ -32,8 +34,11 @@ from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 log = logging.getLogger(__name__)
 
+# /metrics and /healthz, unless IMGPIPE_METRICS_PORT says otherwise.
+METRICS_PORT = 9103
 
-def build_app(settings: Settings) -> faust.App:
+
+def build_app(settings: Settings, health: HealthSettings) -> faust.App:
     app = create_app("notifier", settings.kafka)
     db = connect(settings.mongo)
     producer = EventProducer(settings.kafka)
@@ -75,14 +80,16 @@ def build_app(settings: Settings) -> faust.App:
         except (KafkaException, *OUTAGES) as exc:
             log.warning("webhook retries skipped this round: %r", exc)
 
+    serve_health(app, health, default_port=METRICS_PORT, ping=lambda: db.command("ping"))
     return app
 
 
 def main() -> None:
     settings = load_settings(Settings, "notifier")
+    health = load_settings(HealthSettings, "notifier")
     configure_logging("notifier", settings.log)
     ensure_topics(settings.kafka)
-    run_worker(build_app(settings), settings.log.level)
+    run_worker(build_app(settings, health), settings.log.level)
 
 
 if __name__ == "__main__":
