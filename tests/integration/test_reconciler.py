@@ -153,3 +153,21 @@ async def test_positions_tell_waiting_read_and_gone_apart(bus_settings):
         third: State.GONE,
         Position(third.partition, 10**9): State.GONE,
     }
+
+
+async def test_many_waiting_rows_on_one_partition_all_count_as_waiting(bus_settings):
+    """Reads at several offsets of one partition, one after the other (the middles of a torn partition)."""
+    ensure_topics(bus_settings)
+    producer = EventProducer(bus_settings)
+    request_id = uuid.uuid4()
+    try:
+        where = await producer.publish_many(
+            REQUESTS_ACCEPTED, [RequestAccepted(request_id=request_id, rows_total=1, images_total=1) for _ in range(6)]
+        )
+    finally:
+        await producer.close()
+    key = str(request_id).encode()
+    expected = {position: key for position in where}
+    expected[Position(where[-1].partition, where[-1].offset + 10**9)] = key  # the last one gone: every middle is read
+    found = states(bus_settings, f"readers-{uuid.uuid4().hex[:8]}", REQUESTS_ACCEPTED.name, expected)
+    assert [found[position] for position in where] == [State.WAITING] * 6

@@ -348,3 +348,19 @@ def test_the_status_a_request_finishes_with(rows, status):
 
 def test_a_completion_event_carries_exactly_the_finished_statuses():
     assert typing.get_args(RequestCompleted.model_fields["status"].annotation) == FINISHED
+
+
+async def test_a_crash_after_storing_the_new_output_still_records_and_announces_its_progress():
+    assembler = Assembler(rows=2)
+    await assembler.deliver(assembler.result(0), assembler.result(1, ok=False))
+    better = assembler.result(1)
+    await assembler.store.record_rows([better])
+    rows = await assembler.store.rows(assembler.request)
+    from imgpipe_assembler.handlers import _output_rows
+    from imgpipe_assembler.output_csv import build_output_csv
+
+    name = output_csv_name(assembler.request_id)
+    await assembler.blobs.put(name, build_output_csv(COLUMNS, _output_rows(rows)), "text/csv")  # then it stopped
+    await assembler.deliver(better)
+    assert [event.event_type for event in assembler.events] == ["request.completed", "request.updated"]
+    assert assembler.request["progress"]["images_ok"] == 2

@@ -124,11 +124,12 @@ async def complete_if_done(
         rows = await adapters.store.rows(request)
         output_file = output_csv_name(request_id)
         output = build_output_csv(request["columns"], _output_rows(rows))
-        if finished and await _stored(adapters.blobs, request.get("output_file")) == output:
+        status, counted = outcome(request, rows)
+        unchanged = (status, counted) == (request["status"], stored_progress(request))
+        if finished and unchanged and await _stored(adapters.blobs, request.get("output_file")) == output:
             await adapters.store.mark_output_built(request_id)
             return
         await adapters.blobs.put(output_file, output, "text/csv")
-        status, counted = outcome(request, rows)
         updated = await adapters.store.finish(request_id, status, output_file, counted, update=finished)
         if updated is None:  # finished meanwhile by another delivery
             return

@@ -41,11 +41,15 @@ async def reconcile(
     and re-announced."""
     now = now or datetime.now(UTC)
     before = now - timedelta(seconds=policy.stall_s)
-    counts = {"redriven": 0, "waiting": 0, "gave_up": 0, "recounted": 0, "republished": 0}
+    counts = {"redriven": 0, "waiting": 0, "gave_up": 0, "recounted": 0, "republished": 0, "failed": 0}
     for status in (RequestStatus.PENDING, RequestStatus.PROCESSING):
         for request in await adapters.store.stalled(status, before):
             with about_request(request["_id"]):
-                counts[await _reconcile_request(request, adapters, rows_topic, policy, now)] += 1
+                try:
+                    counts[await _reconcile_request(request, adapters, rows_topic, policy, now)] += 1
+                except Exception:  # one request's trouble must not hold up the others, nor stop the service
+                    log.exception("request %s not reconciled in this pass", request["_id"])
+                    counts["failed"] += 1
     for request in await adapters.store.unpublished_completions(before):
         with about_request(request["_id"]):
             await complete_if_done(request["_id"], adapters)

@@ -159,17 +159,15 @@ async def _publish(
                 webhook_url=options.webhook_url,
             ),
         )
-        published, positions = [], []
         async for rows in _row_batches(source, limits):
-            positions += await producer.publish_many(
+            positions = await producer.publish_many(
                 ROWS_SUBMITTED, (row_event(request_id, row, options.quality, options.output_format) for row in rows)
             )
-            published += [row.index for row in rows]
+            # Each batch as it is published: a stop half-way leaves the reconciler only the rest to publish.
+            await store.record_publication(request_id, [row.index for row in rows], positions)
     except KafkaException as exc:
         log.warning("request %s stored but not yet published (%s); the reconciler will publish it", request_id, exc)
         return
-    # Without it the reconciler would take the published rows for lost, and publish them once more.
-    await store.record_publication(request_id, published, positions)
     await store.mark_processing(request_id)
     log.info("accepted request %s: %d rows, %d images", request_id, summary.rows_total, summary.images_total)
 

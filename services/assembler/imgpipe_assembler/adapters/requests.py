@@ -84,7 +84,10 @@ class ProgressStore:
                 update
                 for request_id, delta in deltas.items()
                 for update in (
-                    UpdateOne({"_id": request_id}, {"$set": {"last_progress_at": now}}),
+                    UpdateOne(
+                        {"_id": request_id},
+                        {"$set": {"last_progress_at": now}, "$unset": {"unanswered_since": ""}},
+                    ),
                     # Only counts that started at zero with the request are kept (see new_request).
                     UpdateOne(
                         {"_id": request_id, LIVE_COUNTS: {"$exists": True}},
@@ -123,7 +126,10 @@ class ProgressStore:
         return await self._rows.find(rows_of(request), sort=[("row_index", 1)]).to_list()
 
     async def rows_not_done(self, request_id: str) -> list[dict]:
-        return await self._rows.find({"request_id": request_id, "done": False}, sort=[("row_index", 1)]).to_list()
+        """Without their cells (up to 256 KiB a row): what a re-drive publishes needs only the row's input."""
+        return await self._rows.find(
+            {"request_id": request_id, "done": False}, {"cells": 0, "images": 0}, sort=[("row_index", 1)]
+        ).to_list()
 
     async def output_stale(self, request: dict) -> bool:
         """True if a row of the finished request changed after its output was built."""
