@@ -29,6 +29,8 @@ def _checked(response: httpx.Response) -> dict:
     if not response.is_success:
         body = body if isinstance(body, dict) else {}
         raise ApiError(response.status_code, str(body.get("message") or response.reason_phrase), body.get("payload"))
+    if not (isinstance(body, dict) and isinstance(body.get("payload"), dict)):
+        raise ApiError(response.status_code, f"not an imgpipe API answer: {response.text[:200]!r}")
     return body
 
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from tqdm import tqdm
 
@@ -27,6 +27,11 @@ class ClientSettings(BaseSettings):
 
     api_url: str = Field("http://127.0.0.1:8000", description="The API's base URL.")
     api_key: str | None = Field(None, description="Sent as Authorization: Bearer <key>.")
+
+    @field_validator("api_url")
+    @classmethod
+    def _without_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
 
 
 def add_commands(commands: argparse._SubParsersAction) -> None:
@@ -73,7 +78,7 @@ def _follow(settings: ClientSettings, request_id: str, timeout: float, output: P
     try:
         with httpx.Client() as http:
             while True:
-                payload = status(settings.api_url, request_id, http, settings.api_key)
+                payload = _poll(settings, request_id, http, deadline)
                 progress = payload["progress"]
                 if bar is None:
                     bar = tqdm(total=progress["images_total"], unit="img", desc="images", file=sys.stderr)
@@ -103,6 +108,23 @@ def _follow(settings: ClientSettings, request_id: str, timeout: float, output: P
     except httpx.HTTPError as exc:
         return _refused(f"cannot reach the API at {settings.api_url}: {exc}")
     return OK if payload["status"] == "SUCCESS" else FAILED
+
+
+def _poll(settings: ClientSettings, request_id: str, http: httpx.Client, deadline: float) -> dict:
+    """The request's status. A restarting API (503, a refused connection, a slow answer) is waited for until
+    the deadline: the request was accepted and goes on meanwhile."""
+    delay = 0.5
+    while True:
+        try:
+            return status(settings.api_url, request_id, http, settings.api_key)
+        except ApiError as exc:
+            if exc.status < 500 and exc.status != 429 or time.monotonic() > deadline:
+                raise
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
 
 
 def status_command(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import select
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -58,14 +59,29 @@ class CodecPool:
 
 
 def _end_with(parent_pid: int) -> None:
-    """Runs in each codec process: exits it as soon as the worker process ``parent_pid`` has ended."""
+    """Runs in each codec process: exits it as soon as the worker process ``parent_pid`` has ended. Without
+    pidfds (an old kernel, a sandbox that forbids them) the worker is looked for once a second instead."""
     try:
         parent = os.pidfd_open(parent_pid)
     except ProcessLookupError:
         os._exit(1)
+    except (OSError, AttributeError):
+        threading.Thread(target=_poll_parent, args=(parent_pid,), name="end-with-worker", daemon=True).start()
+        return
 
     def wait_for_parent() -> None:
         select.select([parent], [], [])  # a process's pidfd turns readable when it ends
         os._exit(1)
 
     threading.Thread(target=wait_for_parent, name="end-with-worker", daemon=True).start()
+
+
+def _poll_parent(parent_pid: int) -> None:
+    while True:
+        try:
+            os.kill(parent_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass
+        time.sleep(1.0)
