@@ -111,7 +111,7 @@ def test_log_lines_about_a_request_carry_its_id_and_the_access_log_is_on(stack, 
     from tests.waiting import wait_for
 
     products = tmp_path / "one.csv"
-    products.write_bytes(products_csv([(1, "Mitten", [f"{sources.url}/p/3.jpg"])]))
+    products.write_bytes(products_csv([(1, "Mitten", [f"{sources.url}/p/3.jpg", f"{sources.url}/gone.jpg"])]))
     done = imgpipe(stack, "upload", str(products), "--wait")
     assert done.returncode == 0, done.stderr
     request_id = done.stdout.split()[1]

@@ -13,7 +13,9 @@ from imgpipe_bus import DeadLetters, Failure, Letter
 from imgpipe_notifier import metrics
 from imgpipe_notifier.adapters.deliveries import DELIVERED, FAILED, GONE, RETRYING, DeliveryLog, this_round
 from imgpipe_notifier.adapters.webhook import WebhookSender
+from imgpipe_runtime.logs import about_request
 from imgpipe_schemas import RequestCompleted
+
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,13 @@ def retryable(outcome: int | str) -> bool:
 async def accept(
     event: RequestCompleted, letter: Letter, adapters: Adapters, *, now: datetime | None = None
 ) -> str | None:
+    with about_request(event.request_id):
+        return await _accept(event, letter, adapters, now=now)
+
+
+async def _accept(
+    event: RequestCompleted, letter: Letter, adapters: Adapters, *, now: datetime | None = None
+) -> str | None:
     """Records the delivery and makes its first attempt; later attempts are deliver_due's. A completion
     delivered again (a redelivered message) finds its delivery recorded and changes nothing. The letter
     is kept with the delivery, to dead-letter the completion if its last attempt fails.
@@ -110,6 +119,11 @@ async def deliver_due(adapters: Adapters, *, concurrency: int, clock: Callable[[
 
 
 async def attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
+    with about_request(delivery.get("request_id")):
+        return await _attempt(delivery, adapters, now=now)
+
+
+async def _attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
     """One POST with the delivery's fixed webhook id and body; records the outcome and, if another
     attempt is due, when. The last failure dead-letters the completion event."""
     webhook_id, url, replay = delivery["_id"], delivery["url"], delivery.get("replays", 0)
