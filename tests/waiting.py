@@ -1,3 +1,4 @@
+import asyncio
 import time
 
 
@@ -9,3 +10,12 @@ def wait_for(condition, timeout: float, what: str, poll_s: float = 0.05):
             return value
         time.sleep(poll_s)
     raise AssertionError(f"{what} did not happen within {timeout} s")
+
+
+async def eventually(condition, timeout: float, what: str, poll_s: float = 0.05) -> None:
+    """wait_for inside an event loop: polls without blocking it, so that the loop's own tasks run meanwhile."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} did not happen within {timeout} s")
+        await asyncio.sleep(poll_s)

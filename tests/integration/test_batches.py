@@ -1,7 +1,6 @@
 """take_batches against the real broker: batches flush when full or within their time, every event is
 handled once, and offsets are committed only for handled batches."""
 
-import asyncio
 import uuid
 
 import pytest
@@ -10,14 +9,7 @@ from imgpipe_bus import BusSettings, EventProducer, create_app, ensure_topics, f
 from imgpipe_bus.batches import take_batches
 from imgpipe_schemas import RequestAccepted
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED
-
-
-async def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        await asyncio.sleep(0.05)
+from tests.waiting import eventually
 
 
 @pytest.mark.timeout(120)
@@ -35,13 +27,13 @@ async def test_events_arrive_in_batches_of_at_most_the_maximum_each_once(bus_set
     await app.start()
     producer = EventProducer(bus_settings)
     try:
-        await wait_for(lambda: app.consumer.assignment(), 60, "an assignment")
+        await eventually(lambda: app.consumer.assignment(), 60, "an assignment")
         events = [
             RequestAccepted(request_id=mine, rows_total=n + 1, images_total=1) for n in range(20)
         ]
         await producer.publish_many(REQUESTS_ACCEPTED, events)
         ours = lambda: [v for batch in batches for v in batch if str(mine).encode() in v]  # noqa: E731
-        await wait_for(lambda: len(ours()) >= 20, 60, "all 20 events")
+        await eventually(lambda: len(ours()) >= 20, 60, "all 20 events")
         assert len(ours()) == 20
         assert all(len(batch) <= 7 for batch in batches)
     finally:

@@ -20,6 +20,7 @@ from imgpipe_bus import (
 )
 from imgpipe_schemas import ImageResult, RequestAccepted, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
+from tests.waiting import eventually
 from tests.integration.kafka_helpers import consume
 
 
@@ -129,14 +130,6 @@ async def run_agent(settings: BusSettings, group: str, batches: bool, handle_one
 
     await app.start()
     return app
-
-
-async def eventually(condition, timeout: float, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.timeout(120)
