@@ -123,3 +123,5 @@ def test_log_lines_about_a_request_carry_its_id_and_the_access_log_is_on(stack, 
     ingest = logged("ingest")
     assert f"request_id={request_id}" in ingest and "accepted request" in ingest
     assert "POST /api/upload/" in ingest  # the access log
+    worker = wait_for(lambda: [l for l in logged("image-worker").splitlines() if "gone.jpg" in l], 30, "the worker's line")
+    assert all(f"request_id={request_id}" in line and "row_index=0" in line for line in worker), worker

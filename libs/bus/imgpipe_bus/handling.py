@@ -128,9 +128,15 @@ class Stage:
     dead_letter_poison: bool = True
 
 
-async def handle_each(stream: faust.StreamT, stage: Stage, handler: Callable[[Event, Letter], Awaitable[Any]]) -> None:
+async def handle_each(
+    stream: faust.StreamT,
+    stage: Stage,
+    handler: Callable[[Event, Letter], Awaitable[Any]],
+    about: Callable[[Event], contextlib.AbstractContextManager] | None = None,
+) -> None:
     """One message at a time, ``handler(event, letter)``; a DeadLetterCopy it returns dead-letters a copy of
-    the message with that reason, as one attempt."""
+    the message with that reason, as one attempt. ``about(event)`` is entered around the handling of each
+    event, retries and dead-lettering included: the service's way to tag every line logged about it."""
     async for item in stream.events():
         async with stage.in_flight.track([item.message]):
             event = await _decode_or_dead_letter(stage, item.message)
@@ -141,10 +147,11 @@ async def handle_each(stream: faust.StreamT, stage: Stage, handler: Callable[[Ev
             async def call(event=event, letter=Letter.of(item.message), returned=returned) -> None:
                 returned.append(await handler(event, letter))
 
-            await _handle(stage, [item.message], call)
-            if returned and isinstance(returned[-1], DeadLetterCopy):
-                now = datetime.now(UTC)
-                await _dead_letter(stage, item.message, Failure(stage.name, returned[-1].reason, 1, now, now))
+            with about(event) if about else contextlib.nullcontext():
+                await _handle(stage, [item.message], call)
+                if returned and isinstance(returned[-1], DeadLetterCopy):
+                    now = datetime.now(UTC)
+                    await _dead_letter(stage, item.message, Failure(stage.name, returned[-1].reason, 1, now, now))
 
 
 async def handle_batches(

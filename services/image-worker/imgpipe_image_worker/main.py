@@ -24,10 +24,11 @@ from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.compress import Policy
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.blobs import open_blob_store
-from imgpipe_runtime.logs import configure_logging
+from imgpipe_runtime.logs import about_request, configure_logging
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
+from imgpipe_schemas import RowSubmitted
 from imgpipe_schemas.topics import IMAGE_WORKER_GROUP, ROWS_SUBMITTED
 
 # /metrics and /healthz, unless IMGPIPE_METRICS_PORT says otherwise.
@@ -72,10 +73,14 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
 
     @app.agent(faust_topic(app, ROWS_SUBMITTED), concurrency=settings.worker_concurrency)
     async def process_rows(stream):
-        await handle_each(stream, stage, functools.partial(handlers.handle_row, adapters=adapters))
+        await handle_each(stream, stage, functools.partial(handlers.handle_row, adapters=adapters), about=about_row)
 
     serve_health(app, health, default_port=METRICS_PORT, ping=lambda: db.command("ping"))
     return app
+
+
+def about_row(row: RowSubmitted):
+    return about_request(row.request_id, row.row_index)
 
 
 def main() -> None:
