@@ -6,6 +6,7 @@ finished SUCCESS); 1 it finished FAILED, or did not finish within ``--timeout``;
 """
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -56,6 +57,8 @@ def upload_command(args: argparse.Namespace) -> int:
         data = args.csv.read_bytes()
     except OSError as exc:
         return _refused(f"cannot read {args.csv}: {exc.strerror or exc}")
+    if args.output is not None and (problem := _unwritable(args.output)):
+        return _refused(f"cannot write the output CSV to {args.output}: {problem}")
     form = {name: str(value) for name, value in (("quality", args.quality), ("format", args.format)) if value is not None}
     try:
         request_id = upload(
@@ -101,13 +104,29 @@ def _follow(settings: ClientSettings, request_id: str, timeout: float, output: P
                 response = http.get(payload["output_file_url"], timeout=60)
                 if not response.is_success:
                     return _refused(f"the output CSV could not be downloaded: {response.status_code}")
-                output.write_bytes(response.content)
+                try:
+                    output.write_bytes(response.content)
+                except OSError as exc:
+                    return _refused(f"cannot write the output CSV to {output}: {exc.strerror or exc}")
                 print(f"saved to {output}")
     except ApiError as exc:
         return _refused(_explained(exc))
     except httpx.HTTPError as exc:
         return _refused(f"cannot reach the API at {settings.api_url}: {exc}")
     return OK if payload["status"] == "SUCCESS" else FAILED
+
+
+def _unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot take the output CSV, checked before uploading, so that no request is made for
+    nothing."""
+    if path.is_dir():
+        return "it is a directory"
+    folder = path.parent
+    if not folder.is_dir():
+        return f"no such directory: {folder}"
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        return "permission denied"
+    return None
 
 
 def _poll(settings: ClientSettings, request_id: str, http: httpx.Client, deadline: float) -> dict:

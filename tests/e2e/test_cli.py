@@ -78,6 +78,10 @@ def test_refusals_exit_2_with_the_servers_message(stack, tmp_path):
     assert "API key" in without_key.stderr
     unknown = imgpipe(stack, "status", str(uuid.uuid4()))
     assert unknown.returncode == 2 and "404" in unknown.stderr
+    nowhere = imgpipe(stack, "upload", str(bad), "--output", str(tmp_path / "no-such-dir" / "out.csv"))
+    assert nowhere.returncode == 2 and "request" not in nowhere.stdout, nowhere.stdout
+    assert f"cannot write the output CSV to {tmp_path}/no-such-dir/out.csv: no such directory" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr
 
 
 def test_a_request_that_finished_failed_exits_1(stack):
