@@ -99,6 +99,8 @@ async def test_duplicated_results_count_once_and_the_request_completes_once(db, 
         batch, Adapters(store=store, blobs=blobs, producer=producer, public_base_url="http://api")
     )
     mine = lambda event: str(event.request_id) == request_id  # noqa: E731
+    await store.record_publication(request_id, [0, 1, 2], [(0, 7), (1, 7), (0, 8)])
+    assert await store.published_positions(request_id) == {0: (0, 7), 1: (1, 7), 2: (0, 8)}
     try:
         await deliver([result(request_id, 0, True), result(request_id, 0, True)])
         progress = await requests.progress(await requests.get(request_id))
@@ -117,6 +119,7 @@ async def test_duplicated_results_count_once_and_the_request_completes_once(db, 
         assert completed.event_type == "request.completed"
         assert completed.output_file_url == f"http://api/api/files/{request_id}/output.csv"
         assert str(completed.event_id) == request["completion_event_id"]
+        assert await store.published_positions(request_id) == {}  # finished: never re-driven
 
         # A replayed row that now succeeds replaces its error and the request is announced again.
         await deliver([result(request_id, 2, True)])

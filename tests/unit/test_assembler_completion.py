@@ -29,6 +29,7 @@ class FakeProgressStore:
         self.request_documents: dict[str, dict] = {}
         self.row_documents: dict[str, dict] = {}
         self.writes = 0
+        self.forgotten: list[str] = []
 
     async def record_rows(self, results) -> set[str]:
         changed = set()
@@ -86,6 +87,9 @@ class FakeProgressStore:
             output_built=self.writes,
         )
         return copy.deepcopy(request)
+
+    async def forget_publications(self, request_id: str) -> None:
+        self.forgotten.append(request_id)
 
     async def mark_completion_published(self, request_id: str, event_id: str) -> None:
         request = self.request_documents[request_id]
@@ -198,6 +202,7 @@ async def test_the_last_row_completes_the_request_once():
     assert event.output_file_url == f"http://api/api/files/{assembler.request_id}/output.csv"
     assert (event.webhook_url, event.progress.model_dump()) == ("http://hooks.test/h", request["progress"])
     assert request["completion_published"] is True
+    assert assembler.store.forgotten == [assembler.request_id]  # where its rows went is of no more use
 
 
 async def test_a_redelivery_after_completion_publishes_nothing_new():

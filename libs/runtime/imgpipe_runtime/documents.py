@@ -11,7 +11,7 @@ services agree on names, ids and indexes by importing them rather than by repeat
 import asyncio
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from uuid import UUID
 
@@ -259,6 +259,18 @@ def new_publication(request_id: str, rows: Sequence[int], positions: Sequence[Se
         "rows": list(rows),
         "positions": [[int(partition), int(offset)] for partition, offset in positions],
     }
+
+
+async def record_publication(
+    db: AsyncDatabase, request_id: str, rows: Sequence[int], positions: Sequence[Sequence[int]]
+) -> None:
+    """Whoever publishes rows records where they went (see new_publication)."""
+    await db[PUBLICATIONS].insert_one(new_publication(request_id, rows, positions, datetime.now(UTC)))
+
+
+async def forget_publications(db: AsyncDatabase, request_id: str) -> None:
+    """A finished request is never re-driven: where its rows were published is of no more use."""
+    await db[PUBLICATIONS].delete_many({"request_id": str(request_id)})
 
 
 async def published_positions(db: AsyncDatabase, request_id: str) -> dict[int, tuple[int, int]]:

@@ -136,6 +136,7 @@ async def complete_if_done(
         if not finished:
             COMPLETED_REQUESTS.labels(status.value).inc()
             COMPLETED_ROWS.inc(counted.rows_done)
+            await adapters.store.forget_publications(request_id)
         request = updated
         log.info("request %s %s: %s", request_id, request["completion_type"], counted.model_dump())
     elif request.get("completion_published"):

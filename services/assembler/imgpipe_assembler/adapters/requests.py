@@ -11,16 +11,16 @@ from pymongo.errors import BulkWriteError
 
 from imgpipe_runtime.documents import (
     LIVE_COUNTS,
-    PUBLICATIONS,
     REQUESTS,
     ROWS,
     Origin,
     counted_progress,
+    forget_publications,
     live_counts,
-    new_publication,
     new_request,
     new_row,
     published_positions,
+    record_publication,
     row_id,
     row_results,
     rows_of,
@@ -254,7 +254,10 @@ class ProgressStore:
         return await published_positions(self._db, request_id)
 
     async def record_publication(self, request_id: str, rows: Sequence[int], positions: Sequence[tuple[int, int]]) -> None:
-        await self._db[PUBLICATIONS].insert_one(new_publication(request_id, rows, positions, datetime.now(UTC)))
+        await record_publication(self._db, request_id, rows, positions)
+
+    async def forget_publications(self, request_id: str) -> None:
+        await forget_publications(self._db, request_id)
 
     async def note_unanswered(self, request_id: str, since: datetime | None) -> None:
         """When rows of the request were first seen read by a worker yet without results (None: none are)."""

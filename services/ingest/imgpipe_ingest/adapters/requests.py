@@ -8,7 +8,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from imgpipe_ingest.csv_input import CsvSummary, InputRow
 from imgpipe_runtime import documents
-from imgpipe_runtime.documents import PUBLICATIONS, REQUESTS, ROWS, Origin, new_publication, new_request, new_row, row_id
+from imgpipe_runtime.documents import REQUESTS, ROWS, Origin, new_request, new_row, row_id
 from imgpipe_schemas import Progress, RequestStatus
 
 ROW_BATCH = 500
@@ -73,8 +73,7 @@ class RequestStore:
         )
 
     async def record_publication(self, request_id: str, rows: Sequence[int], positions: Sequence[tuple[int, int]]) -> None:
-        """Where the request's rows were published (see documents.new_publication)."""
-        await self._db[PUBLICATIONS].insert_one(new_publication(request_id, rows, positions, datetime.now(UTC)))
+        await documents.record_publication(self._db, request_id, rows, positions)
 
     async def mark_processing(self, request_id: str) -> None:
         """PENDING → PROCESSING; a request the assembler already finished keeps its status."""
