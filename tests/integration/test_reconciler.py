@@ -145,13 +145,17 @@ async def test_positions_tell_waiting_read_and_gone_apart(bus_settings):
         bus_settings,
         group,
         REQUESTS_ACCEPTED.name,
-        {first: key, second: key, third: b"someone else", Position(third.partition, 10**9): key},
+        {
+            first: key, second: key, third: b"someone else", Position(third.partition, 10**9): key,
+            Position(third.partition, third.offset + 1): key,  # the log's end: nothing is there yet
+        },
     )
     assert found == {
         first: State.READ,
         second: State.WAITING,
         third: State.GONE,
         Position(third.partition, 10**9): State.GONE,
+        Position(third.partition, third.offset + 1): State.GONE,
     }
 
 

@@ -3,7 +3,8 @@ one the broker no longer has.
 
 A message waits while it is still at its offset and its consumer group has not committed past it. It is
 gone when that offset holds nothing, or another message: the log was truncated, or the broker restarted
-with an empty one (the embedded broker keeps its log in memory).
+with an empty one (the embedded broker keeps its log in memory). An offset inside the log that the broker
+does not serve in time is never taken for gone: it waits, and is looked at again on the next pass.
 """
 
 import time
@@ -38,10 +39,23 @@ def committed_offsets(settings: BusSettings, group: str, topic: str, partitions:
         consumer.close()
 
 
-def keys_at(settings: BusSettings, topic: str, positions: Iterable[Position]) -> dict[Position, bytes | None]:
-    """The key of the message at each position; None where the position holds no message (also when the
-    offset is out of the log's range). One read per partition at a time, so a few positions per
-    partition are read in a few round trips; a position holding nothing costs ``probe_timeout_s``."""
+class _Unanswered:
+    def __repr__(self) -> str:
+        return "UNANSWERED"
+
+
+# A position inside the log's range that the broker did not serve within ``probe_timeout_s`` (a slow
+# broker): nothing is known of it, so it is never taken for gone.
+UNANSWERED = _Unanswered()
+
+
+def keys_at(
+    settings: BusSettings, topic: str, positions: Iterable[Position]
+) -> dict[Position, bytes | None | _Unanswered]:
+    """The key of the message at each position; None where the position holds no message (its offset is
+    out of the log's range, or holds another message), UNANSWERED where the broker did not say in time.
+    One read per partition at a time, so a few positions per partition are read in a few round trips; a
+    position at the log's end costs ``probe_timeout_s``."""
     by_partition: dict[int, list[int]] = {}
     for position in set(positions):
         by_partition.setdefault(position.partition, []).append(position.offset)
@@ -55,6 +69,12 @@ def keys_at(settings: BusSettings, topic: str, positions: Iterable[Position]) ->
             consumer.assign([TopicPartition(topic, partition, offsets[0]) for partition, offsets in pending.items()])
             _read_heads(consumer, pending, found, settings.probe_timeout_s)
             pending = {partition: offsets for partition, offsets in pending.items() if offsets}
+        for position in [position for position, key in found.items() if key is UNANSWERED]:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, position.partition), timeout=settings.probe_timeout_s, cached=False
+            )
+            if not low <= position.offset < high:
+                found[position] = None
     finally:
         consumer.close()
     return found
@@ -80,7 +100,7 @@ def _read_heads(consumer: Consumer, pending: dict[int, list[int]], found: dict, 
         # Later messages of an answered partition are ignored, not paused: a pause outlives the next assign().
         found[Position(partition, offset)] = message.key() if message.offset() == offset else None
     for partition, offset in waiting.items():
-        found[Position(partition, offset)] = None
+        found[Position(partition, offset)] = UNANSWERED  # the log's end, or a slow broker: keys_at tells
     for partition in pending:
         pending[partition].pop(0)
 
@@ -105,7 +125,8 @@ def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Posi
     keys = keys_at(settings, topic, {p for positions in unread.values() for p in (positions[0], positions[-1])})
 
     def there(position: Position) -> bool:
-        return keys.get(position) == messages[position]
+        key = keys.get(position)
+        return key is UNANSWERED or key == messages[position]
 
     torn = [positions for positions in unread.values() if there(positions[0]) != there(positions[-1])]
     keys.update(keys_at(settings, topic, [position for positions in torn for position in positions[1:-1]]))

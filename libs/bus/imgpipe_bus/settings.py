@@ -23,7 +23,7 @@ class BusSettings(BaseSettings):
     heartbeat_interval_s: float = Field(1.0, gt=0)
     client_id: str = "imgpipe"
     probe_timeout_s: float = Field(
-        2.0, gt=0, description="How long a read of one offset waits before it counts as holding no message."
+        2.0, gt=0, description="How long a read of one offset waits for the broker (a row not read by then is looked at again later)."
     )
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long work in flight may take to finish.")
 
