@@ -1,6 +1,7 @@
 """Sample photos and a local HTTP server that serves them and records what is posted to it."""
 
 import io
+import sys
 import threading
 import time
 from collections import Counter
@@ -86,7 +87,7 @@ class LocalHttpServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", self.port), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
@@ -107,6 +108,13 @@ class LocalHttpServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        """A client that goes away mid-answer (a worker killed, a fetch timed out) is its own business."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 def products_csv(rows: list[tuple[int, str, list[str]]]) -> bytes:

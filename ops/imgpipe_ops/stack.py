@@ -1,8 +1,7 @@
 """The whole system as local processes: embedded broker and database, topics, the four services, supervised.
 
-A process that exits is started again after a backoff, the broker and the database like the services;
-the embedded broker keeps everything in memory, so its topics are created again once it answers, and
-the assembler's reconciler publishes again what it forgot. A stop ends every child within
+A process that exits is started again after a backoff, the broker and the database like the services
+(see supervision). A stop ends every child within
 ``drain_timeout_s + 2 × STOP_MARGIN_S``: the services drain in parallel, then the broker and database stop.
 """
 
@@ -20,30 +19,23 @@ from imgpipe_runtime.webhooks import generate_secret
 from imgpipe_ops.processes import (
     GroupReaper,
     Process,
-    broker_answers,
     broker_process,
-    database_answers,
     database_process,
-    describe_exit,
     free_port,
     venv_command,
     wait_for_broker,
     wait_for_database,
 )
+from imgpipe_ops.supervision import CONSUMERS, Restarts
 
 log = logging.getLogger(__name__)
 
 LOCAL_FETCH_ALLOW = "127.0.0.0/8,::1/128"
 SERVICES = ("ingest", "image-worker", "assembler", "notifier")
-HEALTH_PORTED = ("image-worker", "assembler", "notifier")
 # After a service's drain: faust's own shutdown, or the broker's and the database's after SIGTERM.
 STOP_MARGIN_S = 4.0
 # The broker and database when a second signal hurries the stop: a moment to close their files.
 HURRIED_GRACE_S = 2.0
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 30.0
-# A process that ran this long before exiting is restarted after the first backoff again.
-STABLE_AFTER_S = 60.0
 
 
 @dataclass
@@ -65,13 +57,6 @@ class StackConfig:
     drain_timeout_s: float = 20.0
 
 
-@dataclass
-class _Restart:
-    failures: int = 0
-    due: float | None = None
-    awaiting_ready: bool = False
-
-
 class LocalStack:
     def __init__(self, config: StackConfig) -> None:
         self.config = config
@@ -83,7 +68,7 @@ class LocalStack:
         self._stopping = False
         self._stopped = False
         self._stop_requests = 0
-        self._restarts: dict[str, _Restart] = {}
+        self._restarts = Restarts(self)
         self.metrics_ports: dict[str, int] = {}
         self._blob_tmp = None if config.blob_dir else tempfile.TemporaryDirectory(prefix="imgpipe-blobs-")
         self.blob_dir = config.blob_dir or Path(self._blob_tmp.name)
@@ -190,7 +175,7 @@ class LocalStack:
     def process_env(self, name: str, label: str) -> dict[str, str]:
         """service_env, and for a faust service a free port of its own for /metrics and /healthz
         (IMGPIPE_METRICS_PORT): several image-workers run on one machine."""
-        if name not in HEALTH_PORTED:
+        if name not in CONSUMERS:
             return self.service_env
         self.metrics_ports[label] = free_port()
         return {**self.service_env, "IMGPIPE_METRICS_PORT": str(self.metrics_ports[label])}
@@ -206,55 +191,10 @@ class LocalStack:
         return [p for p in (self.database, self.broker) if p] + self.services
 
     def supervise_once(self) -> None:
-        """Like compose's ``restart: on-failure``, for every process: one that exited is started again
-        after a backoff that doubles while it keeps exiting soon after its start."""
+        """Like compose's ``restart: on-failure``, for every process (see supervision.Restarts)."""
         with self._lock:
-            if self._stopping:
-                return
-            for process in self.processes():
-                self._supervise(process, self._restarts.setdefault(process.name, _Restart()))
-
-    def _supervise(self, process: Process, restart: _Restart) -> None:
-        if process.alive():
-            if restart.awaiting_ready and self._ready_again(process):
-                restart.awaiting_ready = False
-            return
-        now = time.monotonic()
-        if restart.due is None:
-            ran_s = now - process.started_at
-            restart.failures = 0 if ran_s >= STABLE_AFTER_S else restart.failures + 1
-            delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, restart.failures - 1))
-            restart.due = now + delay
-            log.warning(
-                "%s (pid %s) %s after %.0f s; restarting in %.1f s",
-                process.name, process.pid, describe_exit(process.returncode), ran_s, delay,
-            )
-        elif now >= restart.due:
-            try:
-                process.start()
-            except OSError as exc:
-                restart.due = now + BACKOFF_MAX_S
-                log.error("%s could not be started (%s); trying again in %.0f s", process.name, exc, BACKOFF_MAX_S)
-                return
-            restart.due = None
-            restart.awaiting_ready = process in (self.broker, self.database)
-            log.info("%s restarted (pid %s)", process.name, process.pid)
-
-    def _ready_again(self, process: Process) -> bool:
-        if process is self.database:
-            if not database_answers(self.mongo_url):
-                return False
-            log.info("the database answers again")
-            return True
-        if not broker_answers(self.bootstrap):
-            return False
-        try:
-            self.create_topics()  # the broker kept nothing: the services' topics must exist again
-        except Exception as exc:  # noqa: BLE001 - tried again on the next round
-            log.warning("the broker answers but its topics could not be created yet: %s", exc)
-            return False
-        log.info("the broker answers again; topics created")
-        return True
+            if not self._stopping:
+                self._restarts.check()
 
     def supervise(self, poll_s: float = 0.2, stop: threading.Event | None = None) -> None:
         """Until ``request_stop`` (or ``stop`` is set): restarts what exits."""

@@ -1,0 +1,125 @@
+"""What the local stack does when one of its processes exits: start it again, as compose's
+``restart: on-failure`` would, after a backoff that doubles while it keeps exiting soon after its start.
+
+The embedded broker keeps its log, and its consumer groups' offsets, in memory. When it dies, the services
+that consume from it die with it and start afresh once it answers again (see Restarts.hold_consumers);
+the assembler's reconciler publishes again what the broker forgot.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from imgpipe_ops.processes import Process, broker_answers, database_answers, describe_exit
+
+if TYPE_CHECKING:
+    from imgpipe_ops.stack import LocalStack
+
+log = logging.getLogger(__name__)
+
+# The faust services: they consume topics, and serve /metrics and /healthz on a port of their own.
+CONSUMERS = ("image-worker", "assembler", "notifier")
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 30.0
+# A process that ran this long before exiting is restarted after the first backoff again.
+STABLE_AFTER_S = 60.0
+
+
+@dataclass
+class _Restart:
+    failures: int = 0
+    due: float | None = None
+    awaiting_ready: bool = False
+    held_for_broker: bool = False  # stopped with the broker, started again once it answers
+
+
+class Restarts:
+    """The restart state of every process of ``stack``; ``check`` is called by its supervising loop."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._stack = stack
+        self._state: dict[str, _Restart] = {}
+
+    def _of(self, process: Process) -> _Restart:
+        return self._state.setdefault(process.name, _Restart())
+
+    def check(self) -> None:
+        for process in self._stack.processes():
+            self._check(process, self._of(process))
+
+    def _check(self, process: Process, restart: _Restart) -> None:
+        if process.alive():
+            if restart.awaiting_ready and self._ready_again(process):
+                restart.awaiting_ready = False
+                if process is self._stack.broker:
+                    self._release_consumers()
+            return
+        if restart.held_for_broker:
+            return
+        now = time.monotonic()
+        if restart.due is None and process is self._stack.broker:
+            self._hold_consumers()
+        if restart.due is None:
+            ran_s = now - process.started_at
+            restart.failures = 0 if ran_s >= STABLE_AFTER_S else restart.failures + 1
+            delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, restart.failures - 1))
+            restart.due = now + delay
+            log.warning(
+                "%s (pid %s) %s after %.0f s; restarting in %.1f s",
+                process.name, process.pid, describe_exit(process.returncode), ran_s, delay,
+            )
+        elif now >= restart.due:
+            try:
+                process.start()
+            except OSError as exc:
+                restart.due = now + BACKOFF_MAX_S
+                log.error("%s could not be started (%s); trying again in %.0f s", process.name, exc, BACKOFF_MAX_S)
+                return
+            restart.due = None
+            restart.awaiting_ready = process in (self._stack.broker, self._stack.database)
+            log.info("%s restarted (pid %s)", process.name, process.pid)
+
+    def _consumers(self) -> list[Process]:
+        return [
+            p for p in self._stack.services if any(p.name == name or p.name.startswith(f"{name}-") for name in CONSUMERS)
+        ]
+
+    def _hold_consumers(self) -> None:
+        """A consumer that lived on past the broker would keep the offsets of the old log: it would commit
+        them to the new one, and skip every message the new log holds below them (faust drops a message
+        below the offset it has read to). So the consumers are stopped with the broker, at once: what they
+        hold in flight is lost with the log anyway, and re-driven by the reconciler."""
+        held = self._consumers()
+        for process in held:
+            process.kill()
+            self._of(process).held_for_broker = True
+        log.warning("the broker's log is lost: %s stopped until it answers again", ", ".join(p.name for p in held))
+
+    def _release_consumers(self) -> None:
+        for process in self._consumers():
+            restart = self._of(process)
+            if restart.held_for_broker and not process.alive():
+                process.start()
+                log.info("%s started again (pid %s)", process.name, process.pid)
+            restart.held_for_broker = False
+            restart.due = None
+
+    def _ready_again(self, process: Process) -> bool:
+        stack = self._stack
+        if process is stack.database:
+            if not database_answers(stack.mongo_url):
+                return False
+            log.info("the database answers again")
+            return True
+        if not broker_answers(stack.bootstrap):
+            return False
+        try:
+            stack.create_topics()  # the broker kept nothing: the services' topics must exist again
+        except Exception as exc:  # noqa: BLE001 - tried again on the next round
+            log.warning("the broker answers but its topics could not be created yet: %s", exc)
+            return False
+        log.info("the broker answers again; topics created")
+        return True
