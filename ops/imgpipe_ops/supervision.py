@@ -2,7 +2,7 @@
 ``restart: on-failure`` would, after a backoff that doubles while it keeps exiting soon after its start.
 
 The embedded broker keeps its log, and its consumer groups' offsets, in memory. When it dies, the services
-that consume from it die with it and start afresh once it answers again (see Restarts.hold_consumers);
+that consume from it die with it and start afresh once it answers again (see Restarts._hold_consumers);
 the assembler's reconciler publishes again what the broker forgot.
 """
 
@@ -26,6 +26,8 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 # A process that ran this long before exiting is restarted after the first backoff again.
 STABLE_AFTER_S = 60.0
+# A broker or database restarted that does not answer by then is killed, and started again.
+READY_WITHIN_S = 60.0
 
 
 @dataclass
@@ -56,6 +58,9 @@ class Restarts:
                 restart.awaiting_ready = False
                 if process is self._stack.broker:
                     self._release_consumers()
+            elif restart.awaiting_ready and time.monotonic() - process.started_at > READY_WITHIN_S:
+                log.error("%s (pid %s) does not answer %.0f s after its start: killed", process.name, process.pid, READY_WITHIN_S)
+                process.kill()
             return
         if restart.held_for_broker:
             return
@@ -99,13 +104,18 @@ class Restarts:
         log.warning("the broker's log is lost: %s stopped until it answers again", ", ".join(p.name for p in held))
 
     def _release_consumers(self) -> None:
+        """Each held consumer starts now; one that cannot is left to the usual restart, after a backoff."""
         for process in self._consumers():
             restart = self._of(process)
-            if restart.held_for_broker and not process.alive():
-                process.start()
+            was_held, restart.held_for_broker, restart.due = restart.held_for_broker, False, None
+            if was_held and not process.alive():
+                try:
+                    process.start()
+                except OSError as exc:
+                    restart.due = time.monotonic() + BACKOFF_MAX_S
+                    log.error("%s could not be started (%s); trying again in %.0f s", process.name, exc, BACKOFF_MAX_S)
+                    continue
                 log.info("%s started again (pid %s)", process.name, process.pid)
-            restart.held_for_broker = False
-            restart.due = None
 
     def _ready_again(self, process: Process) -> bool:
         stack = self._stack

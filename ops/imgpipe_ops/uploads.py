@@ -2,7 +2,7 @@
 
 Exit codes, so that a script can tell them apart: 0 the request was accepted (or, with ``--wait``,
 finished SUCCESS); 1 it finished FAILED, or did not finish within ``--timeout``; 2 the API refused
-(the server's message is printed) or could not be reached.
+(the server's message is printed) or could not be reached, or a local file could not be read or written.
 """
 
 import argparse

@@ -4,7 +4,7 @@ one the broker no longer has.
 A message waits while it is still at its offset and its consumer group has not committed past it. It is
 gone when that offset holds nothing, or another message: the log was truncated, or the broker restarted
 with an empty one (the embedded broker keeps its log in memory). An offset inside the log that the broker
-does not serve in time is never taken for gone: it waits, and is looked at again on the next pass.
+does not serve in time is never taken for gone: its state is unknown.
 """
 
 import time
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import NamedTuple
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from imgpipe_bus.settings import BusSettings
 
@@ -69,15 +69,28 @@ def keys_at(
             consumer.assign([TopicPartition(topic, partition, offsets[0]) for partition, offsets in pending.items()])
             _read_heads(consumer, pending, found, settings.probe_timeout_s)
             pending = {partition: offsets for partition, offsets in pending.items() if offsets}
-        for position in [position for position, key in found.items() if key is UNANSWERED]:
-            low, high = consumer.get_watermark_offsets(
-                TopicPartition(topic, position.partition), timeout=settings.probe_timeout_s, cached=False
-            )
-            if not low <= position.offset < high:
-                found[position] = None
+        _outside_the_log(consumer, topic, found, settings.probe_timeout_s)
     finally:
         consumer.close()
     return found
+
+
+def _outside_the_log(consumer: Consumer, topic: str, found: dict, timeout_s: float) -> None:
+    """An unanswered position outside the log's range holds nothing; one inside stays unanswered, as does
+    every one of a partition whose range the broker does not tell in time either."""
+    unanswered = [position for position, key in found.items() if key is UNANSWERED]
+    ranges: dict[int, tuple[int, int] | None] = {}
+    for position in unanswered:
+        if position.partition not in ranges:
+            try:
+                ranges[position.partition] = consumer.get_watermark_offsets(
+                    TopicPartition(topic, position.partition), timeout=timeout_s, cached=False
+                )
+            except KafkaException:
+                ranges[position.partition] = None
+        known = ranges[position.partition]
+        if known is not None and not known[0] <= position.offset < known[1]:
+            found[position] = None
 
 
 def _read_heads(consumer: Consumer, pending: dict[int, list[int]], found: dict, timeout_s: float) -> None:
@@ -109,6 +122,7 @@ class State(StrEnum):
     WAITING = "waiting"  # at its offset, not yet committed past by the group: queued or being handled
     READ = "read"  # the group committed past it: it was handled
     GONE = "gone"  # its offset holds nothing, or another message
+    UNKNOWN = "unknown"  # inside the log, but the broker did not serve it in time
 
 
 def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Position, bytes]) -> dict[Position, State]:
@@ -140,6 +154,8 @@ def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Posi
     for position in messages:
         if position.offset < committed.get(position.partition, 0):
             found[position] = State.READ
+        elif keys.get(position) is UNANSWERED:
+            found[position] = State.UNKNOWN
         else:
             found[position] = State.WAITING if position in intact or there(position) else State.GONE
     return found

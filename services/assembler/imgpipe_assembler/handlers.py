@@ -92,7 +92,8 @@ async def register_rows(rows: Sequence[RowSubmitted], adapters: Adapters, letter
             )
     located: dict[str, list[tuple[int, tuple[int, int]]]] = {}
     for row, letter in direct:
-        if letter is not None:
+        finished = known.get(str(row.request_id), {}).get("status") in FINISHED
+        if letter is not None and not finished:  # a finished request is never re-driven
             located.setdefault(str(row.request_id), []).append((row.row_index, (letter.partition, letter.offset)))
     for request_id, places in located.items():
         await adapters.store.record_publication(request_id, [index for index, _ in places], [at for _, at in places])
@@ -136,7 +137,6 @@ async def complete_if_done(
         if not finished:
             COMPLETED_REQUESTS.labels(status.value).inc()
             COMPLETED_ROWS.inc(counted.rows_done)
-            await adapters.store.forget_publications(request_id)
         request = updated
         log.info("request %s %s: %s", request_id, request["completion_type"], counted.model_dump())
     elif request.get("completion_published"):
@@ -154,6 +154,9 @@ async def complete_if_done(
             webhook_url=request.get("webhook_url"),
         ),
     )
+    # Finished: never re-driven, so where its rows went is of no more use. Before the mark, so that the
+    # reconciler's re-publishing of an unmarked completion deletes them too after a crash here.
+    await adapters.store.forget_publications(request_id)
     await adapters.store.mark_completion_published(request_id, event_id)
 
 

@@ -6,8 +6,9 @@ A request with no progress for ``stall_s`` is looked at row by row; each row not
 - **lost** when it was never published (ingest stopped first), or its event is gone from the topic (the
   broker lost it): it is published again at once.
 - **unanswered** when the workers read its event but no result arrived (its result was dead-lettered,
-  or lost with the broker): it is published again if it is still unanswered ``stall_s`` later, as its
-  result may be queued behind others on its way to the assembler.
+  or lost with the broker), or when the broker does not say in time where its event is: it is published
+  again if it is still unanswered ``stall_s`` later, as its result may be queued behind others on its
+  way to the assembler, and a slow broker may answer on the next pass.
 Each re-drive is a round; when rows are lost again after ``max_rounds`` rounds, those rows are recorded as
 failed with the reason, and the request finishes once its other rows are in. A finished request whose
 completion event was never published is published again.
@@ -66,7 +67,7 @@ async def _reconcile_request(
     indexes = [row["row_index"] for row in missing]
     found = await rows_topic.states(request_id, {index: published[index] for index in indexes if index in published})
     lost = [row for row in missing if found.get(row["row_index"], State.GONE) == State.GONE]
-    unanswered = [row for row in missing if found.get(row["row_index"]) == State.READ]
+    unanswered = [row for row in missing if found.get(row["row_index"]) in (State.READ, State.UNKNOWN)]
     waiting = len(missing) - len(lost) - len(unanswered)
     since = request.get("unanswered_since")
     if unanswered and not (since and since.replace(tzinfo=UTC) <= now - timedelta(seconds=policy.stall_s)):

@@ -26,7 +26,7 @@ from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_notifier.handlers import Schedule
 from imgpipe_notifier.settings import Settings
 from imgpipe_runtime.documents import ensure_indexes_when_up
-from imgpipe_runtime.logs import configure_logging
+from imgpipe_runtime.logs import about_request, configure_logging
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
@@ -71,7 +71,10 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
 
     @app.agent(faust_topic(app, REQUESTS_COMPLETED), concurrency=settings.notifier_concurrency)
     async def deliver(stream):
-        await handle_each(stream, stage, functools.partial(handlers.accept, adapters=adapters))
+        await handle_each(
+            stream, stage, functools.partial(handlers.accept, adapters=adapters),
+            about=lambda event: about_request(event.request_id),
+        )
 
     @app.timer(settings.webhook_poll_s)
     async def retry_due() -> None:

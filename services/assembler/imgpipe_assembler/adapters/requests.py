@@ -195,8 +195,8 @@ class ProgressStore:
         return outcome.upserted_id is not None
 
     async def known(self, request_ids: set[str]) -> dict[str, dict]:
-        """Those of ``request_ids`` that are stored, with their origin and row count."""
-        cursor = self._requests.find({"_id": {"$in": list(request_ids)}}, {"origin": 1, "rows_total": 1})
+        """Those of ``request_ids`` that are stored, with their origin, row count and status."""
+        cursor = self._requests.find({"_id": {"$in": list(request_ids)}}, {"origin": 1, "rows_total": 1, "status": 1})
         return {request["_id"]: request async for request in cursor}
 
     async def register_rows(self, rows: Sequence[RowSubmitted]) -> set[str]:
