@@ -26,7 +26,9 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 # A process that ran this long before exiting is restarted after the first backoff again.
 STABLE_AFTER_S = 60.0
-# A broker or database restarted that does not answer by then is killed, and started again.
+# A broker restarted that does not answer by then is hung: it is killed, and started again. (It keeps
+# nothing on disk, so it answers within a second. The database has no such deadline: it replays its
+# journal before it listens, which takes as long as the journal is.)
 READY_WITHIN_S = 60.0
 
 
@@ -58,7 +60,11 @@ class Restarts:
                 restart.awaiting_ready = False
                 if process is self._stack.broker:
                     self._release_consumers()
-            elif restart.awaiting_ready and time.monotonic() - process.started_at > READY_WITHIN_S:
+            elif (
+                restart.awaiting_ready
+                and process is self._stack.broker
+                and time.monotonic() - process.started_at > READY_WITHIN_S
+            ):
                 log.error("%s (pid %s) does not answer %.0f s after its start: killed", process.name, process.pid, READY_WITHIN_S)
                 process.kill()
             return

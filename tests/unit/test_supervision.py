@@ -55,7 +55,7 @@ def world(monkeypatch):
     answers = {"broker": True}
     monkeypatch.setattr(supervision.time, "monotonic", clock.monotonic)
     monkeypatch.setattr(supervision, "broker_answers", lambda bootstrap: answers["broker"])
-    monkeypatch.setattr(supervision, "database_answers", lambda url: True)
+    monkeypatch.setattr(supervision, "database_answers", lambda url: answers.get("database", True))
     stack = FakeStack(clock)
     return stack, Restarts(stack), clock, answers
 
@@ -119,3 +119,16 @@ def test_a_broker_that_never_answers_is_killed_and_started_again(world):
     answers["broker"] = True
     restarts.check()
     assert all(p.running for p in consumers(stack))
+
+
+def test_a_database_slow_to_come_back_is_waited_for(world):
+    """It replays its journal before it listens: however long that takes, it is not killed for it."""
+    stack, restarts, clock, answers = world
+    answers["database"] = False
+    stack.database.kill()
+    restarts.check()
+    clock.now += BACKOFF_FIRST_S
+    restarts.check()
+    clock.now += 10 * READY_WITHIN_S
+    restarts.check()
+    assert stack.database.running and stack.database.starts == 1

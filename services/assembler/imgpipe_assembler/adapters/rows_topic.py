@@ -15,7 +15,8 @@ class RowsTopic:
         self._group = group
 
     async def states(self, request_id: str, published: Mapping[int, tuple[int, int]]) -> dict[int, State]:
-        """For each row index published at (partition, offset): waiting for a worker, read by one, or gone."""
+        """For each row index published at (partition, offset): waiting for a worker, read by one, gone, or
+        unknown (the broker did not say in time)."""
         if not published:
             return {}
         # A row event's key is its row id (RowSubmitted.partition_key).
