@@ -123,6 +123,8 @@ async def test_rows_read_without_results_are_published_again_a_stall_later_then_
     request = await reconciler.request(request_id)
     assert request["status"] == "FAILED"
     assert request["progress"] == {"rows_total": 2, "rows_done": 2, "images_total": 3, "images_ok": 0, "images_failed": 3}
+    assert not await ProgressStore(db).mark_redriven(request_id, datetime.now(UTC))  # finished: no more rounds
+    assert await published_positions(db, request_id) == {}
     completed = consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 1, match=lambda e: str(e.request_id) == request_id)
     assert completed[0][2].status == "FAILED"
 

@@ -107,10 +107,12 @@ async def _redrive(request: dict, rows: list[dict], adapters: Adapters, policy: 
         await record_results([unprocessed_results(request_id, row, reason) for row in rows], adapters)
         await complete_if_done(request_id, adapters)
         return "gave_up"
+    # The round is counted first: a request that finished since this pass read it is left alone.
+    if not await adapters.store.mark_redriven(request_id, now):
+        return "waiting"
     log.warning("request %s: re-publishing %d lost or unanswered row(s)", request_id, len(rows))
     positions = await adapters.producer.publish_many(ROWS_SUBMITTED, [_row_event(request, row) for row in rows])
     await adapters.store.record_publication(request_id, [row["row_index"] for row in rows], positions)
-    await adapters.store.mark_redriven(request_id, now)
     await complete_if_done(request_id, adapters)
     return "redriven"
 

@@ -264,8 +264,9 @@ class ProgressStore:
         change = {"$set": {"unanswered_since": since}} if since else {"$unset": {"unanswered_since": ""}}
         await self._requests.update_one({"_id": request_id}, change)
 
-    async def mark_redriven(self, request_id: str, now: datetime) -> None:
-        await self._requests.update_one(
+    async def mark_redriven(self, request_id: str, now: datetime) -> bool:
+        """Counts a round; False if the request finished meanwhile."""
+        outcome = await self._requests.update_one(
             {"_id": request_id, "status": {"$nin": list(FINISHED)}},
             {
                 "$set": {"status": RequestStatus.PROCESSING, "last_progress_at": now},
@@ -273,6 +274,7 @@ class ProgressStore:
                 "$unset": {"unanswered_since": ""},
             },
         )
+        return outcome.matched_count == 1
 
 
 async def _upsert_new(collection, updates: list[UpdateOne]) -> int:
