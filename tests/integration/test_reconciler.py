@@ -129,6 +129,23 @@ async def test_rows_read_without_results_are_published_again_a_stall_later_then_
     assert completed[0][2].status == "FAILED"
 
 
+async def test_a_row_first_seen_unanswered_waits_a_stall_of_its_own(db, bus_settings, reconciler):
+    """Another row of the request unanswered for a stall already does not hurry it."""
+    request_id = str(uuid.uuid4())
+    await store_upload(db, request_id, CSV)
+    assert (await reconciler.at(STALL + 1))["redriven"] == 1  # never published
+    first = await published_positions(db, request_id)
+    reconciler.read_by_workers([first[0]])
+    assert (await reconciler.at(2 * STALL + 2))["waiting"] == 1  # row 0 noted
+    reconciler.read_by_workers([first[1]])
+    assert (await reconciler.at(3 * STALL + 3))["redriven"] == 1  # row 0 only
+    assert len(events_of(bus_settings.bootstrap_servers, request_id, 3)) == 3
+    assert (await reconciler.request(request_id))["reconcile_rounds"] == 2
+    assert (await published_positions(db, request_id))[1] == first[1]
+    assert (await reconciler.at(4 * STALL + 4))["waiting"] == 1  # row 1 noted now; row 0 waits in the topic
+    assert (await reconciler.request(request_id))["unanswered_rows"] == [1]
+
+
 async def test_positions_tell_waiting_read_and_gone_apart(bus_settings):
     ensure_topics(bus_settings)
     producer = EventProducer(bus_settings)

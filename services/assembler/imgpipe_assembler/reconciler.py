@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.adapters.rows_topic import RowsTopic
 from imgpipe_assembler.handlers import Adapters, complete_if_done, record_results, unprocessed_results
 from imgpipe_bus.positions import State
@@ -69,14 +70,8 @@ async def _reconcile_request(
     lost = [row for row in missing if found.get(row["row_index"], State.GONE) == State.GONE]
     unanswered = [row for row in missing if found.get(row["row_index"]) in (State.READ, State.UNKNOWN)]
     waiting = len(missing) - len(lost) - len(unanswered)
-    since = request.get("unanswered_since")
-    if unanswered and not (since and since.replace(tzinfo=UTC) <= now - timedelta(seconds=policy.stall_s)):
-        if not since:
-            await store.note_unanswered(request_id, now)
-        unanswered = []  # not yet: their results may still be on their way
-    elif not unanswered and since:
-        await store.note_unanswered(request_id, None)
-    redrive = sorted(lost + unanswered, key=lambda row: row["row_index"])
+    ripe = await _ripe(request, unanswered, store, policy, now)
+    redrive = sorted(lost + ripe, key=lambda row: row["row_index"])
     if redrive:
         return await _redrive(request, redrive, adapters, policy, now)
     if missing:
@@ -97,6 +92,22 @@ async def _reconcile_request(
     await store.recount(request)
     await complete_if_done(request_id, adapters)
     return "recounted"
+
+
+async def _ripe(request: dict, unanswered: list[dict], store: ProgressStore, policy: ReconcilePolicy, now: datetime) -> list[dict]:
+    """The unanswered rows to publish again: those already unanswered a stall ago, whose results are not
+    merely on their way. Rows first seen unanswered are noted, with the time, and wait for a later pass."""
+    since = request.get("unanswered_since")
+    if not unanswered:
+        if since:
+            await store.note_unanswered(request["_id"], None)
+        return []
+    noted = set(request.get("unanswered_rows") or ())
+    due = since is not None and since.replace(tzinfo=UTC) <= now - timedelta(seconds=policy.stall_s)
+    ripe = [row for row in unanswered if row["row_index"] in noted] if due else []
+    if since is None or (due and not ripe):
+        await store.note_unanswered(request["_id"], now, [row["row_index"] for row in unanswered])
+    return ripe
 
 
 async def _redrive(request: dict, rows: list[dict], adapters: Adapters, policy: ReconcilePolicy, now: datetime) -> str:

@@ -86,7 +86,7 @@ class ProgressStore:
                 for update in (
                     UpdateOne(
                         {"_id": request_id},
-                        {"$set": {"last_progress_at": now}, "$unset": {"unanswered_since": ""}},
+                        {"$set": {"last_progress_at": now}, "$unset": UNANSWERED_FIELDS},
                     ),
                     # Only counts that started at zero with the request are kept (see new_request).
                     UpdateOne(
@@ -259,9 +259,14 @@ class ProgressStore:
     async def forget_publications(self, request_id: str) -> None:
         await forget_publications(self._db, request_id)
 
-    async def note_unanswered(self, request_id: str, since: datetime | None) -> None:
-        """When rows of the request were first seen read by a worker yet without results (None: none are)."""
-        change = {"$set": {"unanswered_since": since}} if since else {"$unset": {"unanswered_since": ""}}
+    async def note_unanswered(self, request_id: str, since: datetime | None, rows: Sequence[int] = ()) -> None:
+        """Which rows of the request were seen unanswered (read by a worker, no result yet), and when
+        (None: none are)."""
+        change = (
+            {"$set": {"unanswered_since": since, "unanswered_rows": list(rows)}}
+            if since
+            else {"$unset": UNANSWERED_FIELDS}
+        )
         await self._requests.update_one({"_id": request_id}, change)
 
     async def mark_redriven(self, request_id: str, now: datetime) -> bool:
@@ -271,10 +276,13 @@ class ProgressStore:
             {
                 "$set": {"status": RequestStatus.PROCESSING, "last_progress_at": now},
                 "$inc": {"reconcile_rounds": 1},
-                "$unset": {"unanswered_since": ""},
+                "$unset": UNANSWERED_FIELDS,
             },
         )
         return outcome.matched_count == 1
+
+
+UNANSWERED_FIELDS = {"unanswered_since": "", "unanswered_rows": ""}
 
 
 async def _upsert_new(collection, updates: list[UpdateOne]) -> int:
