@@ -5,7 +5,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.adapters.rows_topic import RowsTopic
@@ -123,8 +123,7 @@ async def test_rows_read_without_results_are_published_again_a_stall_later_then_
     request = await reconciler.request(request_id)
     assert request["status"] == "FAILED"
     assert request["progress"] == {"rows_total": 2, "rows_done": 2, "images_total": 3, "images_ok": 0, "images_failed": 3}
-    assert not await ProgressStore(db).mark_redriven(request_id, datetime.now(UTC))  # finished: no more rounds
-    assert await published_positions(db, request_id) == {}
+    assert await published_positions(db, request_id) == {}  # finished: never re-driven again
     completed = consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 1, match=lambda e: str(e.request_id) == request_id)
     assert completed[0][2].status == "FAILED"
 
@@ -133,17 +132,34 @@ async def test_a_row_first_seen_unanswered_waits_a_stall_of_its_own(db, bus_sett
     """Another row of the request unanswered for a stall already does not hurry it."""
     request_id = str(uuid.uuid4())
     await store_upload(db, request_id, CSV)
-    assert (await reconciler.at(STALL + 1))["redriven"] == 1  # never published
+    assert (await reconciler.at(STALL + 1, max_rounds=5))["redriven"] == 1  # never published
     first = await published_positions(db, request_id)
     reconciler.read_by_workers([first[0]])
-    assert (await reconciler.at(2 * STALL + 2))["waiting"] == 1  # row 0 noted
+    assert (await reconciler.at(2 * STALL + 2, max_rounds=5))["waiting"] == 1  # row 0 noted
     reconciler.read_by_workers([first[1]])
-    assert (await reconciler.at(3 * STALL + 3))["redriven"] == 1  # row 0 only
+    assert (await reconciler.at(3 * STALL + 3, max_rounds=5))["redriven"] == 1  # row 0 only; row 1 is noted from now
     assert len(events_of(bus_settings.bootstrap_servers, request_id, 3)) == 3
-    assert (await reconciler.request(request_id))["reconcile_rounds"] == 2
+    request = await reconciler.request(request_id)
+    assert (request["reconcile_rounds"], request["unanswered_rows"]) == (2, [1])
     assert (await published_positions(db, request_id))[1] == first[1]
-    assert (await reconciler.at(4 * STALL + 4))["waiting"] == 1  # row 1 noted now; row 0 waits in the topic
-    assert (await reconciler.request(request_id))["unanswered_rows"] == [1]
+    assert (await reconciler.at(4 * STALL + 4, max_rounds=5))["redriven"] == 1  # row 1, a stall after it was first seen
+    assert (await published_positions(db, request_id))[1] != first[1]
+
+
+async def test_a_publish_that_fails_counts_no_round_and_leaves_an_upload_pending(db, bus_settings):
+    class BrokerGone:
+        async def publish_many(self, topic, events):
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT))
+
+    request_id = str(uuid.uuid4())
+    await store_upload(db, request_id, CSV)
+    store = ProgressStore(db)
+    adapters = Adapters(store=store, blobs=GridFsBlobStore(db), producer=BrokerGone(), public_base_url="http://api")
+    policy = ReconcilePolicy(stall_s=STALL, max_rounds=2)
+    later = datetime.now(UTC) + timedelta(seconds=STALL + 1)
+    assert (await reconcile(adapters, RowsTopic(bus_settings), policy=policy, now=later))["failed"] == 1
+    request = await store.get(request_id)
+    assert (request["status"], request.get("reconcile_rounds", 0)) == ("PENDING", 0)
 
 
 async def test_positions_tell_waiting_read_and_gone_apart(bus_settings):

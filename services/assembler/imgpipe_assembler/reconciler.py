@@ -24,7 +24,7 @@ from imgpipe_assembler.adapters.rows_topic import RowsTopic
 from imgpipe_assembler.handlers import Adapters, complete_if_done, record_results, unprocessed_results
 from imgpipe_bus.positions import State
 from imgpipe_runtime.logs import about_request
-from imgpipe_schemas import RequestStatus, RowSubmitted
+from imgpipe_schemas import FINISHED, RequestStatus, RowSubmitted
 from imgpipe_schemas.topics import ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,9 @@ async def _reconcile_request(
     ripe = await _ripe(request, unanswered, store, policy, now)
     redrive = sorted(lost + ripe, key=lambda row: row["row_index"])
     if redrive:
-        return await _redrive(request, redrive, adapters, policy, now)
+        # The other unanswered rows stay noted, from now: each gets a stall of its own.
+        rest = [row["row_index"] for row in unanswered if row not in ripe]
+        return await _redrive(request, redrive, rest, adapters, policy, now)
     if missing:
         log.debug(
             "request %s: %d row(s) wait in the rows topic, %d read and not yet answered",
@@ -110,7 +112,9 @@ async def _ripe(request: dict, unanswered: list[dict], store: ProgressStore, pol
     return ripe
 
 
-async def _redrive(request: dict, rows: list[dict], adapters: Adapters, policy: ReconcilePolicy, now: datetime) -> str:
+async def _redrive(
+    request: dict, rows: list[dict], unanswered: list[int], adapters: Adapters, policy: ReconcilePolicy, now: datetime
+) -> str:
     request_id = request["_id"]
     if request.get("reconcile_rounds", 0) >= policy.max_rounds:
         reason = f"not processed: lost again after {policy.max_rounds} re-drives"
@@ -118,12 +122,15 @@ async def _redrive(request: dict, rows: list[dict], adapters: Adapters, policy: 
         await record_results([unprocessed_results(request_id, row, reason) for row in rows], adapters)
         await complete_if_done(request_id, adapters)
         return "gave_up"
-    # The round is counted first: a request that finished since this pass read it is left alone.
-    if not await adapters.store.mark_redriven(request_id, now):
+    # A request that finished since this pass read it is left alone. The round is counted once the rows
+    # are published: a publish that fails counts none, and is tried again on the next pass.
+    current = await adapters.store.get(request_id)
+    if current is None or current["status"] in FINISHED:
         return "waiting"
     log.warning("request %s: re-publishing %d lost or unanswered row(s)", request_id, len(rows))
     positions = await adapters.producer.publish_many(ROWS_SUBMITTED, [_row_event(request, row) for row in rows])
     await adapters.store.record_publication(request_id, [row["row_index"] for row in rows], positions)
+    await adapters.store.mark_redriven(request_id, now, unanswered)
     await complete_if_done(request_id, adapters)
     return "redriven"
 

@@ -269,17 +269,14 @@ class ProgressStore:
         )
         await self._requests.update_one({"_id": request_id}, change)
 
-    async def mark_redriven(self, request_id: str, now: datetime) -> bool:
-        """Counts a round; False if the request finished meanwhile."""
-        outcome = await self._requests.update_one(
-            {"_id": request_id, "status": {"$nin": list(FINISHED)}},
-            {
-                "$set": {"status": RequestStatus.PROCESSING, "last_progress_at": now},
-                "$inc": {"reconcile_rounds": 1},
-                "$unset": UNANSWERED_FIELDS,
-            },
-        )
-        return outcome.matched_count == 1
+    async def mark_redriven(self, request_id: str, now: datetime, unanswered: Sequence[int] = ()) -> None:
+        """Counts a round; ``unanswered`` are the rows still unanswered that were not published again: noted
+        as seen now."""
+        noted = {"unanswered_since": now, "unanswered_rows": list(unanswered)} if unanswered else {}
+        change = {"$set": {"status": RequestStatus.PROCESSING, "last_progress_at": now, **noted}, "$inc": {"reconcile_rounds": 1}}
+        if not unanswered:
+            change["$unset"] = UNANSWERED_FIELDS
+        await self._requests.update_one({"_id": request_id, "status": {"$nin": list(FINISHED)}}, change)
 
 
 UNANSWERED_FIELDS = {"unanswered_since": "", "unanswered_rows": ""}
