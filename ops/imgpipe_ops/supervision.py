@@ -82,16 +82,21 @@ class Restarts:
                 "%s (pid %s) %s after %.0f s; restarting in %.1f s",
                 process.name, process.pid, describe_exit(process.returncode), ran_s, delay,
             )
-        elif now >= restart.due:
-            try:
-                process.start()
-            except OSError as exc:
-                restart.due = now + BACKOFF_MAX_S
-                log.error("%s could not be started (%s); trying again in %.0f s", process.name, exc, BACKOFF_MAX_S)
-                return
-            restart.due = None
+        elif now >= restart.due and self._start(process, restart):
             restart.awaiting_ready = process in (self._stack.broker, self._stack.database)
             log.info("%s restarted (pid %s)", process.name, process.pid)
+
+    @staticmethod
+    def _start(process: Process, restart: _Restart) -> bool:
+        """Starts ``process``; one that cannot be started is tried again after the longest backoff."""
+        try:
+            process.start()
+        except OSError as exc:
+            restart.due = time.monotonic() + BACKOFF_MAX_S
+            log.error("%s could not be started (%s); trying again in %.0f s", process.name, exc, BACKOFF_MAX_S)
+            return False
+        restart.due = None
+        return True
 
     def _consumers(self) -> list[Process]:
         return [
@@ -114,13 +119,7 @@ class Restarts:
         for process in self._consumers():
             restart = self._of(process)
             was_held, restart.held_for_broker, restart.due = restart.held_for_broker, False, None
-            if was_held and not process.alive():
-                try:
-                    process.start()
-                except OSError as exc:
-                    restart.due = time.monotonic() + BACKOFF_MAX_S
-                    log.error("%s could not be started (%s); trying again in %.0f s", process.name, exc, BACKOFF_MAX_S)
-                    continue
+            if was_held and not process.alive() and self._start(process, restart):
                 log.info("%s started again (pid %s)", process.name, process.pid)
 
     def _ready_again(self, process: Process) -> bool:

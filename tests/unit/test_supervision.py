@@ -64,6 +64,14 @@ def consumers(stack):
     return [p for p in stack.services if p.name != "ingest"]
 
 
+def killed_and_restarted(restarts: Restarts, clock: Clock, process: FakeProcess) -> None:
+    """``process`` dies, is noticed, and is started again after the first backoff."""
+    process.kill()
+    restarts.check()
+    clock.now += BACKOFF_FIRST_S
+    restarts.check()
+
+
 def test_the_consumers_die_with_the_broker_and_start_once_it_answers_again(world):
     stack, restarts, clock, answers = world
     stack.broker.kill()
@@ -89,10 +97,7 @@ def test_a_consumer_that_cannot_start_with_the_broker_is_started_later(world):
     stack, restarts, clock, _ = world
     assembler = next(p for p in stack.services if p.name == "assembler")
     assembler.fail_starts = 1
-    stack.broker.kill()
-    restarts.check()
-    clock.now += BACKOFF_FIRST_S
-    restarts.check()  # broker started
+    killed_and_restarted(restarts, clock, stack.broker)
     restarts.check()  # it answers: the consumers start, but for the assembler
     assert not assembler.running and all(p.running for p in consumers(stack) if p is not assembler)
     clock.now += supervision.BACKOFF_MAX_S
@@ -103,10 +108,7 @@ def test_a_consumer_that_cannot_start_with_the_broker_is_started_later(world):
 def test_a_broker_that_never_answers_is_killed_and_started_again(world):
     stack, restarts, clock, answers = world
     answers["broker"] = False
-    stack.broker.kill()
-    restarts.check()
-    clock.now += BACKOFF_FIRST_S
-    restarts.check()
+    killed_and_restarted(restarts, clock, stack.broker)
     assert stack.broker.starts == 1
     clock.now += READY_WITHIN_S + 1
     restarts.check()
@@ -125,10 +127,7 @@ def test_a_database_slow_to_come_back_is_waited_for(world):
     """It replays its journal before it listens: however long that takes, it is not killed for it."""
     stack, restarts, clock, answers = world
     answers["database"] = False
-    stack.database.kill()
-    restarts.check()
-    clock.now += BACKOFF_FIRST_S
-    restarts.check()
+    killed_and_restarted(restarts, clock, stack.database)
     clock.now += 10 * READY_WITHIN_S
     restarts.check()
     assert stack.database.running and stack.database.starts == 1

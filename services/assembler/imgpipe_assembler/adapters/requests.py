@@ -262,24 +262,25 @@ class ProgressStore:
     async def note_unanswered(self, request_id: str, since: datetime | None, rows: Sequence[int] = ()) -> None:
         """Which rows of the request were seen unanswered (read by a worker, no result yet), and when
         (None: none are)."""
-        change = (
-            {"$set": {"unanswered_since": since, "unanswered_rows": list(rows)}}
-            if since
-            else {"$unset": UNANSWERED_FIELDS}
-        )
-        await self._requests.update_one({"_id": request_id}, change)
+        await self._requests.update_one({"_id": request_id}, _unanswered_note(since, rows))
 
     async def mark_redriven(self, request_id: str, now: datetime, unanswered: Sequence[int] = ()) -> None:
         """Counts a round; ``unanswered`` are the rows still unanswered that were not published again: noted
         as seen now."""
-        noted = {"unanswered_since": now, "unanswered_rows": list(unanswered)} if unanswered else {}
-        change = {"$set": {"status": RequestStatus.PROCESSING, "last_progress_at": now, **noted}, "$inc": {"reconcile_rounds": 1}}
-        if not unanswered:
-            change["$unset"] = UNANSWERED_FIELDS
+        change = _unanswered_note(now, unanswered)
+        change.setdefault("$set", {}).update(status=RequestStatus.PROCESSING, last_progress_at=now)
+        change["$inc"] = {"reconcile_rounds": 1}
         await self._requests.update_one({"_id": request_id, "status": {"$nin": list(FINISHED)}}, change)
 
 
 UNANSWERED_FIELDS = {"unanswered_since": "", "unanswered_rows": ""}
+
+
+def _unanswered_note(since: datetime | None, rows: Sequence[int]) -> dict:
+    """The update that notes ``rows`` as unanswered since ``since``, or, without both, clears the note."""
+    if since and rows:
+        return {"$set": {"unanswered_since": since, "unanswered_rows": list(rows)}}
+    return {"$unset": dict(UNANSWERED_FIELDS)}
 
 
 async def _upsert_new(collection, updates: list[UpdateOne]) -> int:
