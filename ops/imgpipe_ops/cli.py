@@ -105,6 +105,10 @@ def dead_letters(args: argparse.Namespace) -> int:
 
     filters = dlq.Filters(topic=args.topic, request_id=args.request, error=args.error, ref=getattr(args, "ref", None))
     letters = list(dlq.read(args.bootstrap, filters))
+    if args.dlq_command == "replay" and (cut := [letter for letter in letters if letter.truncated]):
+        for letter in cut:
+            log.warning("%s is not replayed: %s", letter.ref, letter.context("truncated"))
+        letters = [letter for letter in letters if not letter.truncated]
     if args.dlq_command == "list":
         for letter in letters:
             print(dlq.summary_line(letter))

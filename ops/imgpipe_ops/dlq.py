@@ -39,6 +39,11 @@ class DeadLetter:
             return ""
 
     @property
+    def truncated(self) -> bool:
+        """Stored cut short because it was too large: not the original message, so never replayed."""
+        return bool(self.context("truncated"))
+
+    @property
     def replays(self) -> int:
         return replay_count(self.headers)
 
@@ -103,6 +108,8 @@ def replay(bootstrap: str, letters: list[DeadLetter], timeout_s: float = 30.0) -
         {"bootstrap.servers": bootstrap, "enable.idempotence": False, "message.timeout.ms": int(timeout_s * 1000)}
     )
     errors: list[str] = []
+    if cut := [letter.ref for letter in letters if letter.truncated]:
+        raise ReplayFailed(f"{len(cut)} dead letter(s) were stored cut short and cannot be replayed: {', '.join(cut[:5])}")
     for letter in letters:
         headers = [(k, v) for k, v in letter.headers if not k.startswith(HEADER_PREFIX) and k != REPLAY_HEADER]
         headers.append((REPLAY_HEADER, str(letter.replays + 1).encode()))
@@ -125,6 +132,7 @@ def summary_line(letter: DeadLetter) -> str:
         f"{letter.ref:<40} origin={letter.origin} request={letter.request_id or '-'} "
         f"stage={letter.context('stage')} error={letter.context('exception.class')} "
         f"attempts={letter.context('attempts')} last={letter.context('last.failure')} replays={letter.replays}"
+        + (" TRUNCATED" if letter.truncated else "")
     )
 
 

@@ -15,6 +15,13 @@ SCHEMA_VERSION = 1
 
 OutputFormat = Literal["jpeg", "webp", "png", "keep"]
 MAX_ERROR_MESSAGE = 500
+# Bounds on what a producer may send, the CSV's own: they keep every event, and the row result it leads
+# to, far below a Kafka message's 1 MB limit, so that an oversized event is invalid, never unsendable.
+MAX_IMAGES_PER_ROW = 20
+MAX_URL_CHARS = 2048
+MAX_PRODUCT_CHARS = 1000
+
+SourceUrl = Annotated[str, Field(min_length=1, max_length=MAX_URL_CHARS)]
 
 
 def _now() -> datetime:
@@ -58,7 +65,7 @@ class RequestAccepted(Event):
     event_type: Literal["request.accepted"] = "request.accepted"
     rows_total: Annotated[int, Field(ge=1)]
     images_total: Annotated[int, Field(ge=1)]
-    webhook_url: str | None = None
+    webhook_url: Annotated[str, Field(max_length=MAX_URL_CHARS)] | None = None
 
 
 class RowSubmitted(Event):
@@ -67,8 +74,8 @@ class RowSubmitted(Event):
     event_type: Literal["row.submitted"] = "row.submitted"
     row_index: Annotated[int, Field(ge=0, description="Position of the row in the input CSV, from 0.")]
     serial: Annotated[int, Field(ge=0, le=2**63 - 1, description="A 64-bit signed integer, as MongoDB stores it.")]
-    product_name: str
-    image_urls: Annotated[list[str], Field(min_length=1)]
+    product_name: Annotated[str, Field(max_length=MAX_PRODUCT_CHARS)]
+    image_urls: Annotated[list[SourceUrl], Field(min_length=1, max_length=MAX_IMAGES_PER_ROW)]
     quality: Annotated[int, Field(ge=1, le=95)] = 50
     output_format: OutputFormat = "jpeg"
 
@@ -80,9 +87,9 @@ class RowSubmitted(Event):
 class ImageResult(WireModel):
     """The outcome for one input image: an output URL, or an error code and message."""
 
-    source_url: str
-    output_url: str | None = None
-    error_code: str | None = None
+    source_url: SourceUrl
+    output_url: Annotated[str, Field(max_length=MAX_URL_CHARS)] | None = None
+    error_code: Annotated[str, Field(max_length=100)] | None = None
     error_message: str | None = None
     retryable: bool = Field(False, description="The error was transient and retries ran out: worth replaying later.")
     bytes_in: Annotated[int, Field(ge=0)] = 0
@@ -108,7 +115,7 @@ class RowProcessed(Event):
 
     event_type: Literal["row.processed"] = "row.processed"
     row_index: Annotated[int, Field(ge=0)]
-    images: Annotated[list[ImageResult], Field(min_length=1)]
+    images: Annotated[list[ImageResult], Field(min_length=1, max_length=MAX_IMAGES_PER_ROW)]
 
 
 class Progress(WireModel):
@@ -141,7 +148,7 @@ class RequestCompleted(Event):
     status: Literal["SUCCESS", "FAILED"]
     output_file_url: str | None
     progress: Progress
-    webhook_url: str | None = None
+    webhook_url: Annotated[str, Field(max_length=MAX_URL_CHARS)] | None = None
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

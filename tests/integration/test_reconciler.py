@@ -210,3 +210,18 @@ async def test_many_waiting_rows_on_one_partition_all_count_as_waiting(bus_setti
     expected[Position(where[-1].partition, where[-1].offset + 10**9)] = key  # the last one gone: every middle is read
     found = states(bus_settings, f"readers-{uuid.uuid4().hex[:8]}", REQUESTS_ACCEPTED.name, expected)
     assert [found[position] for position in where] == [State.WAITING] * 6
+
+
+async def test_a_stored_row_beyond_the_events_bounds_is_failed_not_published_again(db, bus_settings, reconciler):
+    """A row stored before the events were bounded (a direct producer's 40,000 URLs) can never be sent:
+    it is recorded as failed with the reason, and its request finishes."""
+    request_id = str(uuid.uuid4())
+    await store_upload(db, request_id, CSV)
+    urls = [f"ftp://in/{n}" for n in range(40_000)]
+    await db.rows.update_one({"request_id": request_id, "row_index": 1}, {"$set": {"image_urls": urls}})
+    assert (await reconciler.at(STALL + 1))["redriven"] == 1
+    [(_, _, event)] = events_of(bus_settings.bootstrap_servers, request_id, 1)
+    assert event.row_index == 0
+    row = await db.rows.find_one({"request_id": request_id, "row_index": 1})
+    assert row["done"] and len(row["images"]) == 20
+    assert "not a valid row event" in row["images"][0]["error_message"]

@@ -117,9 +117,26 @@ def test_trailing_empty_fields_and_rows_of_empty_fields_are_ignored():
     ]
 
 
-def test_a_short_row_has_its_missing_cells_empty():
-    data = "S. No.,Product Name,Input Image Urls,Notes\n1,Hat,http://a.example/x.jpg\n".encode()
-    assert parse_csv(data).rows[0].cells == ["1", "Hat", "http://a.example/x.jpg", ""]
+def test_a_row_is_stored_without_padding_to_the_header():
+    data = "S. No.,Product Name,Input Image Urls,Notes,More\n1,Hat,http://a.example/x.jpg\n2,Cap,http://a.example/y.jpg,n,,\n"
+    assert [row.cells for row in parse_csv(data.encode()).rows] == [
+        ["1", "Hat", "http://a.example/x.jpg"], ["2", "Cap", "http://a.example/y.jpg", "n"],
+    ]
+
+
+def test_a_short_row_still_has_the_required_columns():
+    data = "Notes,S. No.,Input Image Urls,Product Name\nn,1,http://a.example/x.jpg\n".encode()
+    rejected = problems_of(data.decode())
+    assert [p.message for p in rejected.problems] == ["product name is empty"]
+
+
+def test_a_wide_header_is_refused_before_any_row_is_read():
+    wide = "S. No.,Product Name,Input Image Urls," + ",".join(f"c{n}" for n in range(20_000)) + "\n"
+    rejected = problems_of(wide + "1,A,http://a.test/1.jpg\n")
+    assert [p.message for p in rejected.problems] == ["the header has 20003 columns; at most 500"]
+    long_names = "S. No.,Product Name,Input Image Urls," + ",".join("n" * 100_000 for _ in range(2)) + "\n"
+    rejected = problems_of(long_names + "1,A,http://a.test/1.jpg\n")
+    assert [p.message for p in rejected.problems] == ["the header has 200034 characters; at most 65536"]
 
 
 HEADER_LINE = "S. No.,Product Name,Input Image Urls\n"

@@ -119,3 +119,40 @@ def test_an_image_error_message_is_bounded_wherever_it_is_read():
     assert len(long.error_message) == 500 and long.error_message.endswith("…")
     again = ImageResult.model_validate_json(long.model_dump_json().replace("…", "L" * 10))
     assert len(again.error_message) == 500
+
+
+def test_a_row_event_beyond_the_csvs_bounds_is_invalid_on_the_wire():
+    """A direct producer's row with 40,000 URLs is dead-lettered as invalid, never worked on."""
+    row = RowSubmitted(request_id=uuid.uuid4(), row_index=0, serial=1, product_name="P", image_urls=["ftp://x/1"])
+    wide = json.loads(encode(row))
+    wide["image_urls"] = [f"ftp://x/{n}" for n in range(40_000)]
+    with pytest.raises(PoisonMessage, match="image_urls"):
+        decode(ROWS_SUBMITTED, json.dumps(wide).encode())
+    long_name = {**json.loads(encode(row)), "product_name": "n" * 1001}
+    with pytest.raises(PoisonMessage, match="product_name"):
+        decode(ROWS_SUBMITTED, json.dumps(long_name).encode())
+    long_url = {**json.loads(encode(row)), "image_urls": ["http://x/" + "u" * 2048]}
+    with pytest.raises(PoisonMessage, match="image_urls"):
+        decode(ROWS_SUBMITTED, json.dumps(long_url).encode())
+
+
+def test_the_largest_valid_row_result_is_far_below_a_kafka_message():
+    from imgpipe_schemas.events import MAX_ERROR_MESSAGE, MAX_IMAGES_PER_ROW, MAX_URL_CHARS
+
+    image = ImageResult(
+        source_url="http://x/" + "\u20ac" * (MAX_URL_CHARS - 9), output_url="http://o/" + "\u20ac" * (MAX_URL_CHARS - 9),
+        error_code="e" * 100, error_message="\u20ac" * MAX_ERROR_MESSAGE,
+    )
+    result = RowProcessed(request_id=uuid.uuid4(), row_index=2**62, images=[image] * MAX_IMAGES_PER_ROW)
+    assert len(encode(result)) < 1_000_000 // 2
+
+
+def test_only_broker_trouble_is_an_outage():
+    from confluent_kafka import KafkaError, KafkaException
+
+    from imgpipe_bus.producer import MessageRejected, send_failure
+
+    for code in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError.LEADER_NOT_AVAILABLE, KafkaError._ALL_BROKERS_DOWN):
+        assert isinstance(send_failure(KafkaError(code), "t", 1), KafkaException)
+    for code in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG, KafkaError.RECORD_LIST_TOO_LARGE):
+        assert isinstance(send_failure(KafkaError(code), "t", 1), MessageRejected)

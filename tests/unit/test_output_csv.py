@@ -25,3 +25,9 @@ def test_keeps_input_columns_and_order_and_aligns_output_urls_with_input_urls():
         "image 2 (http://in/2.jpg): http_404: not found",
     ]
     assert parsed[2] == ["2", "Hat, red", "http://in/4.jpg", "", "http://out/1-0.jpg", ""]
+
+
+def test_a_row_stored_unpadded_is_padded_to_the_header_in_the_output():
+    rows = [(["1", "Shirt", "http://in/1.jpg"], [ImageResult(source_url="http://in/1.jpg", output_url="http://out/0-0.jpg")])]
+    text = build_output_csv(["S. No.", "Product Name", "Input Image Urls", "Colour", "Size"], rows).decode()
+    assert list(csv.reader(io.StringIO(text)))[1] == ["1", "Shirt", "http://in/1.jpg", "", "", "http://out/0-0.jpg", ""]

@@ -1,17 +1,27 @@
 """Dead-letter topics: ``<topic>.dlq``, one per topic, with headers that say where a message came from
-and why it could not be processed. The original key, value and headers are kept."""
+and why it could not be processed. The original key, value and headers are kept, unless the copy is
+too large to store: then the value is cut short, with a ``dlq.truncated`` header that says so, because
+a dead letter that cannot be stored would stop its stage for ever."""
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from prometheus_client import Counter
 
-from imgpipe_bus.producer import EventProducer
+from imgpipe_bus.producer import EventProducer, MessageRejected
+
+log = logging.getLogger(__name__)
 
 DLQ_SUFFIX = ".dlq"
 HEADER_PREFIX = "dlq."
 REPLAY_HEADER = "imgpipe.replay.count"
+TRUNCATED_HEADER = HEADER_PREFIX + "truncated"
+# What is kept of a message too large to store as it is: enough to see what it was.
+KEPT_VALUE_BYTES = 64 * 1024
+KEPT_KEY_BYTES = 1024
+KEPT_HEADER_BYTES = 16 * 1024
 
 DEAD_LETTERS = Counter(
     "imgpipe_dead_letters",
@@ -104,10 +114,39 @@ class DeadLetters:
 
     async def send(self, message: Any, failure: Failure) -> None:
         """Every service dead-letters through here, so that ``imgpipe_dead_letters_total`` counts them all."""
-        await self._producer.publish_raw(
-            dlq_name(message.topic), message.key, message.value, dead_letter_headers(message, self._group, failure)
-        )
+        topic, headers = dlq_name(message.topic), dead_letter_headers(message, self._group, failure)
+        try:
+            await self._producer.publish_raw(topic, message.key, message.value, headers)
+        except MessageRejected as exc:
+            log.error("dead letter of %s[%s]@%s stored cut short: %s", message.topic, message.partition, message.offset, exc)
+            try:
+                await self._producer.publish_raw(topic, *cut_short(message.key, message.value, headers))
+            except MessageRejected:
+                log.critical(
+                    "dead letter of %s[%s]@%s stored with its context only: even its cut copy was refused",
+                    message.topic, message.partition, message.offset,
+                )
+                await self._producer.publish_raw(topic, None, None, cut_short(None, None, headers, keep_own=False)[2])
         DEAD_LETTERS.labels(message.topic, failure.stage).inc()
+
+
+def cut_short(
+    key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]], keep_own: bool = True
+) -> tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]:
+    """A copy of a message small enough to store: the start of its key and value, its own headers only
+    if they are small, and a ``dlq.truncated`` header saying what was cut. Never to be replayed."""
+    own = [(k, v) for k, v in headers if not k.startswith(HEADER_PREFIX)]
+    context = [(k, v) for k, v in headers if k.startswith(HEADER_PREFIX)]
+    if not keep_own or sum(len(k) + len(v) for k, v in own) > KEPT_HEADER_BYTES:
+        own = []
+    note = (
+        f"the message was too large to store: key of {len(key or b'')} bytes cut to {KEPT_KEY_BYTES}, "
+        f"value of {len(value or b'')} bytes cut to {KEPT_VALUE_BYTES}, "
+        f"{'its own headers kept' if own else 'its own headers dropped'}"
+    )
+    kept_key = key[:KEPT_KEY_BYTES] if key is not None else None
+    kept_value = value[:KEPT_VALUE_BYTES] if value is not None else None
+    return kept_key, kept_value, [*own, *context, (TRUNCATED_HEADER, note.encode())]
 
 
 def _headers(message: Any) -> list[tuple[str, bytes]]:

@@ -24,6 +24,7 @@ from imgpipe_schemas import (
     RowProcessed,
     RowSubmitted,
 )
+from imgpipe_schemas.events import MAX_IMAGES_PER_ROW, MAX_URL_CHARS
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 log = logging.getLogger(__name__)
@@ -179,9 +180,11 @@ def _output_rows(rows: Sequence[dict]) -> list[tuple[list[str], list[ImageResult
 
 
 def unprocessed_results(request_id: str, row: dict, reason: str) -> RowProcessed:
-    """A row the pipeline gave up on: every image an error, so that the request can still finish."""
+    """A row the pipeline gave up on: every image an error, so that the request can still finish. A row
+    stored before the events were bounded is reported within the bounds."""
+    urls = [url[:MAX_URL_CHARS] for url in row["image_urls"][:MAX_IMAGES_PER_ROW]]
     return RowProcessed(
         request_id=uuid.UUID(request_id),
         row_index=row["row_index"],
-        images=[ImageResult(source_url=url, error_code=UNPROCESSED, error_message=reason) for url in row["image_urls"]],
+        images=[ImageResult(source_url=url, error_code=UNPROCESSED, error_message=reason) for url in urls],
     )

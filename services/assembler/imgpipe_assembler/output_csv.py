@@ -11,7 +11,8 @@ IMAGE_ERRORS = "Image Errors"
 
 
 def build_output_csv(columns: Sequence[str], rows: Iterable[tuple[Sequence[str], Sequence[ImageResult]]]) -> bytes:
-    """``rows`` are (input cells, image results in input URL order), already in input row order.
+    """``rows`` are (input cells, image results in input URL order), already in input row order. A row's
+    cells are stored without trailing empty ones, and padded to the header's width here.
 
     A failed image keeps its position in ``Output Image Urls`` as an empty entry, so the n-th output
     URL always belongs to the n-th input URL; ``Image Errors`` names each failed image and why.
@@ -26,5 +27,5 @@ def build_output_csv(columns: Sequence[str], rows: Iterable[tuple[Sequence[str],
             for number, image in enumerate(images, start=1)
             if image.output_url is None
         )
-        writer.writerow([*cells, urls, errors])
+        writer.writerow([*cells, *[""] * (len(columns) - len(cells)), urls, errors])
     return out.getvalue().encode()

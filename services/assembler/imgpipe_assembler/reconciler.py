@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pydantic import ValidationError
+
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.adapters.rows_topic import RowsTopic
 from imgpipe_assembler.handlers import Adapters, complete_if_done, record_results, unprocessed_results
@@ -127,9 +129,18 @@ async def _redrive(
     current = await adapters.store.get(request_id)
     if current is None or current["status"] in FINISHED:
         return "waiting"
-    log.warning("request %s: re-publishing %d lost or unanswered row(s)", request_id, len(rows))
-    positions = await adapters.producer.publish_many(ROWS_SUBMITTED, [_row_event(request, row) for row in rows])
-    await adapters.store.record_publication(request_id, [row["row_index"] for row in rows], positions)
+    events, invalid = [], []
+    for row in rows:
+        try:
+            events.append(_row_event(request, row))
+        except ValidationError as exc:  # stored before the events' bounds: it can never be sent
+            invalid.append(unprocessed_results(request_id, row, f"not processed: not a valid row event: {exc}"))
+    if invalid:
+        log.error("request %s: %d stored row(s) are not valid row events; recorded as failed", request_id, len(invalid))
+        await record_results(invalid, adapters)
+    log.warning("request %s: re-publishing %d lost or unanswered row(s)", request_id, len(events))
+    positions = await adapters.producer.publish_many(ROWS_SUBMITTED, events)
+    await adapters.store.record_publication(request_id, [event.row_index for event in events], positions)
     await adapters.store.mark_redriven(request_id, now, unanswered)
     await complete_if_done(request_id, adapters)
     return "redriven"

@@ -13,15 +13,19 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from imgpipe_runtime import netpolicy
+from imgpipe_schemas.events import MAX_IMAGES_PER_ROW, MAX_PRODUCT_CHARS, MAX_URL_CHARS
 
 SERIAL_NAMES = ("s. no.", "serial number")
 PRODUCT = "product name"
 URLS = "input image urls"
-MAX_URL_LENGTH = 2048
+MAX_URL_LENGTH = MAX_URL_CHARS
 MAX_SERIAL = 2**63 - 1  # a 64-bit signed integer, as MongoDB and every Kafka client store it
-MAX_PRODUCT_CHARS = 1000
 # A row's cells in all: far below MongoDB's 16 MB document limit whatever the other columns hold.
 MAX_ROW_CHARS = 256 * 1024
+# The header's width bounds every row's (the output repeats a row's cells padded to it): a narrow file
+# with a wide header must not become a huge output.
+MAX_COLUMNS = 500
+MAX_HEADER_CHARS = 64 * 1024
 # A rejected file's answer lists this many problems and counts the rest.
 MAX_PROBLEMS_LISTED = 100
 CHUNK_BYTES = 1 << 20
@@ -79,7 +83,7 @@ class _Problems(list):
 @dataclass(frozen=True)
 class Limits:
     max_rows: int = 10_000
-    max_urls_per_row: int = 20
+    max_urls_per_row: int = MAX_IMAGES_PER_ROW
 
 
 def check_text(source: BinaryIO) -> str:
@@ -142,6 +146,10 @@ def read_rows(source: BinaryIO, limits: Limits = Limits(), batch: int = ROWS_PER
 
 def _header(source: BinaryIO) -> list[str]:
     for record in _records(source):
+        if len(record) > MAX_COLUMNS:
+            raise CsvRejected([Problem(None, None, f"the header has {len(record)} columns; at most {MAX_COLUMNS}")])
+        if (size := sum(len(name) for name in record)) > MAX_HEADER_CHARS:
+            raise CsvRejected([Problem(None, None, f"the header has {size} characters; at most {MAX_HEADER_CHARS}")])
         _locate_columns(record)
         return record
     raise CsvRejected([Problem(None, None, "the file is empty")])
@@ -165,6 +173,7 @@ def _records(source: BinaryIO) -> Iterator[list[str]]:
 def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[Problem]) -> Iterator[InputRow | None]:
     """Each data row, checked: the row, or None with its problems appended."""
     serial_col, product_col, urls_col = _locate_columns(columns)
+    needed = max(serial_col, product_col, urls_col) + 1
     seen_serials: dict[int, int] = {}
     records = _records(source)
     next(records)  # the header
@@ -176,7 +185,7 @@ def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[P
                 yield None
                 continue
             cells = cells[: len(columns)]  # trailing empty fields, as spreadsheets export them
-        cells += [""] * (len(columns) - len(cells))
+        cells = _unpadded(cells, needed)
         if (size := sum(len(cell) for cell in cells)) > MAX_ROW_CHARS:
             problems.append(Problem(number, None, f"the row has {size} characters; at most {MAX_ROW_CHARS} per row"))
             yield None
@@ -196,6 +205,15 @@ def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[P
             product = ""
         urls = _urls(cells[urls_col], columns[urls_col], number, limits, problems)
         yield InputRow(index, serial, product, urls, cells) if serial is not None and product and urls else None
+
+
+def _unpadded(cells: list[str], needed: int) -> list[str]:
+    """A row's cells without trailing empty ones, yet at least ``needed`` long: stored as short as it can
+    be, and padded to the header's width only where the output CSV is written."""
+    end = len(cells)
+    while end > needed and not cells[end - 1]:
+        end -= 1
+    return cells[:end] + [""] * (needed - end)
 
 
 def _locate_columns(columns: list[str]) -> tuple[int, int, int]:

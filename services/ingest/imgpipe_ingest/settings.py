@@ -3,6 +3,7 @@ from pydantic import Field
 from imgpipe_bus import BusSettings
 from imgpipe_runtime.settings import BlobSettings, LogSettings, MongoSettings, PublicUrlSettings
 from imgpipe_runtime.webhooks import WebhookSecrets
+from imgpipe_schemas.events import MAX_IMAGES_PER_ROW
 
 
 class Settings(PublicUrlSettings):
@@ -12,7 +13,9 @@ class Settings(PublicUrlSettings):
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
     max_rows: int = Field(10_000, ge=1)
-    max_urls_per_row: int = Field(20, ge=1)
+    max_urls_per_row: int = Field(
+        MAX_IMAGES_PER_ROW, ge=1, le=MAX_IMAGES_PER_ROW, description="At most the row event's own bound."
+    )
     fetch_allow: str = Field("", description="CIDRs or host:port that webhooks may reach although not public.")
     default_quality: int = Field(50, ge=1, le=95)
     idempotency_ttl_s: float = Field(86_400, gt=0, description="How long an Idempotency-Key is remembered.")
