@@ -144,3 +144,26 @@ async def test_a_direct_requests_rows_waiting_in_the_topic_are_not_redriven(adap
     later = datetime.now(UTC) + timedelta(seconds=61)
     counts = await reconcile(adapters, rows_topic, policy=policy, now=later)
     assert (counts["waiting"], counts["redriven"]) == (1, 0)
+
+
+async def test_the_output_is_read_a_chunk_at_a_time_in_input_order(adapters):
+    """Rows past several chunks come out in input order; a row never sent and a result without its row's
+    input are left out, and the request finishes FAILED for the missing row."""
+    request_id, rows = uuid.uuid4(), 1203
+    await register_requests([accepted(request_id, rows)], adapters)
+    sent = [index for index in range(rows) if index != 700]
+    for start in range(0, len(sent), 400):
+        await register_rows([submitted(request_id, index) for index in sent[start : start + 400]], adapters)
+    results = [processed(request_id, index) for index in range(rows)]
+    for start in range(0, rows, 400):
+        await record_results(results[start : start + 400], adapters)
+    request = await adapters.store.get(str(request_id))
+    seen = [row["row_index"] async for row in adapters.store.iter_rows(request, chunk=500)]
+    assert seen == sent
+    from imgpipe_assembler.handlers import complete_if_done
+
+    await complete_if_done(str(request_id), adapters, give_up=True)
+    request = await adapters.store.get(str(request_id))
+    table = await output_table(adapters, request)
+    assert [int(line[0]) - 10 for line in table[1:]] == sent
+    assert request["status"] == "FAILED" and request["progress"]["rows_done"] == rows - 1

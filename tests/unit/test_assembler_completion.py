@@ -73,6 +73,10 @@ class FakeProgressStore:
     async def rows(self, request: dict) -> list[dict]:
         return copy.deepcopy(self._rows_of(request))
 
+    async def iter_rows(self, request: dict):
+        for row in copy.deepcopy(self._rows_of(request)):
+            yield row
+
     async def finish(self, request_id, status, output_file, progress, *, update: bool) -> dict | None:
         request = self.request_documents[request_id]
         if (request["status"] in FINISHED) != update:
@@ -101,9 +105,9 @@ class FakeBlobs:
     def __init__(self) -> None:
         self.puts: list[tuple[str, bytes, str]] = []
 
-    async def put(self, name: str, data: bytes, content_type: str) -> None:
+    async def put(self, name: str, data, content_type: str) -> None:
         await asyncio.sleep(0)  # lets a concurrent delivery run, as a real write would
-        self.puts.append((name, data, content_type))
+        self.puts.append((name, data if isinstance(data, bytes) else data.read(), content_type))
 
     async def open(self, name: str):
         stored = [data for put_name, data, _ in self.puts if put_name == name]
@@ -361,8 +365,11 @@ async def test_a_crash_after_storing_the_new_output_still_records_and_announces_
     better = assembler.result(1)
     await assembler.store.record_rows([better])
     rows = await assembler.store.rows(assembler.request)
-    from imgpipe_assembler.handlers import _output_rows
     from imgpipe_assembler.output_csv import build_output_csv
+    from imgpipe_schemas import ImageResult
+
+    def _output_rows(rows):
+        return [(row["cells"], [ImageResult.model_validate(image) for image in row.get("images", [])]) for row in rows]
 
     name = output_csv_name(assembler.request_id)
     await assembler.blobs.put(name, build_output_csv(COLUMNS, _output_rows(rows)), "text/csv")  # then it stopped

@@ -1,18 +1,21 @@
 """Row results in, request progress and completion out. The assembler is the only writer of progress."""
 
+import hashlib
 import itertools
 import logging
+import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from prometheus_client import Counter
 
 from imgpipe_assembler.adapters.requests import ProgressStore
-from imgpipe_assembler.output_csv import build_output_csv
+from imgpipe_assembler.output_csv import OutputCsvWriter
 from imgpipe_bus import EventProducer, Letter, Unprocessable
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_csv_name
-from imgpipe_runtime.documents import Origin, progress, stored_progress
+from imgpipe_runtime.documents import Origin, stored_progress
 from imgpipe_runtime.logs import about_request
 from imgpipe_schemas import (
     FINISHED,
@@ -30,6 +33,8 @@ from imgpipe_schemas.topics import REQUESTS_COMPLETED
 log = logging.getLogger(__name__)
 
 UNPROCESSED = "not_processed"
+# An output CSV is built in memory up to this size, then in a temporary file.
+OUTPUT_SPOOL_BYTES = 4 * 1024 * 1024
 
 RECEIVED_RESULTS = Counter(
     "imgpipe_row_results", "Row results the assembler received (a redelivered or replayed one counts again)."
@@ -123,15 +128,16 @@ async def complete_if_done(
     if not finished or output_changed:
         if not give_up and await adapters.store.rows_done(request) < request["rows_total"]:
             return
-        rows = await adapters.store.rows(request)
         output_file = output_csv_name(request_id)
-        output = build_output_csv(request["columns"], _output_rows(rows))
-        status, counted = outcome(request, rows)
-        unchanged = (status, counted) == (request["status"], stored_progress(request))
-        if finished and unchanged and await _stored(adapters.blobs, request.get("output_file")) == output:
-            await adapters.store.mark_output_built(request_id)
-            return
-        await adapters.blobs.put(output_file, output, "text/csv")
+        with tempfile.SpooledTemporaryFile(max_size=OUTPUT_SPOOL_BYTES) as spool:
+            built = await write_output(request, adapters.store, spool)
+            unchanged = (built.status, built.progress) == (request["status"], stored_progress(request))
+            if finished and unchanged and built.digest == await _stored_digest(adapters.blobs, request.get("output_file")):
+                await adapters.store.mark_output_built(request_id)
+                return
+            spool.seek(0)
+            await adapters.blobs.put(output_file, spool, "text/csv")
+        status, counted = built.status, built.progress
         updated = await adapters.store.finish(request_id, status, output_file, counted, update=finished)
         if updated is None:  # finished meanwhile by another delivery
             return
@@ -161,22 +167,70 @@ async def complete_if_done(
     await adapters.store.mark_completion_published(request_id, event_id)
 
 
-async def _stored(blobs: BlobStore, name: str | None) -> bytes | None:
+@dataclass(frozen=True)
+class BuiltOutput:
+    status: RequestStatus
+    progress: Progress
+    digest: str
+
+
+async def write_output(request: dict, store: ProgressStore, out: BinaryIO) -> BuiltOutput:
+    """Writes the request's output CSV into ``out`` from its rows, read a chunk at a time in input order,
+    and finds how it finishes in the same pass: memory does not grow with the request's rows."""
+    writer = OutputCsvWriter(request["columns"], out)
+    tally = Tally(request)
+    async for row in store.iter_rows(request):
+        writer.add(row["cells"], [ImageResult.model_validate(image) for image in row.get("images", [])])
+        tally.add(row)
+    status, counted = tally.outcome()
+    return BuiltOutput(status, counted, writer.digest.hexdigest())
+
+
+async def _stored_digest(blobs: BlobStore, name: str | None) -> str | None:
     reader = await blobs.open(name) if name else None
-    return b"".join([chunk async for chunk in reader.chunks()]) if reader else None
+    if reader is None:
+        return None
+    digest = hashlib.sha256()
+    async for chunk in reader.chunks():
+        digest.update(chunk)
+    return digest.hexdigest()
 
 
-def outcome(request: dict, rows: Sequence[dict]) -> tuple[RequestStatus, Progress]:
-    """How a request finishes with the rows it has (its rows in input order, see ProgressStore.rows), and
-    its progress. FAILED when rows are missing (given up on) or not one image was ever processed (every
-    row given up on); else SUCCESS, even if some images failed: the output CSV says which."""
-    never_processed = all(image["error_code"] == UNPROCESSED for row in rows for image in row.get("images", []))
-    failed = len(rows) < request["rows_total"] or never_processed
-    return (RequestStatus.FAILED if failed else RequestStatus.SUCCESS), progress(request, rows)
+class Tally:
+    """How a request finishes with the rows it has (its rows in input order, see ProgressStore.iter_rows),
+    counted a row at a time. FAILED when rows are missing (given up on) or not one image was ever
+    processed (every row given up on); else SUCCESS, even if some images failed: the output CSV says which."""
+
+    def __init__(self, request: dict) -> None:
+        self._request = request
+        self.rows = self.rows_done = self.images_ok = self.images_failed = 0
+        self.processed_any = False
+
+    def add(self, row: dict) -> None:
+        self.rows += 1
+        images = row.get("images", [])
+        self.processed_any = self.processed_any or any(image["error_code"] != UNPROCESSED for image in images)
+        if row.get("done"):
+            self.rows_done += 1
+            self.images_ok += row["images_ok"]
+            self.images_failed += row["images_failed"]
+
+    def outcome(self) -> tuple[RequestStatus, Progress]:
+        request = self._request
+        failed = self.rows < request["rows_total"] or not self.processed_any
+        counted = Progress(
+            rows_total=request["rows_total"], rows_done=self.rows_done, images_total=request["images_total"],
+            images_ok=self.images_ok, images_failed=self.images_failed,
+        )
+        return (RequestStatus.FAILED if failed else RequestStatus.SUCCESS), counted
 
 
-def _output_rows(rows: Sequence[dict]) -> list[tuple[list[str], list[ImageResult]]]:
-    return [(row["cells"], [ImageResult.model_validate(image) for image in row.get("images", [])]) for row in rows]
+def outcome(request: dict, rows: Iterable[dict]) -> tuple[RequestStatus, Progress]:
+    """Tally's verdict on ``rows``."""
+    tally = Tally(request)
+    for row in rows:
+        tally.add(row)
+    return tally.outcome()
 
 
 def unprocessed_results(request_id: str, row: dict, reason: str) -> RowProcessed:

@@ -2,7 +2,7 @@
 writer of results and progress) sees them."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 from pymongo import UpdateOne
@@ -28,6 +28,7 @@ from imgpipe_runtime.documents import (
 from imgpipe_schemas import FINISHED, Progress, RequestAccepted, RequestStatus, RowProcessed, RowSubmitted
 
 DUPLICATE_KEY = 11000
+ROWS_PER_READ = 500
 # The columns of a request produced straight to Kafka: the CSV it would have been uploaded as.
 DIRECT_COLUMNS = ["S. No.", "Product Name", "Input Image Urls"]
 
@@ -121,9 +122,16 @@ class ProgressStore:
         fields = {"rows_done": counted.rows_done, "images_ok": counted.images_ok, "images_failed": counted.images_failed}
         await self._requests.update_one({"_id": request["_id"]}, {"$set": {LIVE_COUNTS: fields}})
 
-    async def rows(self, request: dict) -> list[dict]:
-        """The rows that make up the request (see rows_of), in input order."""
-        return await self._rows.find(rows_of(request), sort=[("row_index", 1)]).to_list()
+    async def iter_rows(self, request: dict, chunk: int = ROWS_PER_READ) -> AsyncIterator[dict]:
+        """The rows that make up the request (see rows_of), in input order, ``chunk`` at a time: read by
+        their ids (a request's row indexes are 0 … rows_total - 1), which every database serves by the
+        ``_id`` index, never by a scan or a sort of the request's rows."""
+        for start in range(0, request["rows_total"], chunk):
+            ids = [row_id(request["_id"], index) for index in range(start, min(start + chunk, request["rows_total"]))]
+            page = await self._rows.find({"_id": {"$in": ids}}).to_list()
+            for row in sorted(page, key=lambda row: row["row_index"]):
+                if "cells" in row:  # else only its results are known, not its input
+                    yield row
 
     async def rows_not_done(self, request_id: str) -> list[dict]:
         """Without their cells (up to 256 KiB a row): what a re-drive publishes needs only the row's input."""
