@@ -34,11 +34,17 @@ class Origin(StrEnum):
     KAFKA = "kafka"
 
 
+# Every query on a hot path (per row, per batch, per poll, per pass) is served by one of these or by _id,
+# on MongoDB and on the embedded database alike. The embedded one uses the first indexed condition of a
+# filter in the order written, never an index for a filter with a top-level $or / $and, and scans for
+# every find_one_and_update that matches: so those shapes stay off the hot paths.
 INDEXES: dict[str, list[list[tuple[str, int]]]] = {
+    # Running requests (the reconciler's stalled ones): few, whatever the stack has done.
+    REQUESTS: [[("status", 1)], [("completion_published", 1), ("updated_at", 1)]],
     # A request's rows not yet done (the reconciler) or done (progress, completion).
     ROWS: [[("request_id", 1), ("done", 1)]],
-    # The notifier's deliveries that are due.
-    DELIVERIES: [[("state", 1), ("next_attempt_at", 1)]],
+    # The notifier's deliveries that are due; a request's deliveries (the status API).
+    DELIVERIES: [[("state", 1), ("next_attempt_at", 1)], [("request_id", 1), ("created_at", 1)]],
     # Where a request's rows were published, oldest first (the reconciler).
     PUBLICATIONS: [[("request_id", 1), ("published_at", 1)]],
 }
@@ -245,7 +251,8 @@ async def request_rows(
         return page[:limit], len(page) > limit
     end = min(offset + limit, request["rows_total"])
     ids = [row_id(request["_id"], index) for index in range(offset, end)]
-    page = await rows.find({**rows_of(request), "_id": {"$in": ids}}, ROW_OUTCOME_FIELDS).to_list() if ids else []
+    # _id first: the embedded database uses the first indexed condition, and request_id would read every row.
+    page = await rows.find({"_id": {"$in": ids}, **rows_of(request)}, ROW_OUTCOME_FIELDS).to_list() if ids else []
     return sorted(page, key=lambda row: row["row_index"]), end < request["rows_total"]
 
 

@@ -70,7 +70,9 @@ class ProgressStore:
             delta["images_failed"] += fields["images_failed"] - (old["images_failed"] if old.get("done") else 0)
             updates.append(
                 UpdateOne(
-                    {"_id": key, "$or": [{"done": False}, {"images_failed": {"$gt": fields["images_failed"]}}]},
+                    # Not done (no images_failed yet), or done with more failed images. Plain conditions
+                    # beside _id: a top-level $or makes the embedded database scan every row.
+                    {"_id": key, "images_failed": {"$not": {"$lte": fields["images_failed"]}}},
                     {
                         "$set": fields,
                         "$setOnInsert": {"request_id": str(result.request_id), "row_index": result.row_index},
@@ -156,7 +158,8 @@ class ProgressStore:
         way a new completion event id is fixed here, so that re-sends of that event keep it."""
         now = datetime.now(UTC)
         condition = {"$in": list(FINISHED)} if update else {"$nin": list(FINISHED)}
-        return await self._requests.find_one_and_update(
+        # update_one, then a read: the embedded database's find_one_and_update scans the collection.
+        changed = await self._requests.update_one(
             {"_id": request_id, "status": condition},
             {
                 "$set": {
@@ -171,8 +174,8 @@ class ProgressStore:
                     **({} if update else {"completed_at": now}),
                 }
             },
-            return_document=True,
         )
+        return await self.get(request_id) if changed.modified_count else None
 
     async def mark_completion_published(self, request_id: str, event_id: str) -> None:
         await self._requests.update_one(
@@ -238,21 +241,18 @@ class ProgressStore:
     # The reconciler's queries.
 
     async def stalled(self, status: RequestStatus, before: datetime) -> list[dict]:
-        """Requests in ``status`` with no progress since ``before``."""
-        return await self._requests.find(
-            {
-                "status": status,
-                "$or": [
-                    {"last_progress_at": {"$lt": before}},
-                    {"last_progress_at": {"$exists": False}, "created_at": {"$lt": before}},
-                ],
-            }
-        ).to_list()
+        """Requests in ``status`` with no progress since ``before``: those in ``status`` are read by its index
+        (only running requests are PENDING or PROCESSING), and their time is checked here."""
+        before = _naive(before)
+        return [
+            request
+            async for request in self._requests.find({"status": status})
+            if _naive(request.get("last_progress_at") or request["created_at"]) < before
+        ]
 
     async def unpublished_completions(self, before: datetime) -> list[dict]:
-        return await self._requests.find(
-            {"status": {"$in": list(FINISHED)}, "completion_published": False, "updated_at": {"$lt": before}}
-        ).to_list()
+        """Only a finished request has ``completion_published`` (see finish)."""
+        return await self._requests.find({"completion_published": False, "updated_at": {"$lt": before}}).to_list()
 
     async def rows_known(self, request: dict) -> int:
         """Rows of the request whose input is stored (a direct producer's rows may never have arrived)."""
@@ -282,6 +282,11 @@ class ProgressStore:
 
 
 UNANSWERED_FIELDS = {"unanswered_since": "", "unanswered_rows": ""}
+
+
+def _naive(moment: datetime) -> datetime:
+    """A stored time as UTC without its zone: MongoDB gives them back naive, and comparisons need one kind."""
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _unanswered_note(since: datetime | None, rows: Sequence[int]) -> dict:

@@ -12,7 +12,6 @@ as keys always were.
 
 from datetime import UTC, datetime, timedelta
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -42,13 +41,11 @@ class IdempotencyKeys:
             age = now - existing["created_at"]
             if age <= self._ttl and (existing.get("bound", True) or age <= self._lease):
                 return existing
-            taken = await self._keys.find_one_and_update(
-                {"_id": key, "request_id": existing["request_id"]},
-                {"$set": {k: v for k, v in claim.items() if k != "_id"}},
-                return_document=ReturnDocument.AFTER,
+            taken = await self._keys.update_one(
+                {"_id": key, "request_id": existing["request_id"]}, {"$set": {k: v for k, v in claim.items() if k != "_id"}}
             )
-            if taken is not None:
-                return taken
+            if taken.modified_count:
+                return claim
         return await self._keys.find_one({"_id": key}) or claim
 
     async def bind(self, key: str, request_id: str, *, owner: str | None = None) -> None:

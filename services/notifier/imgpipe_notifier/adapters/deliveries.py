@@ -8,7 +8,6 @@ starts its retry schedule again while keeping the earlier attempts."""
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -55,27 +54,29 @@ class DeliveryLog:
         claimed = []
         while len(claimed) < limit:
             now = clock()
-            delivery = await self._deliveries.find_one_and_update(
-                {"state": {"$in": OPEN}, "next_attempt_at": {"$lte": now}},
-                {"$set": {"next_attempt_at": now + timedelta(seconds=lease_s)}},
-                sort=[("next_attempt_at", 1)],
-                return_document=ReturnDocument.AFTER,
+            delivery = await self._deliveries.find_one(
+                {"state": {"$in": OPEN}, "next_attempt_at": {"$lte": now}}, sort=[("next_attempt_at", 1)]
             )
             if delivery is None:
                 break
-            claimed.append((delivery, now))
+            # Taken only if no other notifier took it since the read (a compare-and-set, not
+            # find_one_and_update, which the embedded database serves with a scan).
+            lease = now + timedelta(seconds=lease_s)
+            taken = await self._deliveries.update_one(
+                {"_id": delivery["_id"], "state": delivery["state"], "next_attempt_at": delivery["next_attempt_at"]},
+                {"$set": {"next_attempt_at": lease}},
+            )
+            if taken.modified_count:
+                claimed.append(({**delivery, "next_attempt_at": lease}, now))
         return claimed
 
     async def reopen(self, webhook_id: str, letter: Letter, now: datetime, lease_s: float) -> dict | None:
         """The closed delivery of a completion replayed ``letter.replays`` times, opened again and leased
         to the caller; None when it is still open, or has already been reopened by this replay (the
         replayed message delivered twice)."""
-        return await self._deliveries.find_one_and_update(
-            {
-                "_id": webhook_id,
-                "state": {"$nin": OPEN},
-                "$or": [{"replays": {"$exists": False}}, {"replays": {"$lt": letter.replays}}],
-            },
+        reopened = await self._deliveries.update_one(
+            # replays missing or below this replay's count, without a top-level $or (see documents.INDEXES)
+            {"_id": webhook_id, "state": {"$nin": OPEN}, "replays": {"$not": {"$gte": letter.replays}}},
             {
                 "$set": {
                     "state": PENDING,
@@ -85,8 +86,8 @@ class DeliveryLog:
                     "updated_at": now,
                 }
             },
-            return_document=ReturnDocument.AFTER,
         )
+        return await self._deliveries.find_one({"_id": webhook_id}) if reopened.modified_count else None
 
     async def record(
         self,
