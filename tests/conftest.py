@@ -33,6 +33,7 @@ if BACKEND not in ("embedded", "docker"):
 class Infra:
     bootstrap: str
     mongo_url: str
+    database_pid: int | None = None  # the embedded database's process, whose CPU a test may measure
 
 
 COMPOSE_FILE = Path(__file__).parent.parent / "compose.yaml"
@@ -85,7 +86,7 @@ def infra(request, tmp_path_factory):
         mongo_url = f"mongodb://127.0.0.1:{mongo_port}/?retryWrites=false"
         wait_for_broker(broker, bootstrap)
         wait_for_database(database, mongo_url)
-        yield Infra(bootstrap, mongo_url)
+        yield Infra(bootstrap, mongo_url, database.pid)
     finally:
         broker.stop()
         database.stop()
