@@ -10,6 +10,7 @@ from imgpipe_bus import BusSettings
 from imgpipe_ops.processes import StartCancelled, StartFailed, port_open
 from imgpipe_ops.settings import LocalSettings
 from imgpipe_ops.stack import LocalStack, StackConfig
+from imgpipe_ops.prune import add_command as add_prune_command
 from imgpipe_ops.uploads import add_commands as add_upload_commands
 
 log = logging.getLogger("imgpipe")
@@ -178,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "replay":
             sub.add_argument("--dry-run", action="store_true", help="show what would be replayed")
     add_upload_commands(commands)
+    add_prune_command(commands)
     commands.add_parser("kcat", help="kcat with a librdkafka that speaks to the embedded broker: imgpipe kcat -b … -L")
     args = parser.parse_args(argv)
     return args.func(args)

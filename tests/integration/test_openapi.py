@@ -148,6 +148,26 @@ def input_of(request_id: str):
     return lambda client, headers: client.get(f"/api/files/{request_id}/input.csv", headers=headers)
 
 
+def expired(call):
+    """``call(request_id)`` on a request of the caller's whose retention ran out (its tombstone)."""
+
+    def provoke(client, headers):
+        from datetime import UTC, datetime
+
+        from pymongo import MongoClient
+
+        request_id = uploaded(client, headers)
+        mongo = client.app.state.settings.mongo
+        with MongoClient(mongo.url) as direct:
+            requests = direct[mongo.database]["requests"]
+            owner = requests.find_one({"_id": request_id})["owner"]
+            now = datetime.now(UTC)
+            requests.replace_one({"_id": request_id}, {"owner": owner, "finished_at": now, "expired_at": now})
+        return call(request_id)(client, headers)
+
+    return provoke
+
+
 def conflict(client, headers):
     assert upload(client, headers={**headers, "Idempotency-Key": "k"}).status_code == 200
     return upload(client, GOOD_CSV.replace(b"1,A", b"1,B"), headers={**headers, "Idempotency-Key": "k"})
@@ -186,13 +206,16 @@ PROVOKED = {
     ("GET", "/api/output/", 200): own_output,
     ("GET", "/api/output/", 400): output("not-a-uuid"),
     ("GET", "/api/output/", 404): output(UNKNOWN),
+    ("GET", "/api/output/", 410): expired(output),
     ("GET", "/api/output/", 503): down("get", output(UNKNOWN)),
     ("GET", "/api/rows/", 200): own_rows,
     ("GET", "/api/rows/", 400): rows(request_id=UNKNOWN, limit=0),
     ("GET", "/api/rows/", 404): rows(request_id=UNKNOWN),
+    ("GET", "/api/rows/", 410): expired(lambda request_id: rows(request_id=request_id)),
     ("GET", "/api/rows/", 503): down("get", rows(request_id=UNKNOWN)),
     ("GET", "/api/files/{name}", 200): own_input,
     ("GET", "/api/files/{name}", 404): input_of(UNKNOWN),
+    ("GET", "/api/files/{name}", 410): expired(input_of),
     ("GET", "/api/files/{name}", 503): down("get", input_of(UNKNOWN)),
     ("POST", "/api/webhook/", 200): webhook(signed=True),
     ("POST", "/api/webhook/", 401): webhook(signed=False),

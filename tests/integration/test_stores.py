@@ -132,3 +132,17 @@ async def test_duplicated_results_count_once_and_the_request_completes_once(db, 
     events = consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 2, match=mine)
     assert [event.event_type for _, _, event in events] == ["request.completed", "request.updated"]
     assert events[0][2].event_id != events[1][2].event_id
+
+
+async def test_a_requests_files_are_deleted_by_their_prefix_and_no_other(blob_store):
+    """Retention deletes a request's folder: its input, output and every image, never a neighbour's."""
+    names = ["r1/input.csv", "r1/output.csv", *(f"r1/images/{n}-0.jpg" for n in range(600))]
+    for name in names:
+        await blob_store.put(name, b"x", "image/jpeg")
+    for name in ("r10/input.csv", "r/output.csv", "r0/images/0-0.jpg"):
+        await blob_store.put(name, b"kept", "text/csv")
+    assert await blob_store.delete_prefix("r1/") == len(names)
+    assert all([await blob_store.open(name) is None for name in names])
+    for name in ("r10/input.csv", "r/output.csv", "r0/images/0-0.jpg"):
+        assert (await read(blob_store, name))[0] == b"kept"
+    assert await blob_store.delete_prefix("r1/") == 0

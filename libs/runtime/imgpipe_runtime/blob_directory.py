@@ -66,6 +66,19 @@ class DirectoryBlobStore:
     async def put(self, name: str, data: bytes | BinaryIO, content_type: str) -> None:
         await asyncio.to_thread(self.write, name, data, content_type)
 
+    async def delete_prefix(self, prefix: str) -> int:
+        """``prefix`` names a folder (``<request id>/``): the folder goes, with every file in it."""
+        folder = self.path(prefix.rstrip("/"))
+
+        def remove() -> int:
+            if not folder.is_dir():
+                return 0
+            count = sum(1 for path in folder.rglob("*") if path.is_file())
+            shutil.rmtree(folder, ignore_errors=True)
+            return count
+
+        return await asyncio.to_thread(remove)
+
     def writer(self) -> "DirectoryBlobStore":
         """What a codec process writes its output with."""
         return self

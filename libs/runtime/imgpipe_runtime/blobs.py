@@ -34,6 +34,10 @@ class BlobStore(Protocol):
 
     async def open(self, name: str) -> BlobReader | None: ...
 
+    async def delete_prefix(self, prefix: str) -> int:
+        """Deletes every blob whose name starts with ``prefix`` (a request's ``<id>/``); returns how many."""
+        ...
+
     def writer(self) -> DirectoryBlobStore | None: ...
 
 
@@ -79,6 +83,17 @@ class GridFsBlobStore:
                 "metadata": {"content_type": content_type},
             }
         )
+
+    async def delete_prefix(self, prefix: str) -> int:
+        """By a range of the files' ids (their names), which every database serves by the _id index."""
+        deleted = 0
+        while True:
+            cursor = self._files.find({"_id": {"$gte": prefix, "$lt": prefix + "\uffff"}}, {"_id": 1}).limit(500)
+            names = [file["_id"] async for file in cursor]
+            if not names:
+                return deleted
+            await self._chunks.delete_many({"files_id": {"$in": names}})
+            deleted += (await self._files.delete_many({"_id": {"$in": names}})).deleted_count
 
     def writer(self) -> None:
         """None: a database client does not travel to a codec process, so outputs come back as bytes."""

@@ -23,6 +23,7 @@ from imgpipe_schemas import Progress, RequestStatus, RowProcessed
 log = logging.getLogger(__name__)
 
 REQUESTS, ROWS, DELIVERIES, PUBLICATIONS = "requests", "rows", "deliveries", "publications"
+IDEMPOTENCY_KEYS = "idempotency_keys"
 # A running upload's counts of rows done and images ok / failed, kept by the assembler with every batch.
 LIVE_COUNTS = "live"
 
@@ -40,7 +41,10 @@ class Origin(StrEnum):
 # every find_one_and_update that matches: so those shapes stay off the hot paths.
 INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     # Running requests (the reconciler's stalled ones): few, whatever the stack has done.
-    REQUESTS: [[("status", 1)], [("completion_published", 1), ("updated_at", 1)]],
+    REQUESTS: [[("status", 1)], [("completion_published", 1), ("updated_at", 1)],
+               # Retention: finished requests by age, and their tombstones (imgpipe_runtime.retention).
+               [("completed_at", 1)], [("expired_at", 1)]],
+    IDEMPOTENCY_KEYS: [[("created_at", 1)]],
     # A request's rows not yet done (the reconciler) or done (progress, completion).
     ROWS: [[("request_id", 1), ("done", 1)]],
     # The notifier's deliveries that are due; a request's deliveries (the status API).

@@ -1,9 +1,10 @@
 """Wires the assembler: faust agents over the row results (and the requests and rows that direct producers
-send), batched into MongoDB, and the reconciler's timer."""
+send), batched into MongoDB, and the timers of the reconciler and of retention."""
 
 import asyncio
 import functools
 import logging
+from datetime import UTC, datetime, timedelta
 
 import faust
 from confluent_kafka import KafkaException
@@ -28,6 +29,7 @@ from imgpipe_bus import (
 from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.documents import ensure_indexes_when_up
 from imgpipe_runtime.logs import configure_logging
+from imgpipe_runtime.retention import prune
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
@@ -87,6 +89,18 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
             return
         if any(count for outcome, count in counts.items() if outcome != "waiting"):
             log.info("reconciler pass: %s", counts)
+
+    if settings.retention_days:
+
+        @app.timer(settings.retention_interval_s)
+        async def expire_old_requests() -> None:
+            try:
+                pruned = await prune(db, blobs, datetime.now(UTC) - timedelta(days=settings.retention_days))
+            except OUTAGES as exc:
+                log.warning("retention pass skipped: %r", exc)
+                return
+            if pruned.requests or pruned.tombstones or pruned.idempotency_keys:
+                log.info("retention: %d request(s) expired, %d tombstone(s) deleted", pruned.requests, pruned.tombstones)
 
     # One actor: results of a request share a partition, so a request is assembled by one actor at a time.
     @app.agent(faust_topic(app, ROWS_PROCESSED), concurrency=1)

@@ -63,6 +63,7 @@ ERRORS: dict[int, tuple[type[BaseModel], str]] = {
     401: (Refused, "No valid API key (only while IMGPIPE_API_KEYS is set)"),
     404: (Refused, "Not found, or made with another API key"),
     409: (Refused, "The Idempotency-Key was used for a different upload, or its upload is still being accepted"),
+    410: (Refused, "The request expired (IMGPIPE_RETENTION_DAYS): its rows and files were deleted"),
     413: (Refused, "The request body is over IMGPIPE_MAX_UPLOAD_BYTES"),
     503: (Refused, "The database or the broker is unreachable; retry after Retry-After seconds"),
 }

@@ -18,6 +18,7 @@ from imgpipe_ingest.csv_input import CsvSummary, InputRow, Limits, check_text, r
 from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name, output_csv_name
 from imgpipe_runtime.documents import visible_to
 from imgpipe_runtime.logs import about_request
+from imgpipe_runtime.retention import EXPIRED_AT, is_tombstone
 from imgpipe_schemas import Progress, RequestAccepted, RowSubmitted
 from imgpipe_schemas.events import OutputFormat
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
@@ -27,6 +28,30 @@ log = logging.getLogger(__name__)
 
 class RequestNotFound(LookupError):
     pass
+
+
+class RequestExpired(LookupError):
+    """The request existed, but its retention period ran out: its rows and files were deleted."""
+
+    def __init__(self, request_id: str, tombstone: dict) -> None:
+        finished, expired = tombstone.get("finished_at"), tombstone[EXPIRED_AT]
+        super().__init__(
+            f"request {request_id} finished on {finished:%Y-%m-%d} and expired on {expired:%Y-%m-%d}: "
+            "its status, rows and files were deleted after the retention period"
+            if finished else f"request {request_id} expired on {expired:%Y-%m-%d}: its rows and files were deleted"
+        )
+
+
+async def visible_request(request_id: str, *, owner: str | None, store: RequestStore) -> dict:
+    """The request, for a caller that may see it: RequestNotFound for one that does not exist or that the
+    owner may not see (another key learns nothing, not even that the id is taken), RequestExpired for one
+    whose retention ran out."""
+    request = await store.get(request_id)
+    if request is None or not visible_to(request, owner):
+        raise RequestNotFound(request_id)
+    if is_tombstone(request):
+        raise RequestExpired(request_id, request)
+    return request
 
 
 @dataclass(frozen=True)
@@ -194,11 +219,8 @@ async def _row_batches(source: BinaryIO, limits: Limits) -> AsyncIterator[list[I
 async def request_status(
     request_id: str, *, owner: str | None, store: RequestStore, public_base_url: str
 ) -> StatusReport:
-    """Raises RequestNotFound for a request the owner may not see, as for one that does not exist: another
-    key learns nothing, not even that the id is taken."""
-    request = await store.get(request_id)
-    if request is None or not visible_to(request, owner):
-        raise RequestNotFound(request_id)
+    """Raises as visible_request does."""
+    request = await visible_request(request_id, owner=owner, store=store)
     output_file = request.get("output_file")
     return StatusReport(
         status=request["status"],
@@ -229,10 +251,8 @@ async def request_rows(
     limit: int,
     failed_only: bool = False,
 ) -> RowsPage:
-    """Seen by the same callers as request_status (RequestNotFound for any other)."""
-    request = await store.get(request_id)
-    if request is None or not visible_to(request, owner):
-        raise RequestNotFound(request_id)
+    """Seen by the same callers as request_status (visible_request)."""
+    request = await visible_request(request_id, owner=owner, store=store)
     rows, more = await store.rows(request, offset=offset, limit=limit, failed_only=failed_only)
     input_file = request.get("input_file")
     total = None if failed_only else request["rows_total"]
@@ -246,6 +266,17 @@ def is_capability_file(name: str) -> bool:
     request_id, _, rest = name.partition("/")
     image = rest.startswith("images/") and "/" not in rest.removeprefix("images/")  # see output_image_stem
     return name == output_csv_name(request_id) or image
+
+
+async def expired_file(name: str, *, owner: str | None, store: RequestStore) -> RequestExpired | None:
+    """Why a file that is not there is gone, when its request expired and the caller may see that it did."""
+    try:
+        await visible_request(name.split("/", 1)[0], owner=owner, store=store)
+    except RequestExpired as exc:
+        return exc
+    except RequestNotFound:
+        return None
+    return None
 
 
 async def input_file_visible(name: str, *, owner: str | None, store: RequestStore) -> bool:

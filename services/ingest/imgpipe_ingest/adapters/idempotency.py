@@ -15,10 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from imgpipe_runtime.documents import IDEMPOTENCY_KEYS
+
 
 class IdempotencyKeys:
     def __init__(self, db: AsyncDatabase, ttl_s: float = 86_400, lease_s: float = 120) -> None:
-        self._keys = db["idempotency_keys"]
+        self._keys = db[IDEMPOTENCY_KEYS]
         self._ttl = timedelta(seconds=ttl_s)
         self._lease = timedelta(seconds=lease_s)
 

@@ -11,6 +11,7 @@ from imgpipe_ingest.auth import authenticate
 from imgpipe_ingest.deps import Blobs, Store
 from imgpipe_ingest.envelope import ClientError, errors
 from imgpipe_runtime.blob_directory import FileBlob
+from imgpipe_runtime.blobs import input_csv_name
 
 router = APIRouter()
 
@@ -21,16 +22,22 @@ router = APIRouter()
     response_class=Response,
     responses={
         200: {"description": "The file", "content": {"text/csv": {}, "image/*": {}}},
-        **errors(401, 404, 503, e401="An input CSV without a valid API key (only while IMGPIPE_API_KEYS is set)"),
+        **errors(401, 404, 410, 503, e401="An input CSV without a valid API key (only while IMGPIPE_API_KEYS is set)"),
     },
     openapi_extra={"security": [{}, {"HTTPBearer": []}, {"APIKeyHeader": []}]},  # a key for input CSVs only
 )
 async def files(name: str, request: Request, blobs: Blobs, store: Store) -> Response:
     keyed = not handlers.is_capability_file(name)
-    if keyed and not await handlers.input_file_visible(name, owner=authenticate(request), store=store):
+    # An output's URL is its capability: whoever holds it may learn that its request expired.
+    owner = authenticate(request) if keyed else None
+    if keyed and not await handlers.input_file_visible(name, owner=owner, store=store):
+        if name == input_csv_name(name.split("/", 1)[0]) and (expired := await handlers.expired_file(name, owner=owner, store=store)):
+            raise ClientError(410, f"{name}: {expired}")
         raise ClientError(404, f"no file named {name}")
     blob = await blobs.open(name)
     if blob is None:
+        if not keyed and (expired := await handlers.expired_file(name, owner=None, store=store)):
+            raise ClientError(410, f"{name}: {expired}")
         raise ClientError(404, f"no file named {name}")
     headers = {"Content-Length": str(blob.length)}
     if keyed:  # no shared cache may answer another caller with it

@@ -25,7 +25,7 @@ UNKNOWN = "no request with this id, or it was made with another API key"
     "/api/output/",
     response_model=StatusAnswer,
     summary="Status, progress and output CSV URL of a request",
-    responses=errors(400, 401, 404, 503, e400=NOT_A_UUID, e404=UNKNOWN),
+    responses=errors(400, 401, 404, 410, 503, e400=NOT_A_UUID, e404=UNKNOWN),
 )
 async def output(
     settings: SettingsDep, store: Store, owner: Owner, request_id: Annotated[str, Query()]
@@ -37,6 +37,8 @@ async def output(
         )
     except handlers.RequestNotFound as exc:
         raise ClientError(404, f"no request with id {request_id}") from exc
+    except handlers.RequestExpired as exc:
+        raise ClientError(410, str(exc)) from exc
     payload = StatusPayload(
         request_id=request_id,
         status=status.status,
@@ -51,7 +53,7 @@ async def output(
     "/api/rows/",
     response_model=RowsAnswer,
     summary="A page of a request's rows, with each image's output URL or error",
-    responses=errors(400, 401, 404, 503, e400=f"{NOT_A_UUID}, or offset / limit out of range", e404=UNKNOWN),
+    responses=errors(400, 401, 404, 410, 503, e400=f"{NOT_A_UUID}, or offset / limit out of range", e404=UNKNOWN),
 )
 async def rows(
     settings: SettingsDep,
@@ -75,6 +77,8 @@ async def rows(
         )
     except handlers.RequestNotFound as exc:
         raise ClientError(404, f"no request with id {request_id}") from exc
+    except handlers.RequestExpired as exc:
+        raise ClientError(410, str(exc)) from exc
     payload = RowsPayload(
         request_id=request_id,
         input_file_url=page.input_file_url,

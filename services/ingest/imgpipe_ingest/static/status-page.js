@@ -130,6 +130,11 @@
       }
       return;
     }
+    if (answer.code === 410) {
+      $("request").hidden = true;
+      notice(answer.message);
+      return;
+    }
     if (answer.code !== 200) {
       notice(`imgpipe is briefly unavailable (${answer.code || "no answer"}: ${answer.message}); retrying…`);
       later(RETRY_MS);
