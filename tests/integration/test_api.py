@@ -17,6 +17,7 @@ from imgpipe_schemas import ImageResult, RowProcessed
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
 from tests.integration.kafka_helpers import consume
 from tests.integration.test_openapi import answers_as_documented
+from tests.waiting import wait_for
 
 SECRET = generate_secret()
 GOOD_CSV = b'S. No.,Product Name,Input Image Urls\n1,A,"http://img.test/1.jpg,http://img.test/2.jpg"\n2,B,http://img.test/3.jpg\n'
@@ -49,8 +50,13 @@ def test_upload_stores_the_request_and_publishes_one_event_per_row(client, setti
     assert (body["status"], body["message"]) == ("success", "File uploaded successfully")
     request_id = body["payload"]["request_id"]
 
-    status = client.get("/api/output/", params={"request_id": request_id}).json()
-    assert status["payload"]["status"] == "PROCESSING"
+    def accepted_status():
+        status = client.get("/api/output/", params={"request_id": request_id}).json()
+        return status if status["payload"]["status"] != "PENDING" else None
+
+    # Answered once the file is stored; its rows follow in the background.
+    status = wait_for(accepted_status, 30, "the rows accepted")
+    assert (status["payload"]["status"], status["payload"]["rows_accepted"]) == ("PROCESSING", 2)
     assert status["payload"]["output_file_url"] is None
     assert status["payload"]["progress"] == {
         "rows_total": 2, "rows_done": 0, "images_total": 3, "images_ok": 0, "images_failed": 0,
@@ -159,7 +165,12 @@ def test_a_large_upload_within_the_limits_is_read_in_chunks(bus_settings, mongo_
         response = post_csv(big_client, data)
         assert response.status_code == 200, response.text
         request_id = response.json()["payload"]["request_id"]
-        status = big_client.get("/api/output/", params={"request_id": request_id}).json()["payload"]
+
+        def accepted():
+            status = big_client.get("/api/output/", params={"request_id": request_id}).json()["payload"]
+            return status if status["rows_accepted"] == 2500 else None
+
+        status = wait_for(accepted, 60, "every row accepted")
         assert (status["progress"]["rows_total"], status["progress"]["images_total"]) == (2500, 2500)
         assert big_client.get(f"/api/files/{request_id}/input.csv").content == data
     mine = lambda event: str(event.request_id) == request_id  # noqa: E731
@@ -268,17 +279,31 @@ def test_api_keys_guard_upload_and_status(keyed_client, headers, code):
     assert keyed_client.get("/healthz").status_code == 200
 
 
-def test_an_upload_while_the_broker_is_down_is_kept_for_the_reconciler(settings):
+def test_an_upload_while_the_broker_is_down_is_stored_and_its_rows_accepted_by_the_next_ingest(settings):
+    """Answered once its file is stored; the acceptance that the broker cut short is resumed, once its
+    lease ran out, by an ingest that reaches the broker."""
     from imgpipe_bus import BusSettings
     from imgpipe_ops.processes import free_port
 
+    settings = settings.model_copy(update={"accept_lease_s": 1.0, "accept_resume_every_s": 0.2})
     dead_broker = BusSettings(bootstrap_servers=f"127.0.0.1:{free_port()}", delivery_timeout_s=1)
     with TestClient(create_api(settings.model_copy(update={"kafka": dead_broker}))) as offline:
         answers_as_documented(offline)
         response = post_csv(offline, GOOD_CSV)
         assert response.status_code == 200
         request_id = response.json()["payload"]["request_id"]
-        assert offline.get("/api/output/", params={"request_id": request_id}).json()["payload"]["status"] == "PENDING"
+        status = offline.get("/api/output/", params={"request_id": request_id}).json()["payload"]
+        assert (status["status"], status["rows_accepted"]) == ("PENDING", 0)
+    with TestClient(create_api(settings)) as online:
+
+        def accepted():
+            status = online.get("/api/output/", params={"request_id": request_id}).json()["payload"]
+            return status if status["status"] == "PROCESSING" else None
+
+        assert wait_for(accepted, 60, "the acceptance resumed")["rows_accepted"] == 2
+    mine = lambda event: str(event.request_id) == request_id  # noqa: E731
+    rows = consume(settings.kafka.bootstrap_servers, ROWS_SUBMITTED, 2, match=mine)
+    assert sorted(event.row_index for _, _, event in rows) == [0, 1]
 
 
 def test_a_file_with_a_problem_on_every_row_gets_a_bounded_answer(client):

@@ -202,7 +202,7 @@ PROVOKED = {
     ("POST", "/api/upload/", 400): lambda client, headers: upload(client, b"S. No.,Product Name\n1,A\n", headers),
     ("POST", "/api/upload/", 409): conflict,
     ("POST", "/api/upload/", 413): lambda client, headers: upload(client, b"x" * (MAX_UPLOAD + 1), headers),
-    ("POST", "/api/upload/", 503): down("insert_rows", lambda client, headers: upload(client, headers=headers)),
+    ("POST", "/api/upload/", 503): down("insert_request", lambda client, headers: upload(client, headers=headers)),
     ("GET", "/api/output/", 200): own_output,
     ("GET", "/api/output/", 400): output("not-a-uuid"),
     ("GET", "/api/output/", 404): output(UNKNOWN),
@@ -287,7 +287,7 @@ def test_the_document_declares_the_key_schemes_and_typed_payloads(keyed_client, 
 
     assert schemas[payload("/api/upload/", "post", "200")["$ref"].rsplit("/", 1)[1]]["required"] == ["request_id"]
     status = schemas[payload("/api/output/", "get", "200")["$ref"].rsplit("/", 1)[1]]
-    assert status["required"] == ["request_id", "status", "output_file_url", "progress", "webhooks"]
+    assert status["required"] == ["request_id", "status", "output_file_url", "progress", "rows_accepted", "webhooks"]
     assert payload("/api/output/", "get", "404") == {"type": "null", "title": "Payload"}
     assert {option.get("$ref", "null").rsplit("/", 1)[-1] for option in payload("/api/upload/", "post", "400")["anyOf"]} == {
         "CsvProblems", "FieldProblems", "null",

@@ -48,8 +48,8 @@ class Untouchable:
 
 
 def accept(data: bytes, options: UploadOptions, keys) -> Awaitable[Accepted]:
-    adapters = {"store": Untouchable(), "blobs": Untouchable(), "producer": Untouchable()}
-    return accept_upload(io.BytesIO(data), options, limits=Limits(), keys=keys, **adapters)
+    adapters = {"store": Untouchable(), "blobs": Untouchable()}
+    return accept_upload(io.BytesIO(data), options, limits=Limits(), keys=keys, lease_s=60, **adapters)
 
 
 def test_the_digest_keeps_the_form_keys_were_always_claimed_with():

@@ -84,6 +84,10 @@ async def _reconcile_request(
             request_id, waiting, len(missing) - waiting,
         )
         return "waiting"
+    if request.get("rows_accepted", request["rows_total"]) < request["rows_total"]:
+        # An upload whose rows are still being accepted: ingest stores them, and resumes an acceptance
+        # cut short; no round is counted, however long it takes.
+        return "waiting"
     if await store.rows_known(request) < request["rows_total"]:
         # Rows a direct producer never sent: nothing to re-drive, so each stall counts as a round.
         if request.get("reconcile_rounds", 0) >= policy.max_rounds:

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from imgpipe_bus import EventProducer
+from imgpipe_ingest.acceptance import Acceptances
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.auth import ApiKeys
@@ -90,8 +91,17 @@ async def _adapters(app: FastAPI):
     app.state.blobs = open_blob_store(settings.blobs, db)
     app.state.keys = IdempotencyKeys(db, settings.idempotency_ttl_s, settings.idempotency_lease_s)
     app.state.producer = EventProducer(settings.kafka)
+    app.state.acceptances = Acceptances(
+        store=app.state.store,
+        blobs=app.state.blobs,
+        producer=app.state.producer,
+        lease_s=settings.accept_lease_s,
+        resume_every_s=settings.accept_resume_every_s,
+    )
+    app.state.acceptances.start_resuming()
     try:
         yield
     finally:
+        await app.state.acceptances.close()
         await app.state.producer.close()
         await db.client.close()

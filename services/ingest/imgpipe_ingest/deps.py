@@ -7,7 +7,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pymongo.asynchronous.database import AsyncDatabase
 
-from imgpipe_bus import EventProducer
+from imgpipe_ingest.acceptance import Acceptances
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.auth import authenticate
@@ -36,12 +36,12 @@ def _blobs(request: Request) -> BlobStore:
     return request.app.state.blobs
 
 
-def _producer(request: Request) -> EventProducer:
-    return request.app.state.producer
-
-
 def _keys(request: Request) -> IdempotencyKeys:
     return request.app.state.keys
+
+
+def _acceptances(request: Request) -> Acceptances:
+    return request.app.state.acceptances
 
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
@@ -49,8 +49,8 @@ Policy = Annotated[NetPolicy, Depends(_policy)]
 Database = Annotated[AsyncDatabase, Depends(_database)]
 Store = Annotated[RequestStore, Depends(_store)]
 Blobs = Annotated[BlobStore, Depends(_blobs)]
-Producer = Annotated[EventProducer, Depends(_producer)]
 Keys = Annotated[IdempotencyKeys, Depends(_keys)]
+AcceptancesDep = Annotated[Acceptances, Depends(_acceptances)]
 
 
 _bearer = HTTPBearer(auto_error=False, description="One of IMGPIPE_API_KEYS, when set")

@@ -5,23 +5,19 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
-from confluent_kafka import KafkaException
-
-from imgpipe_bus import EventProducer
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
-from imgpipe_ingest.csv_input import CsvSummary, InputRow, Limits, check_text, read_rows, validate_csv
+from imgpipe_ingest.csv_input import Limits, check_text, validate_csv
 from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name, output_csv_name
 from imgpipe_runtime.documents import visible_to
 from imgpipe_runtime.logs import about_request
 from imgpipe_runtime.retention import EXPIRED_AT, is_tombstone
-from imgpipe_schemas import Progress, RequestAccepted, RowSubmitted
+from imgpipe_schemas import Progress
 from imgpipe_schemas.events import OutputFormat
-from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +57,7 @@ class StatusReport:
     status: str
     output_file_url: str | None
     progress: Progress
+    rows_accepted: int
     webhooks: list[dict]
 
 
@@ -78,10 +75,12 @@ class UploadOptions:
 
 @dataclass(frozen=True)
 class Accepted:
-    """``repeated``: an earlier upload under the same Idempotency-Key was accepted; nothing new was."""
+    """``repeated``: an earlier upload under the same Idempotency-Key was accepted; nothing new was.
+    ``request``: the request stored, whose rows are yet to be accepted."""
 
     request_id: str
     repeated: bool = False
+    request: dict | None = None
 
 
 class IdempotencyInProgress(Exception):
@@ -107,10 +106,11 @@ async def accept_upload(
     limits: Limits,
     store: RequestStore,
     blobs: BlobStore,
-    producer: EventProducer,
     keys: IdempotencyKeys,
+    lease_s: float,
 ) -> Accepted:
-    """Validates the whole CSV, stores it, publishes one event per row. Raises CsvRejected.
+    """Validates the whole CSV and stores it with its request, PENDING: the upload is then safe, and its
+    rows are stored and published in the background (acceptance.accept_rows). Raises CsvRejected.
 
     Under an Idempotency-Key the same key and upload give the same request id (``repeated``), and the same key
     with a different upload raises IdempotencyConflict; a rejected upload leaves its key unclaimed."""
@@ -128,29 +128,34 @@ async def accept_upload(
 
     with about_request(request_id):
         try:
-            summary = await _store(source, request_id, options, limits=limits, store=store, blobs=blobs)
+            request = await _store(source, request_id, options, limits=limits, store=store, blobs=blobs, lease_s=lease_s)
         except BaseException:
             if key is not None:
                 await keys.release(key, request_id, owner=options.owner)
             raise
         if key is not None:  # the request exists: from here on the key names it, whatever fails next
             await keys.bind(key, request_id, owner=options.owner)
-        await _publish(source, request_id, options, summary, limits=limits, store=store, producer=producer)
-    return Accepted(request_id)
+    log.info("stored request %s: %d rows, %d images", request_id, request["rows_total"], request["images_total"])
+    return Accepted(request_id, request=request)
 
 
 async def _store(
-    source: BinaryIO, request_id: str, options: UploadOptions, *, limits: Limits, store: RequestStore, blobs: BlobStore
-) -> CsvSummary:
-    """The file, which passed check_text, is read a chunk at a time (validated, stored, its rows stored),
-    never whole; the request is stored last, once everything it needs is."""
+    source: BinaryIO,
+    request_id: str,
+    options: UploadOptions,
+    *,
+    limits: Limits,
+    store: RequestStore,
+    blobs: BlobStore,
+    lease_s: float,
+) -> dict:
+    """The file, which passed check_text, is validated a record at a time and stored whole; then the
+    request, whose acceptance is leased to this ingest."""
     summary = await asyncio.to_thread(validate_csv, source, limits)
     input_file = input_csv_name(request_id)
     source.seek(0)
     await blobs.put(input_file, source, "text/csv")
-    async for rows in _row_batches(source, limits):
-        await store.insert_rows(request_id, rows)
-    await store.insert_request(
+    return await store.insert_request(
         request_id,
         summary,
         input_file=input_file,
@@ -158,62 +163,8 @@ async def _store(
         quality=options.quality,
         output_format=options.output_format,
         owner=options.owner,
+        accept_lease_until=datetime.now(UTC) + timedelta(seconds=lease_s),
     )
-    return summary
-
-
-async def _publish(
-    source: BinaryIO,
-    request_id: str,
-    options: UploadOptions,
-    summary: CsvSummary,
-    *,
-    limits: Limits,
-    store: RequestStore,
-    producer: EventProducer,
-) -> None:
-    """The request's events, its rows read again a chunk at a time. A broker that is down leaves the
-    stored request PENDING, for the reconciler to publish."""
-    try:
-        await producer.publish(
-            REQUESTS_ACCEPTED,
-            RequestAccepted(
-                request_id=uuid.UUID(request_id),
-                rows_total=summary.rows_total,
-                images_total=summary.images_total,
-                webhook_url=options.webhook_url,
-            ),
-        )
-        async for rows in _row_batches(source, limits):
-            positions = await producer.publish_many(
-                ROWS_SUBMITTED, (row_event(request_id, row, options.quality, options.output_format) for row in rows)
-            )
-            # Each batch as it is published: a stop half-way leaves the reconciler only the rest to publish.
-            await store.record_publication(request_id, [row.index for row in rows], positions)
-    except KafkaException as exc:
-        log.warning("request %s stored but not yet published (%s); the reconciler will publish it", request_id, exc)
-        return
-    await store.mark_processing(request_id)
-    log.info("accepted request %s: %d rows, %d images", request_id, summary.rows_total, summary.images_total)
-
-
-def row_event(request_id: str, row: InputRow, quality: int, output_format: str) -> RowSubmitted:
-    return RowSubmitted(
-        request_id=uuid.UUID(request_id),
-        row_index=row.index,
-        serial=row.serial,
-        product_name=row.product_name,
-        image_urls=row.image_urls,
-        quality=quality,
-        output_format=output_format,
-    )
-
-
-async def _row_batches(source: BinaryIO, limits: Limits) -> AsyncIterator[list[InputRow]]:
-    """read_rows, each batch parsed off the event loop."""
-    batches = read_rows(source, limits)
-    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
-        yield batch
 
 
 async def request_status(
@@ -226,6 +177,7 @@ async def request_status(
         status=request["status"],
         output_file_url=blob_url(public_base_url, output_file) if output_file else None,
         progress=await store.progress(request),
+        rows_accepted=min(request.get("rows_accepted", request["rows_total"]), request["rows_total"]),
         webhooks=await store.webhook_deliveries(request_id),
     )
 

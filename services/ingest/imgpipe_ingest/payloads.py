@@ -34,6 +34,10 @@ class StatusPayload(Payload):
     status: RequestStatus
     output_file_url: str | None = Field(description="The output CSV, once the request finished")
     progress: Progress
+    rows_accepted: int = Field(
+        description="Rows of the upload stored and sent to the workers so far: an upload is answered once its "
+        "file is stored, and its rows follow in the background (rows_total for a request produced to Kafka)"
+    )
     webhooks: list[WebhookDelivery] = Field(description="Completion webhooks sent, oldest first")
 
 

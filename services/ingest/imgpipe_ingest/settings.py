@@ -12,7 +12,7 @@ class Settings(PublicUrlSettings):
         "", description="Comma-separated; when set, upload, status and input CSVs need one, and a key sees its own."
     )
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
-    max_rows: int = Field(10_000, ge=1)
+    max_rows: int = Field(1_000_000, ge=1)
     max_urls_per_row: int = Field(
         MAX_IMAGES_PER_ROW, ge=1, le=MAX_IMAGES_PER_ROW, description="At most the row event's own bound."
     )
@@ -22,6 +22,11 @@ class Settings(PublicUrlSettings):
     idempotency_lease_s: float = Field(
         120, gt=0, description="An Idempotency-Key whose upload was never stored is free again after this long."
     )
+
+    accept_lease_s: float = Field(
+        60, gt=0, description="An upload whose rows are not being accepted for this long is resumed by any ingest."
+    )
+    accept_resume_every_s: float = Field(10, gt=0, description="How often ingest looks for acceptances to resume.")
 
     kafka: BusSettings = Field(default_factory=BusSettings)
     mongo: MongoSettings = Field(default_factory=MongoSettings)

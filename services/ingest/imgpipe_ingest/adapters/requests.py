@@ -4,7 +4,9 @@ reads them."""
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
 
 from imgpipe_ingest.csv_input import CsvSummary, InputRow
 from imgpipe_runtime import documents
@@ -21,9 +23,10 @@ class RequestStore:
         self._rows = db[ROWS]
 
     async def insert_rows(self, request_id: str, rows: Sequence[InputRow]) -> None:
-        """Stores rows of a request being accepted: the stored input the pipeline can always re-drive from."""
+        """Stores rows of a request being accepted: the stored input the pipeline can always re-drive from.
+        A row stored already (a resumed acceptance stores its last chunk again) is left as it is."""
         for start in range(0, len(rows), ROW_BATCH):
-            await self._rows.insert_many(
+            await _insert_new(self._rows, 
                 [
                     {
                         "_id": row_id(request_id, row.index),
@@ -38,7 +41,6 @@ class RequestStore:
                     }
                     for row in rows[start : start + ROW_BATCH]
                 ],
-                ordered=False,
             )
 
     async def insert_request(
@@ -51,26 +53,60 @@ class RequestStore:
         quality: int,
         output_format: str,
         owner: str | None = None,
-    ) -> None:
-        """Stores the request as PENDING, once its rows are stored."""
-        await self._requests.insert_one(
-            {
-                "_id": request_id,
-                **new_request(
-                    status=RequestStatus.PENDING,
-                    origin=Origin.UPLOAD,
-                    columns=upload.columns,
-                    rows_total=upload.rows_total,
-                    images_total=upload.images_total,
-                    webhook_url=webhook_url,
-                    now=datetime.now(UTC),
-                    input_file=input_file,
-                    quality=quality,
-                    output_format=output_format,
-                    owner=owner,
-                ),
-            }
+        accept_lease_until: datetime | None = None,
+    ) -> dict:
+        """Stores the request as PENDING, none of its rows accepted yet; its acceptance is leased to the
+        caller until ``accept_lease_until``. Returns it."""
+        request = {
+            "_id": request_id,
+            **new_request(
+                status=RequestStatus.PENDING,
+                origin=Origin.UPLOAD,
+                columns=upload.columns,
+                rows_total=upload.rows_total,
+                images_total=upload.images_total,
+                webhook_url=webhook_url,
+                now=datetime.now(UTC),
+                input_file=input_file,
+                quality=quality,
+                output_format=output_format,
+                owner=owner,
+            ),
+            "rows_accepted": 0,
+            "accept_lease_until": accept_lease_until or datetime.now(UTC),
+        }
+        await self._requests.insert_one(request)
+        return request
+
+    async def note_accepted(self, request_id: str, rows_accepted: int, lease_until: datetime) -> None:
+        """The first ``rows_accepted`` rows are stored and published; the lease is renewed, and so is the
+        request's progress, so that the reconciler leaves a request being accepted alone."""
+        now = datetime.now(UTC)
+        await self._requests.update_one(
+            {"_id": request_id},
+            {"$set": {"rows_accepted": rows_accepted, "accept_lease_until": lease_until, "last_progress_at": now}},
         )
+
+    async def abandoned_acceptances(self, now: datetime) -> list[dict]:
+        """Requests whose acceptance is unfinished and whose lease ran out (read by the status index:
+        only running requests are PENDING or PROCESSING)."""
+        found = []
+        for status in (RequestStatus.PENDING, RequestStatus.PROCESSING):
+            async for request in self._requests.find({"status": status}):
+                if "rows_accepted" not in request or request["accept_lease_until"] >= now:
+                    continue  # produced straight to Kafka, or its acceptance is under way
+                # PENDING with every row accepted: stopped before it was marked PROCESSING.
+                if request["rows_accepted"] < request["rows_total"] or status == RequestStatus.PENDING:
+                    found.append(request)
+        return found
+
+    async def take_acceptance(self, request: dict, lease_until: datetime) -> bool:
+        """Takes the lease of an abandoned acceptance, unless another ingest took it first."""
+        taken = await self._requests.update_one(
+            {"_id": request["_id"], "accept_lease_until": request["accept_lease_until"]},
+            {"$set": {"accept_lease_until": lease_until}},
+        )
+        return bool(taken.modified_count)
 
     async def record_publication(self, request_id: str, rows: Sequence[int], positions: Sequence[tuple[int, int]]) -> None:
         await documents.record_publication(self._db, request_id, rows, positions)
@@ -96,3 +132,15 @@ class RequestStore:
     async def webhook_deliveries(self, request_id: str) -> list[dict]:
         """The notifier's webhooks for the request, oldest first, with their attempts."""
         return await documents.webhook_deliveries(self._db, request_id)
+
+
+DUPLICATE_KEY = 11000
+
+
+async def _insert_new(collection: AsyncCollection, documents: list[dict]) -> None:
+    """Inserts the documents, leaving those whose _id is stored already as they are."""
+    try:
+        await collection.insert_many(documents, ordered=False)
+    except BulkWriteError as exc:
+        if any(error["code"] != DUPLICATE_KEY for error in exc.details["writeErrors"]):
+            raise

@@ -44,6 +44,7 @@ async def output(
         status=status.status,
         output_file_url=status.output_file_url,
         progress=status.progress,
+        rows_accepted=status.rows_accepted,
         webhooks=status.webhooks,
     )
     return envelope(200, "", payload.model_dump(mode="json"))

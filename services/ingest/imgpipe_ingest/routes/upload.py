@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 from imgpipe_ingest import handlers
 from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
 from imgpipe_ingest.auth import KeyedRoute
-from imgpipe_ingest.deps import Blobs, Keys, Owner, Policy, Producer, SettingsDep, Store
+from imgpipe_ingest.deps import AcceptancesDep, Blobs, Keys, Owner, Policy, SettingsDep, Store
 from imgpipe_ingest.envelope import ClientError, envelope, errors
 from imgpipe_ingest.payloads import Uploaded, UploadPayload
 from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
@@ -35,7 +35,7 @@ async def upload(
     policy: Policy,
     store: Store,
     blobs: Blobs,
-    producer: Producer,
+    acceptances: AcceptancesDep,
     keys: Keys,
     file: Annotated[UploadFile, File(description="CSV: S. No., Product Name, Input Image Urls")],
     webhook_url: Annotated[str | None, Form(description="Where to POST the signed completion webhook")] = None,
@@ -64,7 +64,7 @@ async def upload(
     limits = Limits(max_rows=settings.max_rows, max_urls_per_row=settings.max_urls_per_row)
     try:
         accepted = await handlers.accept_upload(
-            file.file, options, limits=limits, store=store, blobs=blobs, producer=producer, keys=keys
+            file.file, options, limits=limits, store=store, blobs=blobs, keys=keys, lease_s=settings.accept_lease_s
         )
     except handlers.IdempotencyInProgress as exc:
         raise ClientError(409, "an upload with this Idempotency-Key is still being accepted; retry shortly") from exc
@@ -74,6 +74,8 @@ async def upload(
         problems = [{"row": p.row, "column": p.column, "message": p.message} for p in exc.problems]
         payload = {"errors": problems, "errors_total": exc.total}
         raise ClientError(400, f"the CSV was rejected: {exc.total} problem(s)", payload) from exc
+    if accepted.request is not None:
+        acceptances.start(accepted.request)  # its rows are stored and published after this answer
     payload = UploadPayload(request_id=accepted.request_id).model_dump(mode="json")
     if accepted.repeated:
         return envelope(200, "File already uploaded with this Idempotency-Key", payload)

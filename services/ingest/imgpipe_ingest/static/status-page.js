@@ -177,7 +177,10 @@
     $("bar").setAttribute("aria-valuenow", String(percent));
     $("bar-fill").style.width = `${percent}%`;
     $("percent").textContent = `${percent} %`;
-    $("rows-count").textContent = `${numbers.format(progress.rows_done)} of ${numbers.format(progress.rows_total)} done`;
+    const accepting = status.rows_accepted < progress.rows_total;
+    $("rows-count").textContent =
+      `${numbers.format(progress.rows_done)} of ${numbers.format(progress.rows_total)} done` +
+      (accepting ? ` (${numbers.format(status.rows_accepted)} accepted so far)` : "");
     const waiting = Math.max(progress.images_total - images, 0);
     $("images-count").textContent =
       `${numbers.format(progress.images_ok)} ok, ${numbers.format(progress.images_failed)} failed, ` +
