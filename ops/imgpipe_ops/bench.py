@@ -2,7 +2,8 @@
 
 (a) a plain Pillow loop, (b) the project's own compress() in the same number of processes, (c) the
 pipeline upload → SUCCESS, (d) a 10-row × 3-image request's latency, (e) the idle stack's CPU, (f) each
-process's memory, (g) large uploads answered, (h) the pipeline with 1 and with 2 compress processes.
+process's memory, (g) large uploads answered, (h) the pipeline with 1 and with 2 compress processes, and
+the scale figures (i) to (l) of bench_scale.
 It prints figures and ratios and never passes or fails; the last line is one JSON object of them all.
 """
 
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from imgpipe_image_worker.compress import compress
 from imgpipe_ops import proc_stats
+from imgpipe_ops.bench_scale import run_scale
 from imgpipe_ops.client import upload, wait_until_finished
 from imgpipe_ops.processes import free_port
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
@@ -48,6 +50,8 @@ class BenchOptions:
     photo_dir: Path | None = None
     idle_s: float = 20.0
     processes: int = os.cpu_count() or 1
+    scale_rows: int = 10_000  # rows × 2 small photos of the scale figures (i) and (j); 0 skips them and (k)
+    big_rows: int | None = None  # rows of the optional upload (l)
 
 
 def plain_loop(data: bytes) -> int:
@@ -241,6 +245,8 @@ def run_bench(options: BenchOptions) -> int:
         figures["pipeline_images_per_s_by_compress_processes"] = by_processes
         print("(h) pipeline images/s by compress processes: "
               + ", ".join(f"{k}: {v:.1f}" for k, v in sorted(by_processes.items())))
+        if options.scale_rows:
+            figures.update(run_scale(Path(tmp), stack_roots, settle, options.scale_rows, options.big_rows))
 
     pipeline = figures["pipeline"]["images_per_s"]
     figures.update(
@@ -249,5 +255,13 @@ def run_bench(options: BenchOptions) -> int:
         latency_10x3_median_s=statistics.median(figures["latency_10x3_s"]),
         idle_cpu_percent_total=sum(figures["idle_cpu_percent"].values()),
     )
+    print(json.dumps(figures, sort_keys=True, default=str))
+    return 0
+
+
+def run_scale_only(options: BenchOptions) -> int:
+    """The scale figures alone, for a quicker look at them."""
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = run_scale(Path(tmp), stack_roots, settle, options.scale_rows, options.big_rows)
     print(json.dumps(figures, sort_keys=True, default=str))
     return 0

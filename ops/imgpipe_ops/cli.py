@@ -97,7 +97,12 @@ def bench(args: argparse.Namespace) -> int:
     options = BenchOptions(
         images=args.count, distinct=args.distinct, size=args.size, mix=args.mix,
         photo_dir=Path(args.images) if args.images else None, idle_s=args.idle,
+        scale_rows=args.scale_rows, big_rows=args.rows,
     )
+    if args.scale_only:
+        from imgpipe_ops.bench import run_scale_only
+
+        return run_scale_only(options)
     return run_bench(options)
 
 
@@ -165,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     bench_cmd.add_argument("--mix", action="store_true", help="generate 1000² and 2000² photos instead")
     bench_cmd.add_argument("--images", metavar="DIR", help="use the photos in DIR instead of generated ones")
     bench_cmd.add_argument("--idle", type=float, default=20.0, help="seconds over which idle CPU is measured")
+    bench_cmd.add_argument("--scale-rows", type=int, default=10_000, help="rows × 2 small photos of (i) and (j); 0 skips (i)–(k)")
+    bench_cmd.add_argument("--rows", type=int, help="also (l): an upload of this many rows accepted, e.g. 1000000")
+    bench_cmd.add_argument("--scale-only", action="store_true", help="only the scale figures (i)–(l)")
     bench_cmd.set_defaults(func=bench)
     dlq_cmd = commands.add_parser("dlq", help="list, show and replay dead letters")
     dlq_cmd.set_defaults(func=dead_letters)
