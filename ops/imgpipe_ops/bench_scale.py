@@ -143,9 +143,8 @@ def print_per_process(title: str, values: dict[str, float], unit: str) -> None:
         print(f"      {label:<24} {value:8.2f} {unit}")
 
 
-def run_scale(tmp: Path, roots_of, settle, rows: int = 10_000, big_rows: int | None = None) -> dict:
-    """(i), (j), (k) and, given ``big_rows``, (l); ``roots_of(stack)`` names the processes to measure and
-    ``settle(stack, urls)`` runs one small request first."""
+def catalogue_figures(tmp: Path, roots_of, settle, rows: int) -> dict:
+    """(i) and (j), on one stack."""
     figures: dict = {}
     photos = small_photos()
     images = 2 * rows
@@ -164,7 +163,16 @@ def run_scale(tmp: Path, roots_of, settle, rows: int = 10_000, big_rows: int | N
         print(f"(j) the same on a database holding {PRELOAD_ROWS + rows:,} earlier rows: {used['images_per_s']:.1f} images/s "
               f"({used['seconds']:.1f} s); j/i {figures['ratio_j_i']:.2f}")
         print_per_process("CPU per row, per process", used["cpu_ms_per_row"], "ms")
-    for name, count in (("k", 100_000), *((("l", big_rows),) if big_rows else ())):
+    return figures
+
+
+def run_scale(tmp: Path, roots_of, settle, rows: int = 10_000, big_rows: int | None = None) -> dict:
+    """(i), (j), (k) and, given ``big_rows``, (l); ``roots_of(stack)`` names the processes to measure and
+    ``settle(stack, urls)`` runs one small request first."""
+    figures: dict = {}
+    if rows:
+        figures.update(catalogue_figures(tmp, roots_of, settle, rows))
+    for name, count in (*((("k", 100_000),) if rows else ()), *((("l", big_rows),) if big_rows else ())):
         with LocalHttpServer(routes={}) as server, LocalStack(stack_config(tmp, name, count)) as stack:
             result = figures[f"upload_{count}_rows_accepted"] = upload_accepted(stack, roots_of(stack), count, server.url)
             print(f"({name}) {count:,}-row upload ({result['bytes'] / 2**20:.1f} MiB): answered in "

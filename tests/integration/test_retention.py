@@ -145,3 +145,21 @@ def test_an_expired_request_goes_with_everything_it_had_and_answers_410(bus_sett
         return found
 
     assert asyncio.run(keys_left()) == []
+
+
+def test_files_are_never_sniffed_and_outputs_are_not_immutable(bus_settings, mongo_settings, tmp_path):
+    """An output can be rewritten by a replay: it may be cached for minutes, never as immutable."""
+    ensure_topics(bus_settings)
+    blobs = DirectoryBlobStore(tmp_path / "blobs")
+    request_id = asyncio.run(stored_request(mongo_settings, blobs, "SUCCESS", finished_days_ago=1))
+    settings = Settings(
+        kafka=bus_settings, mongo=mongo_settings, port=8123, webhook_secret=generate_secret(),
+        blobs=BlobSettings(store="directory", dir=tmp_path / "blobs"),
+    )
+    with TestClient(create_api(settings)) as client:
+        for name in ("output.csv", "images/0-0.jpg", "input.csv"):
+            answer = client.get(f"/api/files/{request_id}/{name}")
+            assert answer.status_code == 200, name
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            assert "immutable" not in answer.headers["cache-control"]
+        assert client.get(f"/api/files/{request_id}/output.csv").headers["cache-control"] == "public, max-age=300"

@@ -14,6 +14,7 @@ from imgpipe_runtime.blob_directory import FileBlob
 from imgpipe_runtime.blobs import input_csv_name
 
 router = APIRouter()
+OUTPUT_MAX_AGE_S = 300
 
 
 @router.get(
@@ -39,11 +40,13 @@ async def files(name: str, request: Request, blobs: Blobs, store: Store) -> Resp
         if not keyed and (expired := await handlers.expired_file(name, owner=None, store=store)):
             raise ClientError(410, f"{name}: {expired}")
         raise ClientError(404, f"no file named {name}")
-    headers = {"Content-Length": str(blob.length)}
+    # Never sniffed: a file's type is the one it is stored with, whatever its bytes look like.
+    headers = {"Content-Length": str(blob.length), "X-Content-Type-Options": "nosniff"}
     if keyed:  # no shared cache may answer another caller with it
         headers["Cache-Control"] = "private, no-store"
-    elif "/images/" in name:
-        headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    else:
+        # An output is rewritten when a replayed row changes it: cached for minutes, never as immutable.
+        headers["Cache-Control"] = f"public, max-age={OUTPUT_MAX_AGE_S}"
     if isinstance(blob, FileBlob):  # FileResponse measures the file it sends (it may have been replaced)
         headers.pop("Content-Length")
         return FileResponse(blob.path, media_type=blob.content_type, headers=headers)
