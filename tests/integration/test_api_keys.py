@@ -129,10 +129,15 @@ def test_the_input_csv_needs_its_owners_key_and_outputs_need_none(client, settin
 
     blobs = settings.blobs.dir / request_id
     (blobs / "images").mkdir(parents=True)
-    (blobs / "output.csv").write_bytes(b"output")
+    (blobs / "output-Tok3n.csv").write_bytes(b"output")
+    (blobs / "output.csv").write_bytes(b"an output named without a token")
     (blobs / "images" / "0-0.jpg").write_bytes(b"\xff\xd8image")
-    assert client.get(f"/api/files/{request_id}/output.csv").content == b"output"
+    assert client.get(f"/api/files/{request_id}/output-Tok3n.csv").content == b"output"
     assert client.get(f"/api/files/{request_id}/images/0-0.jpg").content == b"\xff\xd8image"
+    # An image's URL names the request, which opens nothing else: an output CSV without its token is not
+    # the request's output, and needs the owner's key like any other file.
+    for headers, code in [({}, 401), (AS_B, 404), (AS_A, 404)]:
+        assert client.get(f"/api/files/{request_id}/output.csv", headers=headers).status_code == code
 
 
 def test_idempotency_keys_are_scoped_by_api_key(client):

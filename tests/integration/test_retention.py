@@ -39,9 +39,9 @@ async def stored_request(mongo_settings, blobs: DirectoryBlobStore, status: str,
         await store_upload(db, request_id, CSV)
         change: dict = {"status": status, "input_file": f"{request_id}/input.csv", "created_at": NOW - 60 * DAY}
         if finished_days_ago is not None:
-            change |= {"completed_at": NOW - finished_days_ago * DAY, "output_file": f"{request_id}/output.csv"}
+            change |= {"completed_at": NOW - finished_days_ago * DAY, "output_file": f"{request_id}/output-tok.csv"}
         await db[REQUESTS].update_one({"_id": request_id}, {"$set": change})
-        for name in ("input.csv", "output.csv", "images/0-0.jpg", "images/1-0.jpg"):
+        for name in ("input.csv", "output-tok.csv", "images/0-0.jpg", "images/1-0.jpg"):
             await blobs.put(f"{request_id}/{name}", b"data", "")
         await db[DELIVERIES].insert_one(
             {"_id": str(uuid.uuid4()), "request_id": request_id, "url": "https://h/x", "state": "delivered", "attempts": [],
@@ -126,11 +126,11 @@ def test_an_expired_request_goes_with_everything_it_had_and_answers_410(bus_sett
             assert answer.status_code == 410, path
             assert f"request {old} finished on" in answer.json()["message"]
             assert "deleted after the retention period" in answer.json()["message"]
-        for name in ("output.csv", "images/0-0.jpg", "input.csv"):
+        for name in ("output-tok.csv", "images/0-0.jpg", "input.csv"):
             assert client.get(f"/api/files/{old}/{name}").status_code == 410, name
-        assert client.get(f"/api/files/{uuid.uuid4()}/output.csv").status_code == 404
+        assert client.get(f"/api/files/{uuid.uuid4()}/output-tok.csv").status_code == 404
         assert client.get(f"/api/output/?request_id={recent}").status_code == 200
-        assert client.get(f"/api/files/{recent}/output.csv").status_code == 200
+        assert client.get(f"/api/files/{recent}/output-tok.csv").status_code == 200
 
     # A tombstone is kept for another retention period, then goes too; running requests never do.
     later = asyncio.run(prune_at(mongo_settings, blobs, NOW + 31 * DAY))  # a month on: recent's tombstone too
@@ -157,9 +157,9 @@ def test_files_are_never_sniffed_and_outputs_are_not_immutable(bus_settings, mon
         blobs=BlobSettings(store="directory", dir=tmp_path / "blobs"),
     )
     with TestClient(create_api(settings)) as client:
-        for name in ("output.csv", "images/0-0.jpg", "input.csv"):
+        for name in ("output-tok.csv", "images/0-0.jpg", "input.csv"):
             answer = client.get(f"/api/files/{request_id}/{name}")
             assert answer.status_code == 200, name
             assert answer.headers["x-content-type-options"] == "nosniff"
             assert "immutable" not in answer.headers["cache-control"]
-        assert client.get(f"/api/files/{request_id}/output.csv").headers["cache-control"] == "public, max-age=300"
+        assert client.get(f"/api/files/{request_id}/output-tok.csv").headers["cache-control"] == "public, max-age=300"

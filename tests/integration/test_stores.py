@@ -117,7 +117,8 @@ async def test_duplicated_results_count_once_and_the_request_completes_once(db, 
         assert [row[3] for row in table[1:]] == ["http://out/0", "http://out/1", ""]
         completed = consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 1, match=mine)[0][2]
         assert completed.event_type == "request.completed"
-        assert completed.output_file_url == f"http://api/api/files/{request_id}/output.csv"
+        assert request["output_file"] == f"{request_id}/output-{request['output_token']}.csv"
+        assert completed.output_file_url == f"http://api/api/files/{request['output_file']}"
         assert str(completed.event_id) == request["completion_event_id"]
         assert await store.published_positions(request_id) == {}  # finished: never re-driven
 

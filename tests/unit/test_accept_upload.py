@@ -125,7 +125,9 @@ async def test_a_key_claimed_under_one_owner_is_claimed_anew_under_another():
 @pytest.mark.parametrize(
     ("name", "capability"),
     [
-        ("e6a4edab-0000-4000-8000-000000000000/output.csv", True),
+        ("e6a4edab-0000-4000-8000-000000000000/output-Q2xKy_0aZ.csv", True),
+        ("e6a4edab-0000-4000-8000-000000000000/output.csv", False),  # no token: under the key rules
+        ("e6a4edab-0000-4000-8000-000000000000/output-.csv", False),
         ("e6a4edab-0000-4000-8000-000000000000/images/0-1.webp", True),
         ("e6a4edab-0000-4000-8000-000000000000/input.csv", False),
         ("e6a4edab-0000-4000-8000-000000000000/INPUT.CSV", False),

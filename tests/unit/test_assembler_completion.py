@@ -177,7 +177,7 @@ class Assembler:
 
     def output_table(self) -> list[list[str]]:
         name, data, content_type = self.blobs.puts[-1]
-        assert (name, content_type) == (output_csv_name(self.request_id), "text/csv")
+        assert (name, content_type) == (output_csv_name(self.request_id, self.request["output_token"]), "text/csv")
         return list(csv.reader(io.StringIO(data.decode())))
 
 
@@ -203,7 +203,7 @@ async def test_the_last_row_completes_the_request_once():
     assert (event.event_type, event.status, str(event.event_id)) == (
         "request.completed", "SUCCESS", request["completion_event_id"]
     )
-    assert event.output_file_url == f"http://api/api/files/{assembler.request_id}/output.csv"
+    assert event.output_file_url == f"http://api/api/files/{assembler.request_id}/output-{assembler.request['output_token']}.csv"
     assert (event.webhook_url, event.progress.model_dump()) == ("http://hooks.test/h", request["progress"])
     assert request["completion_published"] is True
     assert assembler.store.forgotten == [assembler.request_id]  # where its rows went is of no more use
@@ -371,7 +371,7 @@ async def test_a_crash_after_storing_the_new_output_still_records_and_announces_
     def _output_rows(rows):
         return [(row["cells"], [ImageResult.model_validate(image) for image in row.get("images", [])]) for row in rows]
 
-    name = output_csv_name(assembler.request_id)
+    name = output_csv_name(assembler.request_id, assembler.request["output_token"])
     await assembler.blobs.put(name, build_output_csv(COLUMNS, _output_rows(rows)), "text/csv")  # then it stopped
     await assembler.deliver(better)
     assert [event.event_type for event in assembler.events] == ["request.completed", "request.updated"]

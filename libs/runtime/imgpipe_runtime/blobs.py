@@ -140,8 +140,17 @@ def input_csv_name(request_id: str) -> str:
     return f"{request_id}/input.csv"
 
 
-def output_csv_name(request_id: str) -> str:
-    return f"{request_id}/output.csv"
+def output_csv_name(request_id: str, token: str | None = None) -> str:
+    """The output CSV's name, holding the request's own ``output_token`` (see documents.new_request): its
+    URL is a capability of its own, which no output image's URL gives away. A request stored before
+    tokens has none: its output is ``output.csv``, read under the API-key rules like its input."""
+    return f"{request_id}/output-{token}.csv" if token else f"{request_id}/output.csv"
+
+
+def is_output_csv_name(name: str) -> bool:
+    """A name output_csv_name gives a request with a token."""
+    _, _, rest = name.partition("/")
+    return rest.startswith("output-") and rest.endswith(".csv") and "/" not in rest and len(rest) > len("output-.csv")
 
 
 def output_image_stem(request_id: str, row_index: int, image_index: int) -> str:

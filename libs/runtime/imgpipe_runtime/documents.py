@@ -10,6 +10,7 @@ services agree on names, ids and indexes by importing them rather than by repeat
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -100,6 +101,8 @@ def new_request(
     live = {LIVE_COUNTS: {"rows_done": 0, "images_ok": 0, "images_failed": 0}} if origin == Origin.UPLOAD else {}
     return {
         **live,
+        # The secret part of the output CSV's name (blobs.output_csv_name).
+        "output_token": secrets.token_urlsafe(18),
         "status": status,
         "origin": origin,
         "columns": list(columns),

@@ -128,7 +128,7 @@ async def complete_if_done(
     if not finished or output_changed:
         if not give_up and await adapters.store.rows_done(request) < request["rows_total"]:
             return
-        output_file = output_csv_name(request_id)
+        output_file = output_csv_name(request_id, request.get("output_token"))
         with tempfile.SpooledTemporaryFile(max_size=OUTPUT_SPOOL_BYTES) as spool:
             built = await write_output(request, adapters.store, spool)
             unchanged = (built.status, built.progress) == (request["status"], stored_progress(request))

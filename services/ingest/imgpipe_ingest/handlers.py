@@ -12,7 +12,7 @@ from typing import BinaryIO
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import Limits, check_text, validate_csv
-from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name, output_csv_name
+from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name, is_output_csv_name
 from imgpipe_runtime.documents import visible_to
 from imgpipe_runtime.logs import about_request
 from imgpipe_runtime.retention import EXPIRED_AT, is_tombstone
@@ -213,11 +213,12 @@ async def request_rows(
 
 def is_capability_file(name: str) -> bool:
     """Whether the blob ``name`` is an output (a request's output CSV or one of its images), which anyone
-    with its URL may fetch: its name holds the unguessable request id, as a presigned URL does. Any other
-    name (the input CSV, one not known) is read only through input_file_visible."""
-    request_id, _, rest = name.partition("/")
+    with its URL may fetch, as a presigned URL: an image's name holds the unguessable request id, and the
+    output CSV's a token of its own besides, so that an image's URL opens nothing else. Any other name (the
+    input CSV, an output CSV named without a token, one not known) is read only through owned_file_visible."""
+    _, _, rest = name.partition("/")
     image = rest.startswith("images/") and "/" not in rest.removeprefix("images/")  # see output_image_stem
-    return name == output_csv_name(request_id) or image
+    return is_output_csv_name(name) or image
 
 
 async def expired_file(name: str, *, owner: str | None, store: RequestStore) -> RequestExpired | None:
@@ -231,7 +232,12 @@ async def expired_file(name: str, *, owner: str | None, store: RequestStore) -> 
     return None
 
 
-async def input_file_visible(name: str, *, owner: str | None, store: RequestStore) -> bool:
-    """Whether ``name`` is the input CSV of a request that the owner may see."""
+async def owned_file_visible(name: str, *, owner: str | None, store: RequestStore) -> bool:
+    """Whether ``name`` is the input CSV (or an output CSV named without a token) of a request that the
+    owner may see."""
     request = await store.get(name.split("/", 1)[0])
-    return request is not None and request.get("input_file") == name and visible_to(request, owner)
+    return (
+        request is not None
+        and name in (request.get("input_file"), request.get("output_file"))
+        and visible_to(request, owner)
+    )

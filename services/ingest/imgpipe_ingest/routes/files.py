@@ -11,7 +11,6 @@ from imgpipe_ingest.auth import authenticate
 from imgpipe_ingest.deps import Blobs, Store
 from imgpipe_ingest.envelope import ClientError, errors
 from imgpipe_runtime.blob_directory import FileBlob
-from imgpipe_runtime.blobs import input_csv_name
 
 router = APIRouter()
 OUTPUT_MAX_AGE_S = 300
@@ -31,8 +30,8 @@ async def files(name: str, request: Request, blobs: Blobs, store: Store) -> Resp
     keyed = not handlers.is_capability_file(name)
     # An output's URL is its capability: whoever holds it may learn that its request expired.
     owner = authenticate(request) if keyed else None
-    if keyed and not await handlers.input_file_visible(name, owner=owner, store=store):
-        if name == input_csv_name(name.split("/", 1)[0]) and (expired := await handlers.expired_file(name, owner=owner, store=store)):
+    if keyed and not await handlers.owned_file_visible(name, owner=owner, store=store):
+        if expired := await handlers.expired_file(name, owner=owner, store=store):
             raise ClientError(410, f"{name}: {expired}")
         raise ClientError(404, f"no file named {name}")
     blob = await blobs.open(name)
