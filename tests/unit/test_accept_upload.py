@@ -27,6 +27,8 @@ REJECTED_CSV = b"S. No.,Product Name,Input Image Urls\n1,,x\n"
 class FakeKeys:
     """IdempotencyKeys over a dict of (owner, key): a claim of a claimed key returns the earlier claim."""
 
+    lease_s = 60.0
+
     def __init__(self, claims: dict[tuple[str | None, str], dict] | None = None) -> None:
         self.claims = claims or {}
         self.claimed: list[tuple[str | None, str]] = []

@@ -1,6 +1,7 @@
 """What ingest decides. Each handler takes its adapters as arguments."""
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -11,7 +12,7 @@ from typing import BinaryIO
 
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
-from imgpipe_ingest.csv_input import Limits, check_text, validate_csv
+from imgpipe_ingest.csv_input import CsvRejected, Limits, check_text, validate_csv
 from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name, is_output_csv_name
 from imgpipe_runtime.documents import visible_to
 from imgpipe_runtime.logs import about_request
@@ -128,15 +129,63 @@ async def accept_upload(
 
     with about_request(request_id):
         try:
-            request = await _store(source, request_id, options, limits=limits, store=store, blobs=blobs, lease_s=lease_s)
-        except BaseException:
-            if key is not None:
+            async with _renewing(keys, key, request_id, options.owner):
+                request = await _store(source, request_id, options, limits=limits, store=store, blobs=blobs, lease_s=lease_s)
+        except CsvRejected:
+            if key is not None:  # refused before anything was stored
                 await keys.release(key, request_id, owner=options.owner)
             raise
-        if key is not None:  # the request exists: from here on the key names it, whatever fails next
-            await keys.bind(key, request_id, owner=options.owner)
+        except BaseException:
+            if key is not None:
+                await _release_unless_stored(keys, store, key, request_id, options.owner)
+            raise
+        # The request exists: from here on the key names it, whatever fails next; unless the claim was
+        # taken over meanwhile, when the other upload answers for the key and this request goes.
+        if key is not None and not await keys.bind(key, request_id, owner=options.owner):
+            log.warning("request %s withdrawn: its Idempotency-Key was taken over while it was stored", request_id)
+            await store.delete_request(request_id)
+            await blobs.delete_prefix(f"{request_id}/")
+            raise IdempotencyInProgress(key)
     log.info("stored request %s: %d rows, %d images", request_id, request["rows_total"], request["images_total"])
     return Accepted(request_id, request=request)
+
+
+@contextlib.asynccontextmanager
+async def _renewing(keys: IdempotencyKeys, key: str | None, request_id: str, owner: str | None):
+    """Keeps the upload's claim of ``key`` its own while the block stores it, however long that takes."""
+    if key is None:
+        yield
+        return
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(keys.lease_s / 3)
+            with contextlib.suppress(Exception):  # a missed renewal only shortens the lease
+                await keys.renew(key, request_id, owner=owner)
+
+    task = asyncio.create_task(renew())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _release_unless_stored(
+    keys: IdempotencyKeys, store: RequestStore, key: str, request_id: str, owner: str | None
+) -> None:
+    """After a failure, the key is freed only if the request is surely not stored: an insert that failed
+    ambiguously (the connection lost after the write) may have stored it, and then the key names it.
+    Unsure (the database unreachable), the key is kept: its lease runs out, and the next claim looks."""
+    try:
+        stored = await store.get(request_id) is not None
+        if stored:
+            await keys.bind(key, request_id, owner=owner)
+        else:
+            await keys.release(key, request_id, owner=owner)
+    except Exception as exc:  # the upload's own failure is what the client is told
+        log.warning("Idempotency-Key of request %s left to its lease: %r", request_id, exc)
 
 
 async def _store(

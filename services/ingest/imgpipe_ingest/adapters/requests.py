@@ -78,6 +78,10 @@ class RequestStore:
         await self._requests.insert_one(request)
         return request
 
+    async def delete_request(self, request_id: str) -> None:
+        """Withdraws a request stored moments ago, before any of its rows was."""
+        await self._requests.delete_one({"_id": request_id})
+
     async def note_accepted(self, request_id: str, rows_accepted: int, lease_until: datetime) -> None:
         """The first ``rows_accepted`` rows are stored and published; the lease is renewed, and so is the
         request's progress, so that the reconciler leaves a request being accepted alone."""
