@@ -140,6 +140,14 @@ def test_pixel_cap_rejects_decompression_bombs():
     assert rejected.value.code == "too_many_pixels"
 
 
+def test_the_pixel_cap_is_checked_before_any_pixel_is_decoded(monkeypatch):
+    source = encode(Image.new("L", (3000, 3000)), "PNG")
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("pixels decoded before the cap was checked"))
+    with pytest.raises(ImageRejected) as rejected:
+        squeeze(source, 50, max_pixels=1_000_000)
+    assert rejected.value.code == "too_many_pixels"
+
+
 def test_the_pixel_cap_holds_at_the_configured_number_before_decoding():
     """Pillow itself only warns between its limit and twice it."""
     source = encode(Image.new("L", (1100, 1000)), "PNG")
@@ -165,6 +173,17 @@ def test_whatever_a_decoder_raises_is_the_images_own_error(monkeypatch):
     with pytest.raises(ImageRejected) as rejected:
         squeeze(source)
     assert rejected.value.code == "undecodable_image" and "NotImplementedError" in str(rejected.value)
+
+
+def test_a_decoder_out_of_memory_is_the_images_own_error(monkeypatch):
+    def exhausted(self):
+        raise MemoryError()
+
+    source = photo_like_jpeg(64, 64, seed=4)
+    monkeypatch.setattr(Image.Image, "load", exhausted)
+    with pytest.raises(ImageRejected) as rejected:
+        squeeze(source)
+    assert (rejected.value.code, str(rejected.value)) == ("undecodable_image", "decoding the image ran out of memory")
 
 
 def test_an_image_without_an_orientation_is_not_transposed(monkeypatch):

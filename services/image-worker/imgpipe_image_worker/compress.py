@@ -92,8 +92,10 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
             target = _target(policy.output_format, source_format)
             out = io.BytesIO()
             _save(image, out, target, policy, icc_profile)
-    except (ImageRejected, MemoryError):
+    except ImageRejected:
         raise
+    except MemoryError as exc:  # this image's own, like any decoder failure: never the row's
+        raise ImageRejected("undecodable_image", "decoding the image ran out of memory") from exc
     except UnidentifiedImageError as exc:
         raise ImageRejected("not_an_image", "the content is not an image of a supported format") from exc
     except Exception as exc:  # noqa: BLE001 - any decoder or encoder failure is this image's own error
