@@ -12,6 +12,16 @@ def wait_for(condition, timeout: float, what: str, poll_s: float = 0.05):
     raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
+def holds_for(condition, seconds: float, what: str, poll_s: float = 0.1) -> None:
+    """Watches ``condition`` for ``seconds`` and fails the moment it stops holding: for what must not
+    happen later (a duplicate webhook), which no single look can show."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if not condition():
+            raise AssertionError(f"{what} stopped holding")
+        time.sleep(poll_s)
+
+
 async def eventually(condition, timeout: float, what: str, poll_s: float = 0.05) -> None:
     """wait_for inside an event loop: polls without blocking it, so that the loop's own tasks run meanwhile."""
     deadline = time.monotonic() + timeout

@@ -32,7 +32,7 @@ def stores() -> tuple[MongoSettings, BlobSettings]:
     if os.environ.get("IMGPIPE_MONGO_URL"):
         return MongoSettings(), BlobSettings()
     local = LocalSettings()
-    mongo = MongoSettings(url=f"mongodb://127.0.0.1:{local.local_mongo_port}/?retryWrites=false")
+    mongo = MongoSettings(url=f"mongodb://127.0.0.1:{local.local_mongo_port}/?retryWrites=false&journal=true")
     return mongo, BlobSettings(store="directory", dir=(local.data_dir / "blobs").resolve())
 
 

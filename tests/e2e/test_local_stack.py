@@ -24,6 +24,8 @@ from pymongo import MongoClient
 
 from tests.waiting import wait_for
 from imgpipe_ops.client import FINISHED, healthy, upload
+from imgpipe_ops.dlq import Filters
+from imgpipe_ops.dlq import read as read_dead_letters
 from imgpipe_ops.processes import free_port, venv_command
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
 from imgpipe_schemas.topics import REQUESTS_COMPLETED, ROWS_PROCESSED, ROWS_SUBMITTED
@@ -100,6 +102,9 @@ class Runner:
             "IMGPIPE_RECONCILE_MAX_ROUNDS": "30",
             "IMGPIPE_WORKER_CONCURRENCY": "2",
             "IMGPIPE_COMPRESS_PROCESSES": "2",
+            "IMGPIPE_ACCEPT_CHUNK_ROWS": "100",
+            "IMGPIPE_ACCEPT_LEASE_S": "3",
+            "IMGPIPE_ACCEPT_RESUME_EVERY_S": "1",
         }
         self.popen: subprocess.Popen | None = None
         self.runs = 0
@@ -197,6 +202,9 @@ def assert_completes(runner: Runner, sources, request_id: str, hook: str) -> Non
     output = httpx.get(final["output_file_url"], timeout=10).text
     assert output.count(f"/api/files/{request_id}/images/") == ROWS * PER_ROW
     wait_for(lambda: [r for r in sources.received if r.path == hook], 60, "the webhook")
+    # Whatever was killed was an outage: no message of the request was dead-lettered on its account.
+    bootstrap = f"127.0.0.1:{runner.env['IMGPIPE_LOCAL_KAFKA_PORT']}"
+    assert list(read_dead_letters(bootstrap, Filters(request_id=request_id))) == []
 
 
 def hold_an_upload_open(runner: Runner) -> socket.socket:
@@ -326,3 +334,23 @@ def test_an_idle_stack_stops_within_10_s_and_a_second_run_is_refused_while_it_ru
     elapsed = runner.wait_gone(processes, IDLE_STOP_S)
     print(f"idle stack: every process gone {elapsed:.1f} s after Ctrl-C")
     assert runner.popen.returncode == 0
+
+
+def test_ingest_killed_mid_acceptance_is_resumed_and_every_row_counts_once(runner, sources):
+    """kill -9 of ingest while an upload's rows are being accepted: the restarted ingest resumes the
+    acceptance from the stored file once its lease ran out, and every row counts exactly once."""
+    runner.running()
+    rows = 3000
+    data = products_csv([(r + 1, f"A{r + 1}", [f"{sources.url}/quick.jpg"]) for r in range(rows)])
+    request_id = upload(runner.api, data)
+    wait_for(lambda: (s := status(runner, request_id)) and 0 < s["rows_accepted"] < rows, 30, "rows accepted in part", 0.01)
+    [ingest] = [p for p in named(runner.processes(), "bin/ingest")]
+    os.kill(ingest.pid, signal.SIGKILL)
+    wait_for(lambda: [p for p in named(runner.processes(), "bin/ingest") if p != ingest], 30, "ingest restarted")
+    final = wait_for(lambda: (s := status(runner, request_id)) and s["status"] in FINISHED and s, 240, "the request done")
+    assert (final["status"], final["rows_accepted"]) == ("SUCCESS", rows)
+    assert final["progress"] == {
+        "rows_total": rows, "rows_done": rows, "images_total": rows, "images_ok": rows, "images_failed": 0,
+    }
+    output = httpx.get(final["output_file_url"], timeout=10).text
+    assert output.count(f"/api/files/{request_id}/images/") == rows

@@ -21,7 +21,7 @@ from confluent_kafka import KafkaException
 
 from imgpipe_bus import EventProducer
 from imgpipe_ingest.adapters.requests import RequestStore
-from imgpipe_ingest.csv_input import InputRow, Limits, read_rows
+from imgpipe_ingest.csv_input import ROWS_PER_BATCH, InputRow, Limits, read_rows
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.logs import about_request
 from imgpipe_runtime.mongo import OUTAGES
@@ -33,7 +33,13 @@ log = logging.getLogger(__name__)
 
 
 async def accept_rows(
-    request: dict, *, store: RequestStore, blobs: BlobStore, producer: EventProducer, lease_s: float
+    request: dict,
+    *,
+    store: RequestStore,
+    blobs: BlobStore,
+    producer: EventProducer,
+    lease_s: float,
+    chunk_rows: int = ROWS_PER_BATCH,
 ) -> bool:
     """Stores and publishes the request's rows from ``rows_accepted`` on, then marks it PROCESSING; True
     once done. A broker or database outage leaves it for a later resume (False)."""
@@ -53,7 +59,7 @@ async def accept_rows(
             accepted = request.get("rows_accepted", 0)
             # The file passed validation when it was uploaded: every row of it is read.
             limits = Limits(max_rows=request["rows_total"], max_urls_per_row=MAX_IMAGES_PER_ROW)
-            async for rows in _row_batches(source, limits):
+            async for rows in _row_batches(source, limits, chunk_rows):
                 rows = [row for row in rows if row.index >= accepted]
                 if not rows:
                     continue
@@ -92,9 +98,9 @@ async def _copy_input(blobs: BlobStore, name: str, out: BinaryIO) -> None:
     out.seek(0)
 
 
-async def _row_batches(source: BinaryIO, limits: Limits) -> AsyncIterator[list[InputRow]]:
+async def _row_batches(source: BinaryIO, limits: Limits, chunk_rows: int) -> AsyncIterator[list[InputRow]]:
     """read_rows, each batch parsed off the event loop."""
-    batches = read_rows(source, limits)
+    batches = read_rows(source, limits, chunk_rows)
     while (batch := await asyncio.to_thread(next, batches, None)) is not None:
         yield batch
 
@@ -104,10 +110,17 @@ class Acceptances:
     look for acceptances whose lease ran out (their ingest stopped), which it takes over and resumes."""
 
     def __init__(
-        self, *, store: RequestStore, blobs: BlobStore, producer: EventProducer, lease_s: float, resume_every_s: float
+        self,
+        *,
+        store: RequestStore,
+        blobs: BlobStore,
+        producer: EventProducer,
+        lease_s: float,
+        resume_every_s: float,
+        chunk_rows: int = ROWS_PER_BATCH,
     ) -> None:
         self._store, self._blobs, self._producer = store, blobs, producer
-        self._lease_s, self._resume_every_s = lease_s, resume_every_s
+        self._lease_s, self._resume_every_s, self._chunk_rows = lease_s, resume_every_s, chunk_rows
         self._tasks: set[asyncio.Task] = set()
         self._resumer: asyncio.Task | None = None
 
@@ -119,7 +132,10 @@ class Acceptances:
     async def _accept(self, request: dict) -> None:
         with about_request(request["_id"]):
             try:
-                await accept_rows(request, store=self._store, blobs=self._blobs, producer=self._producer, lease_s=self._lease_s)
+                await accept_rows(
+                    request, store=self._store, blobs=self._blobs, producer=self._producer, lease_s=self._lease_s,
+                    chunk_rows=self._chunk_rows,
+                )
             except Exception:  # its lease runs out and it is resumed: nothing is lost
                 log.exception("request %s: acceptance stopped; it is resumed once its lease runs out", request["_id"])
 

@@ -97,6 +97,7 @@ async def _adapters(app: FastAPI):
         producer=app.state.producer,
         lease_s=settings.accept_lease_s,
         resume_every_s=settings.accept_resume_every_s,
+        chunk_rows=settings.accept_chunk_rows,
     )
     app.state.acceptances.start_resuming()
     try:
