@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 from pymongo import MongoClient
 
@@ -234,7 +235,11 @@ def test_a_person_follows_a_request_from_0_to_100_percent(browser, stack, screen
         wait_for(lambda: thumbnails_loaded(browser) == [True] * 4, 30, "every thumbnail to load", 0.1)
         output = browser.find_element("css selector", "#output a")
         assert output.text == "output.csv"
-        assert output.get_attribute("href") == f"{stack.api_url}/api/files/{request_id}/output.csv"
+        finished = httpx.get(
+            f"{stack.api_url}/api/output/", params={"request_id": request_id}, headers={"X-API-Key": API_KEY}
+        ).json()["payload"]
+        assert output.get_attribute("href") == finished["output_file_url"]
+        assert output.get_attribute("href").startswith(f"{stack.api_url}/api/files/{request_id}/output-")
         shows(browser, "webhooks-body", "delivered", timeout=60)
         assert f"{held.url}/hook" in text(browser, "webhooks-body") and "→ 200" in text(browser, "webhooks-body")
         assert held.webhooks
