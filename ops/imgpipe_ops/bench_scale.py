@@ -3,7 +3,8 @@
 (i) 10,000 rows × 2 small photos (every URL distinct) end to end: images/s and CPU per row per process;
 (j) the same on a database already holding 100,000 rows of earlier requests, and (j)/(i);
 (k) a 100,000-row upload: seconds to its answer, seconds until every row is accepted, RSS before/after;
-(l) optionally, a 1,000,000-row upload accepted: seconds to its answer, peak RSS of every process.
+(l) optionally, a 1,000,000-row upload accepted: seconds to its answer, peak RSS of every process;
+(m) a finished 100,000-row request: seconds from its last result to SUCCESS, its output CSV built.
 """
 
 import threading
@@ -92,6 +93,59 @@ def preload(mongo_url: str, rows: int) -> float:
     return time.perf_counter() - started
 
 
+def output_of_a_finished_request(stack: LocalStack, rows: int) -> float:
+    """Seconds from the last result of a ``rows``-row request (its other rows' results stored straight in
+    the database) to its SUCCESS: the streamed build of its output CSV."""
+    import asyncio
+
+    from imgpipe_bus import BusSettings, EventProducer
+    from imgpipe_schemas.topics import ROWS_PROCESSED
+
+    request_id, now = str(uuid.uuid4()), datetime.now(UTC)
+    with MongoClient(stack.mongo_url) as client:
+        db = client["imgpipe"]
+        request = new_request(
+            status=RequestStatus.PROCESSING, origin=Origin.UPLOAD, columns=["S. No.", "Product Name", "Input Image Urls"],
+            rows_total=rows, images_total=rows, webhook_url=None, now=now, input_file=f"{request_id}/input.csv",
+            quality=50, output_format="jpeg",
+        )
+        request["live"] = {"rows_done": rows - 1, "images_ok": rows - 1, "images_failed": 0}
+        db[REQUESTS].insert_one({"_id": request_id, **request, "rows_accepted": rows})
+        batch = []
+        for index in tqdm(range(rows), desc="storing a finished request's rows", unit="row"):
+            url = f"http://earlier.example/{request_id}/{index}.jpg"
+            document = {"_id": row_id(request_id, index), **new_row(request_id, index, serial=index + 1, product_name="P",
+                                                                    image_urls=[url], cells=[str(index + 1), "P", url])}
+            if index:
+                result = RowProcessed(request_id=uuid.UUID(request_id), row_index=index,
+                                      images=[ImageResult(source_url=url, output_url=f"http://api/{index}.jpg")])
+                document.update(row_results(result, now))
+            batch.append(document)
+            if len(batch) == 5_000:
+                db[ROWS].insert_many(batch, ordered=False)
+                batch = []
+        if batch:
+            db[ROWS].insert_many(batch, ordered=False)
+    last = RowProcessed(request_id=uuid.UUID(request_id), row_index=0,
+                        images=[ImageResult(source_url=f"http://earlier.example/{request_id}/0.jpg", output_url="http://api/0.jpg")])
+
+    async def send() -> None:
+        producer = EventProducer(BusSettings(bootstrap_servers=stack.bootstrap))
+        try:
+            await producer.publish(ROWS_PROCESSED, last)
+        finally:
+            await producer.close()
+
+    started = time.perf_counter()
+    asyncio.run(send())
+    with httpx.Client() as http:
+        while status(stack.api_url, request_id, http)["status"] != "SUCCESS":
+            if time.perf_counter() - started > 600:
+                raise TimeoutError("the request's output was not built within 600 s")
+            time.sleep(0.1)
+    return time.perf_counter() - started
+
+
 def upload_accepted(stack: LocalStack, roots: dict[str, int], rows: int, source: str) -> dict:
     """Seconds to the answer of a ``rows``-row upload and until every row is accepted; RSS before, peak and after."""
     before = proc_stats.sample(roots)
@@ -163,6 +217,8 @@ def catalogue_figures(tmp: Path, roots_of, settle, rows: int) -> dict:
         print(f"(j) the same on a database holding {PRELOAD_ROWS + rows:,} earlier rows: {used['images_per_s']:.1f} images/s "
               f"({used['seconds']:.1f} s); j/i {figures['ratio_j_i']:.2f}")
         print_per_process("CPU per row, per process", used["cpu_ms_per_row"], "ms")
+        seconds = figures["output_100000_rows_s"] = output_of_a_finished_request(stack, 100_000)
+        print(f"(m) a 100,000-row request's last result to SUCCESS (its output CSV streamed and stored): {seconds:.1f} s")
     return figures
 
 

@@ -131,6 +131,8 @@ async def complete_if_done(
         output_file = output_csv_name(request_id, request.get("output_token"))
         with tempfile.SpooledTemporaryFile(max_size=OUTPUT_SPOOL_BYTES) as spool:
             built = await write_output(request, adapters.store, spool)
+            if not give_up and built.progress.rows_done < request["rows_total"]:
+                return  # a live count ahead of the rows: the missing ones complete it when they come
             unchanged = (built.status, built.progress) == (request["status"], stored_progress(request))
             if finished and unchanged and built.digest == await _stored_digest(adapters.blobs, request.get("output_file")):
                 await adapters.store.mark_output_built(request_id)

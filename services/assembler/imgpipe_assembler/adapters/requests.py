@@ -28,7 +28,9 @@ from imgpipe_runtime.documents import (
 from imgpipe_schemas import FINISHED, Progress, RequestAccepted, RequestStatus, RowProcessed, RowSubmitted
 
 DUPLICATE_KEY = 11000
-ROWS_PER_READ = 500
+# The embedded database answers an $in on _id in time that grows faster than the list: measured over a
+# 100,000-row request, 500 ids a read took 37 s in all, 200 took 17 s, 20 to 50 took 8 s.
+ROWS_PER_READ = 40
 # The columns of a request produced straight to Kafka: the CSV it would have been uploaded as.
 DIRECT_COLUMNS = ["S. No.", "Product Name", "Input Image Urls"]
 
@@ -106,12 +108,13 @@ class ProgressStore:
         return await self._requests.find_one({"_id": request_id})
 
     async def rows_done(self, request: dict) -> int:
-        """Rows of the request with both their input and their results. The live count can only be
-        higher than that (it also counts results whose row input has not arrived), so while it is below
-        the row total no row needs counting."""
+        """Rows of the request with both their input and their results, as far as the completion check
+        needs: an upload's live count while it runs (an upload's rows are stored before any is published,
+        so it counts no result without its row; the build of the output checks it again, row by row),
+        else counted."""
         live = live_counts(request)
-        if live is not None and live.rows_done < request["rows_total"] and request["status"] not in FINISHED:
-            return live.rows_done
+        if live is not None and request["status"] not in FINISHED:
+            return live.rows_done  # the output's build counts the rows it really has (Tally)
         return await self._rows.count_documents({**rows_of(request), "done": True})
 
     async def recount(self, request: dict) -> None:
