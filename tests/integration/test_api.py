@@ -341,6 +341,11 @@ def rows_page(client, request_id: str, headers: dict | None = None, **params):
 def test_rows_are_paged_in_input_order_with_each_images_outcome(client, settings):
     body = HEADER + b"".join(f'{n},P{n},"http://img.test/{n}a.jpg,http://img.test/{n}b.jpg"\n'.encode() for n in range(1, 8))
     request_id = post_csv(client, body).json()["payload"]["request_id"]
+    # The rows are stored in the background once the upload is answered: the page shows those accepted.
+    wait_for(
+        lambda: client.get("/api/output/", params={"request_id": request_id}).json()["payload"]["rows_accepted"] == 7,
+        30, "every row accepted",
+    )
     first = rows_page(client, request_id, limit=3)
     assert (first["total"], first["offset"], first["limit"], first["more"]) == (7, 0, 3, True)
     assert first["input_file_url"] == f"http://127.0.0.1:8123/api/files/{request_id}/input.csv"
