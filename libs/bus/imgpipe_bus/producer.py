@@ -58,7 +58,6 @@ def send_failure(error: KafkaError, topic: str, size: int) -> Exception:
 
 class EventProducer:
     def __init__(self, settings: BusSettings) -> None:
-        self.max_message_bytes = settings.max_message_bytes
         self._producer = Producer(
             {
                 "bootstrap.servers": settings.bootstrap_servers,

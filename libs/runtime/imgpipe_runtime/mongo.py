@@ -27,3 +27,12 @@ async def database_reachable(db: AsyncDatabase) -> bool:
 
 # Errors that mean "the database is unreachable right now", to be waited out rather than dead-lettered.
 OUTAGES: tuple[type[BaseException], ...] = (ConnectionFailure,)
+
+
+DUPLICATE_KEY = 11000
+
+
+def only_duplicate_keys(details: dict) -> bool:
+    """Whether every write error of a bulk write (BulkWriteError.details) is a duplicate key: an insert of
+    a document already stored, or a conditional upsert whose condition failed on an existing one."""
+    return all(error["code"] == DUPLICATE_KEY for error in details["writeErrors"])

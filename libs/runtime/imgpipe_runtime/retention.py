@@ -53,14 +53,16 @@ async def prune(db: AsyncDatabase, blobs: BlobStore, before: datetime, *, dry_ru
                 pruned.requests += 1
                 pruned.request_ids.append(request["_id"])
         return pruned
+    seen: set[str] = set()
     while True:
         # completed_at is set only when a request finishes, and removed from its tombstone.
         cursor = requests.find({"completed_at": {"$lt": before}}, {"status": 1, "owner": 1, "created_at": 1, "completed_at": 1})
         batch = [request async for request in cursor.limit(REQUESTS_PER_ROUND) if request["status"] in FINISHED]
-        batch = [request for request in batch if request["_id"] not in pruned.request_ids]
+        batch = [request for request in batch if request["_id"] not in seen]
         if not batch:
             break
         for request in batch:
+            seen.add(request["_id"])
             pruned.request_ids.append(request["_id"])
             pruned.requests += 1
             await _expire(db, blobs, request, pruned)

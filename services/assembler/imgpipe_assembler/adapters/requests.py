@@ -25,9 +25,9 @@ from imgpipe_runtime.documents import (
     row_results,
     rows_of,
 )
+from imgpipe_runtime.mongo import only_duplicate_keys
 from imgpipe_schemas import FINISHED, Progress, RequestAccepted, RequestStatus, RowProcessed, RowSubmitted
 
-DUPLICATE_KEY = 11000
 # The embedded database answers an $in on _id in time that grows faster than the list: measured over a
 # 100,000-row request, 500 ids a read took 37 s in all, 200 took 17 s, 20 to 50 took 8 s.
 ROWS_PER_READ = 40
@@ -306,6 +306,6 @@ async def _upsert_new(collection, updates: list[UpdateOne]) -> int:
         outcome = (await collection.bulk_write(updates, ordered=False)).bulk_api_result
     except BulkWriteError as exc:
         outcome = exc.details
-        if any(error["code"] != DUPLICATE_KEY for error in outcome["writeErrors"]):
+        if not only_duplicate_keys(outcome):
             raise
     return outcome["nModified"] + outcome["nUpserted"]

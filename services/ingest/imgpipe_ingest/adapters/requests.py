@@ -11,6 +11,7 @@ from pymongo.errors import BulkWriteError
 from imgpipe_ingest.csv_input import CsvSummary, InputRow
 from imgpipe_runtime import documents
 from imgpipe_runtime.documents import REQUESTS, ROWS, Origin, new_request, new_row, row_id
+from imgpipe_runtime.mongo import only_duplicate_keys
 from imgpipe_schemas import Progress, RequestStatus
 
 ROW_BATCH = 500
@@ -26,7 +27,8 @@ class RequestStore:
         """Stores rows of a request being accepted: the stored input the pipeline can always re-drive from.
         A row stored already (a resumed acceptance stores its last chunk again) is left as it is."""
         for start in range(0, len(rows), ROW_BATCH):
-            await _insert_new(self._rows, 
+            await _insert_new(
+                self._rows,
                 [
                     {
                         "_id": row_id(request_id, row.index),
@@ -138,13 +140,10 @@ class RequestStore:
         return await documents.webhook_deliveries(self._db, request_id)
 
 
-DUPLICATE_KEY = 11000
-
-
 async def _insert_new(collection: AsyncCollection, documents: list[dict]) -> None:
     """Inserts the documents, leaving those whose _id is stored already as they are."""
     try:
         await collection.insert_many(documents, ordered=False)
     except BulkWriteError as exc:
-        if any(error["code"] != DUPLICATE_KEY for error in exc.details["writeErrors"]):
+        if not only_duplicate_keys(exc.details):
             raise
