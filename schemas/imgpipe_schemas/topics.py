@@ -22,3 +22,6 @@ TOPICS: tuple[Topic, ...] = (REQUESTS_ACCEPTED, ROWS_SUBMITTED, ROWS_PROCESSED, 
 # The image workers' consumer group on ROWS_SUBMITTED: the reconciler reads its committed offsets to tell a
 # row that waits for a worker from one that was lost.
 IMAGE_WORKER_GROUP = "image-worker"
+# The assembler's consumer group: the reconciler re-drives a row read by a worker only once this group has
+# read every result on ROWS_PROCESSED, so that a result merely queued is never taken for lost.
+ASSEMBLER_GROUP = "assembler"

@@ -3,8 +3,10 @@ one the broker no longer has.
 
 A message waits while it is still at its offset and its consumer group has not committed past it. It is
 gone when that offset holds nothing, or another message: the log was truncated, or the broker restarted
-with an empty one (the embedded broker keeps its log in memory). An offset inside the log that the broker
-does not serve in time is never taken for gone: its state is unknown.
+with an empty one (the embedded broker keeps its log in memory). An offset the broker does not serve in
+time is never taken for gone: its state is unknown. Only the broker's own answer (the offset holds another
+message, or is out of range) says gone; the log's range as the broker reports it (its watermarks) is not
+asked, as the embedded broker reports it wrong.
 """
 
 import time
@@ -12,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import NamedTuple
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
 from imgpipe_bus.settings import BusSettings
 
@@ -52,8 +54,9 @@ UNANSWERED = _Unanswered()
 def keys_at(
     settings: BusSettings, topic: str, positions: Iterable[Position]
 ) -> dict[Position, bytes | None | _Unanswered]:
-    """The key of the message at each position; None where the position holds no message (its offset is
-    out of the log's range, or holds another message), UNANSWERED where the broker did not say in time.
+    """The key of the message at each position; None where the position holds no message (the broker says
+    its offset is out of the log's range, or it holds another message), UNANSWERED where the broker did not
+    serve it in time (a slow broker, or an offset at or past the log's end that the broker does not refuse).
     One read per partition at a time, so a few positions per partition are read in a few round trips; a
     position at the log's end costs ``probe_timeout_s``."""
     by_partition: dict[int, list[int]] = {}
@@ -69,28 +72,9 @@ def keys_at(
             consumer.assign([TopicPartition(topic, partition, offsets[0]) for partition, offsets in pending.items()])
             _read_heads(consumer, pending, found, settings.probe_timeout_s)
             pending = {partition: offsets for partition, offsets in pending.items() if offsets}
-        _outside_the_log(consumer, topic, found, settings.probe_timeout_s)
     finally:
         consumer.close()
     return found
-
-
-def _outside_the_log(consumer: Consumer, topic: str, found: dict, timeout_s: float) -> None:
-    """An unanswered position outside the log's range holds nothing; one inside stays unanswered, as does
-    every one of a partition whose range the broker does not tell in time either."""
-    unanswered = [position for position, key in found.items() if key is UNANSWERED]
-    ranges: dict[int, tuple[int, int] | None] = {}
-    for position in unanswered:
-        if position.partition not in ranges:
-            try:
-                ranges[position.partition] = consumer.get_watermark_offsets(
-                    TopicPartition(topic, position.partition), timeout=timeout_s, cached=False
-                )
-            except KafkaException:
-                ranges[position.partition] = None
-        known = ranges[position.partition]
-        if known is not None and not known[0] <= position.offset < known[1]:
-            found[position] = None
 
 
 def _read_heads(consumer: Consumer, pending: dict[int, list[int]], found: dict, timeout_s: float) -> None:
@@ -113,7 +97,7 @@ def _read_heads(consumer: Consumer, pending: dict[int, list[int]], found: dict, 
         # Later messages of an answered partition are ignored, not paused: a pause outlives the next assign().
         found[Position(partition, offset)] = message.key() if message.offset() == offset else None
     for partition, offset in waiting.items():
-        found[Position(partition, offset)] = UNANSWERED  # the log's end, or a slow broker: keys_at tells
+        found[Position(partition, offset)] = UNANSWERED
     for partition in pending:
         pending[partition].pop(0)
 
@@ -130,7 +114,9 @@ def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Posi
 
     A log loses messages only from its start (retention) or all at once (a broker that restarted empty),
     so when the first and the last unread message of a partition are where they were, so is every one
-    between them: a big request costs two reads per partition, not one per message."""
+    between them: a big request costs two reads per partition, not one per message. When both are gone, so
+    is every one between; when one is there and the other gone, each between is read; when either went
+    unanswered, nothing is known of those between."""
     committed = committed_offsets(settings, group, topic, (position.partition for position in messages))
     unread: dict[int, list[Position]] = {}
     for position in sorted(messages):
@@ -139,27 +125,55 @@ def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Posi
     keys = keys_at(settings, topic, {p for positions in unread.values() for p in (positions[0], positions[-1])})
 
     def there(position: Position) -> bool:
-        key = keys.get(position)
-        return key is UNANSWERED or key == messages[position]
+        return keys.get(position) == messages[position]
 
-    torn = [positions for positions in unread.values() if there(positions[0]) != there(positions[-1])]
-    keys.update(keys_at(settings, topic, [position for positions in torn for position in positions[1:-1]]))
-    intact = {
-        position
-        for positions in unread.values()
-        if there(positions[0]) and there(positions[-1])
-        for position in positions
-    }
+    def gone(position: Position) -> bool:
+        return position in keys and keys[position] is not UNANSWERED and not there(position)
+
+    def torn(first: Position, last: Position) -> bool:
+        return (there(first) and gone(last)) or (gone(first) and there(last))
+
+    middles = [position for positions in unread.values() if torn(positions[0], positions[-1]) for position in positions[1:-1]]
+    keys.update(keys_at(settings, topic, middles))
     found = {}
     for position in messages:
         if position.offset < committed.get(position.partition, 0):
             found[position] = State.READ
-        elif keys.get(position) is UNANSWERED:
-            found[position] = State.UNKNOWN
+            continue
+        first, last = unread[position.partition][0], unread[position.partition][-1]
+        if position in keys:
+            found[position] = (
+                State.UNKNOWN if keys[position] is UNANSWERED else State.WAITING if there(position) else State.GONE
+            )
+        elif there(first) and there(last):
+            found[position] = State.WAITING
+        elif gone(first) and gone(last):
+            found[position] = State.GONE
         else:
-            found[position] = State.WAITING if position in intact or there(position) else State.GONE
+            found[position] = State.UNKNOWN
     return found
 
 
 def _config(settings: BusSettings, group: str) -> dict:
     return {"bootstrap.servers": settings.bootstrap_servers, "group.id": group, "enable.auto.commit": False}
+
+
+def caught_up(settings: BusSettings, group: str, topic: str) -> bool:
+    """True when ``group`` has nothing unread on any partition of ``topic``: no message follows its committed
+    offset within ``probe_timeout_s``. Every message the topic held before the call has then been handled."""
+    consumer = Consumer({**_config(settings, PROBE_GROUP), "fetch.wait.max.ms": 10})
+    try:
+        metadata = consumer.list_topics(topic, timeout=settings.probe_timeout_s).topics[topic]
+        if metadata.error is not None:
+            raise KafkaException(metadata.error)
+        partitions = sorted(metadata.partitions)
+        committed = committed_offsets(settings, group, topic, partitions)
+        consumer.assign([TopicPartition(topic, p, committed.get(p, OFFSET_BEGINNING)) for p in partitions])
+        deadline = time.monotonic() + settings.probe_timeout_s
+        while time.monotonic() < deadline:
+            message = consumer.poll(max(0.0, min(0.5, deadline - time.monotonic())))
+            if message is not None and message.error() is None:
+                return False
+        return True
+    finally:
+        consumer.close()

@@ -32,7 +32,7 @@ from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.retention import prune
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
-from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
+from imgpipe_schemas.topics import ASSEMBLER_GROUP, REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ METRICS_PORT = 9102
 
 
 def build_app(settings: Settings, health: HealthSettings) -> faust.App:
-    app = create_app("assembler", settings.kafka)
+    app = create_app(ASSEMBLER_GROUP, settings.kafka)
     db = connect(settings.mongo)
     store = ProgressStore(db)
     blobs = open_blob_store(settings.blobs, db)

@@ -3,15 +3,18 @@
 A request with no progress for ``stall_s`` is looked at row by row; each row not yet done is
 - **waiting** while its event is still in the rows topic and the image workers have not read past it: it
   is queued behind other work, or being handled. It is left alone however long it waits.
-- **lost** when it was never published (ingest stopped first), or its event is gone from the topic (the
+- **lost** when it was never published (ingest stopped first), or the broker says its event is gone (the
   broker lost it): it is published again at once.
-- **unanswered** when the workers read its event but no result arrived (its result was dead-lettered,
-  or lost with the broker), or when the broker does not say in time where its event is: it is published
-  again if it is still unanswered ``stall_s`` later, as its result may be queued behind others on its
-  way to the assembler, and a slow broker may answer on the next pass.
-Each re-drive is a round; when rows are lost again after ``max_rounds`` rounds, those rows are recorded as
-failed with the reason, and the request finishes once its other rows are in. A finished request whose
-completion event was never published is published again.
+- **read** when the workers read its event but no result arrived: its result may be queued behind others
+  on its way to the assembler, or was dead-lettered or lost with the broker. It is published again once it
+  has been read and unanswered for ``stall_s`` and the assembler has read every result published so far.
+- **unknown** when the broker does not say in time where its event is (a slow broker, or one that
+  restarted empty and does not refuse offsets past its log's end): it is published again once it has been
+  unknown for ``stall_s``.
+Each row counts its own rounds: a re-drive of a row that was published and then lost or read without a
+result. A row never published, and a row whose state is unknown, counts none. A row due again after
+``max_rounds`` rounds is recorded as failed with the reason, and the request finishes once its other rows
+are in. A finished request whose completion event was never published is published again.
 """
 
 import logging
@@ -73,11 +76,15 @@ async def _reconcile_request(
     unanswered = [row for row in missing if found.get(row["row_index"]) in (State.READ, State.UNKNOWN)]
     waiting = len(missing) - len(lost) - len(unanswered)
     ripe = await _ripe(request, unanswered, store, policy, now)
+    if any(found[row["row_index"]] == State.READ for row in ripe) and not await rows_topic.results_read():
+        # Their results may be queued for the assembler: they stay noted and are looked at again next pass.
+        ripe = [row for row in ripe if found[row["row_index"]] == State.UNKNOWN]
     redrive = sorted(lost + ripe, key=lambda row: row["row_index"])
     if redrive:
         # The other unanswered rows stay noted, from now: each gets a stall of its own.
         rest = [row["row_index"] for row in unanswered if row not in ripe]
-        return await _redrive(request, redrive, rest, adapters, policy, now)
+        counted = {row["row_index"] for row in redrive if row["row_index"] in published and found[row["row_index"]] != State.UNKNOWN}
+        return await _redrive(request, redrive, counted, rest, adapters, policy, now)
     if missing:
         log.debug(
             "request %s: %d row(s) wait in the rows topic, %d read and not yet answered",
@@ -119,22 +126,31 @@ async def _ripe(request: dict, unanswered: list[dict], store: ProgressStore, pol
 
 
 async def _redrive(
-    request: dict, rows: list[dict], unanswered: list[int], adapters: Adapters, policy: ReconcilePolicy, now: datetime
+    request: dict,
+    rows: list[dict],
+    counted: set[int],
+    unanswered: list[int],
+    adapters: Adapters,
+    policy: ReconcilePolicy,
+    now: datetime,
 ) -> str:
+    """Publishes ``rows`` again; those in ``counted`` count a round each, and those out of rounds are
+    recorded as failed instead."""
     request_id = request["_id"]
-    if request.get("reconcile_rounds", 0) >= policy.max_rounds:
-        reason = f"not processed: lost again after {policy.max_rounds} re-drives"
-        log.error("request %s: giving up on %d row(s): %s", request_id, len(rows), reason)
-        await record_results([unprocessed_results(request_id, row, reason) for row in rows], adapters)
-        await complete_if_done(request_id, adapters)
-        return "gave_up"
-    # A request that finished since this pass read it is left alone. The round is counted once the rows
+    # A request that finished since this pass read it is left alone. The rounds are counted once the rows
     # are published: a publish that fails counts none, and is tried again on the next pass.
     current = await adapters.store.get(request_id)
     if current is None or current["status"] in FINISHED:
         return "waiting"
+    spent = [row for row in rows if row["row_index"] in counted and row.get("redrives", 0) >= policy.max_rounds]
+    if spent:
+        reason = f"not processed: lost again after {policy.max_rounds} re-drives"
+        log.error("request %s: giving up on %d row(s): %s", request_id, len(spent), reason)
+        await record_results([unprocessed_results(request_id, row, reason) for row in spent], adapters)
     events, invalid = [], []
     for row in rows:
+        if row in spent:
+            continue
         try:
             events.append(_row_event(request, row))
         except ValidationError as exc:  # stored before the events' bounds: it can never be sent
@@ -142,12 +158,14 @@ async def _redrive(
     if invalid:
         log.error("request %s: %d stored row(s) are not valid row events; recorded as failed", request_id, len(invalid))
         await record_results(invalid, adapters)
-    log.warning("request %s: re-publishing %d lost or unanswered row(s)", request_id, len(events))
-    positions = await adapters.producer.publish_many(ROWS_SUBMITTED, events)
-    await adapters.store.record_publication(request_id, [event.row_index for event in events], positions)
+    if events:
+        log.warning("request %s: re-publishing %d lost or unanswered row(s)", request_id, len(events))
+        positions = await adapters.producer.publish_many(ROWS_SUBMITTED, events)
+        await adapters.store.record_publication(request_id, [event.row_index for event in events], positions)
+        await adapters.store.count_redrives(request_id, [event.row_index for event in events if event.row_index in counted])
     await adapters.store.mark_redriven(request_id, now, unanswered)
     await complete_if_done(request_id, adapters)
-    return "redriven"
+    return "gave_up" if spent and not events else "redriven"
 
 
 def _row_event(request: dict, row: dict) -> RowSubmitted:

@@ -275,8 +275,14 @@ class ProgressStore:
         (None: none are)."""
         await self._requests.update_one({"_id": request_id}, _unanswered_note(since, rows))
 
+    async def count_redrives(self, request_id: str, rows: Sequence[int]) -> None:
+        """Counts a round for each of ``rows``: read by their ids, a few at a time (see iter_rows)."""
+        for start in range(0, len(rows), ROWS_PER_READ):
+            ids = [row_id(request_id, index) for index in rows[start : start + ROWS_PER_READ]]
+            await self._rows.update_many({"_id": {"$in": ids}}, {"$inc": {"redrives": 1}})
+
     async def mark_redriven(self, request_id: str, now: datetime, unanswered: Sequence[int] = ()) -> None:
-        """Counts a round; ``unanswered`` are the rows still unanswered that were not published again: noted
+        """Counts a pass that re-drove rows of the request (the rounds of rows a direct producer never sent); ``unanswered`` are the rows still unanswered that were not published again: noted
         as seen now."""
         change = _unanswered_note(now, unanswered)
         change.setdefault("$set", {}).update(status=RequestStatus.PROCESSING, last_progress_at=now)
