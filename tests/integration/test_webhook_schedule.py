@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pymongo.errors import AutoReconnect, NotPrimaryError, OperationFailure, WriteConcernError
 
 from imgpipe_bus import Letter
 from imgpipe_bus.dead_letters import REPLAY_HEADER
@@ -232,3 +233,52 @@ async def test_a_long_pass_claims_each_delivery_for_a_lease_from_its_own_claim(d
     assert sorted(each[0]["at"].replace(tzinfo=UTC) for each in attempts) == [
         START + timedelta(seconds=seconds) for seconds in (0, 25, 50, 75)
     ]
+
+
+async def test_a_replay_of_a_delivered_completion_sends_nothing(deliveries):
+    outbox, event = outbox_for(deliveries, [204]), completed()
+    assert await accept(event, letter_of(event), outbox, now=START) == "delivered"
+    later = START + timedelta(hours=1)
+    assert await accept(event, replayed(letter_of(event), 1, offset=99), outbox, now=later) is None
+    assert await deliver_due(outbox, concurrency=4, clock=at(later + timedelta(days=1))) == 0
+    assert len(outbox.sender.posts) == 1
+    assert (await stored(deliveries, str(event.event_id)))["state"] == "delivered"
+
+
+class FlakyRecords:
+    """The delivery log, whose first ``failures`` records of an attempt fail as a database that answers
+    but cannot write."""
+
+    def __init__(self, deliveries: DeliveryLog, failures: int) -> None:
+        self._deliveries, self.failures = deliveries, failures
+
+    def __getattr__(self, name):
+        return getattr(self._deliveries, name)
+
+    async def record(self, *args, **kwargs) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise OperationFailure("not writable", code=14031)
+        await self._deliveries.record(*args, **kwargs)
+
+
+@pytest.mark.parametrize(("outcomes", "state"), [([204], "delivered"), ([400], "failed")])
+async def test_an_attempt_whose_record_fails_is_recorded_not_made_again(deliveries, outcomes, state):
+    """A 2xx (or a final refusal, dead-lettered) whose record the database refuses a few times: recorded
+    once it can be, never posted again, never dead-lettered twice."""
+    outbox, event = outbox_for(deliveries, outcomes), completed()
+    outbox = dataclasses.replace(outbox, deliveries=FlakyRecords(deliveries, failures=2))
+    assert await accept(event, letter_of(event), outbox, now=START) == state
+    assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(days=1))) == 0
+    assert len(outbox.sender.posts) == 1
+    assert len(outbox.dead_letters.sent) == (state == "failed")
+    assert (await stored(deliveries, str(event.event_id)))["state"] == state
+
+
+def test_every_database_error_is_an_outage_for_the_notifier():
+    """Not only a lost connection: a completion is never dead-lettered because its delivery could not be
+    written for a while."""
+    from imgpipe_notifier.main import OUTAGES
+
+    for error in (OperationFailure("disk full", code=14031), WriteConcernError("w"), NotPrimaryError("no"), AutoReconnect("x")):
+        assert isinstance(error, OUTAGES)

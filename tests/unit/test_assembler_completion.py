@@ -242,6 +242,21 @@ async def test_a_replay_that_changes_a_finished_output_is_announced_as_an_update
     assert [row[3] for row in assembler.output_table()[1:]] == ["http://out/0", "http://out/1"]
 
 
+async def test_a_completion_never_published_goes_out_before_the_update_that_follows_it():
+    """The broker refused the completion; a replayed row then changes the output: the subscriber gets the
+    completion, then the update, each with its own event id."""
+    assembler = Assembler(rows=2)
+    await assembler.deliver(assembler.result(0), assembler.result(1, ok=False))
+    [completed] = assembler.events
+    assembler.request["completion_published"] = False  # its publish failed
+    assembler.producer.published.clear()
+    await assembler.deliver(assembler.result(1))
+    again, updated = assembler.events
+    assert (again.event_type, str(again.event_id), again.progress.images_ok) == ("request.completed", str(completed.event_id), 1)
+    assert (updated.event_type, updated.progress.images_ok) == ("request.updated", 2)
+    assert updated.event_id != completed.event_id and assembler.request["completion_published"] is True
+
+
 async def test_output_changed_on_a_finished_request_announces_only_an_output_that_differs():
     assembler = Assembler(rows=1)
     await assembler.deliver(assembler.result(0))

@@ -2,12 +2,15 @@
 schedule kept in MongoDB: a subscriber that is down for an hour holds no consumer and no offset back."""
 
 import asyncio
+import itertools
 import json
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from pymongo.errors import PyMongoError
 
 from imgpipe_bus import DeadLetters, Failure, Letter
 from imgpipe_notifier import metrics
@@ -18,6 +21,8 @@ from imgpipe_schemas import RequestCompleted
 
 
 log = logging.getLogger(__name__)
+
+RECORD_RETRY_S, RECORD_RETRY_MAX_S = 0.1, 5.0
 
 
 class DeliveryFailed(Exception):
@@ -93,6 +98,9 @@ async def _accept(
         if delivery is not None:
             log.info("webhook %s of request %s reopened by replay %d", event.event_id, event.request_id, letter.replays)
     if delivery is None:
+        if letter.replays:
+            log.info("webhook %s of request %s not reopened by replay %d: delivered, or still on its schedule",
+                     event.event_id, event.request_id, letter.replays)
         return None
     return await attempt(delivery, adapters, now=now)
 
@@ -150,10 +158,22 @@ async def _attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
         log.error("%s; dead-lettered", reason)
     else:
         next_at = now + timedelta(seconds=delays[number - 1])
-        await adapters.deliveries.record(webhook_id, replay, outcome, RETRYING, now, next_at)
+        await _record(adapters, webhook_id, replay, outcome, RETRYING, now, next_at)
         log.warning("webhook %s attempt %d to %s: %s; next at %s", webhook_id, number, url, outcome, next_at)
         metrics.attempted(outcome, RETRYING, seconds)
         return RETRYING
-    await adapters.deliveries.record(webhook_id, replay, outcome, state, now)
+    await _record(adapters, webhook_id, replay, outcome, state, now)
     metrics.attempted(outcome, state, seconds)
     return state
+
+
+async def _record(adapters: Adapters, webhook_id: str, replay: int, outcome, state: str, now: datetime, next_at=None) -> None:
+    """Records an attempt already made, waiting out the database: an attempt left unrecorded is made again
+    when its lease ends, and a webhook delivered (or dead-lettered) would be sent (or dead-lettered) twice."""
+    for tries in itertools.count(1):
+        try:
+            await adapters.deliveries.record(webhook_id, replay, outcome, state, now, next_at)
+            return
+        except PyMongoError as exc:
+            log.warning("webhook %s: attempt not recorded yet (%r); retrying", webhook_id, exc)
+            await asyncio.sleep(min(RECORD_RETRY_S * 2 ** (tries - 1), RECORD_RETRY_MAX_S))

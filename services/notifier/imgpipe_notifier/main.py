@@ -7,6 +7,7 @@ import logging
 import aiohttp
 import faust
 from confluent_kafka import KafkaException
+from pymongo.errors import PyMongoError
 
 from imgpipe_bus import (
     DeadLetters,
@@ -28,7 +29,7 @@ from imgpipe_notifier.settings import Settings
 from imgpipe_runtime.documents import ensure_indexes_when_up
 from imgpipe_runtime.logs import about_request, configure_logging
 from imgpipe_runtime.settings import load_settings
-from imgpipe_runtime.mongo import OUTAGES, connect
+from imgpipe_runtime.mongo import connect
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
@@ -36,6 +37,11 @@ log = logging.getLogger(__name__)
 
 # /metrics and /healthz, unless IMGPIPE_METRICS_PORT says otherwise.
 METRICS_PORT = 9103
+
+# Every database error is waited out, not only a lost connection: the notifier writes only documents it
+# built itself, so a write refused (no primary, a write concern not met, a full disk) is never the
+# completion's own fault, and dead-lettering it would lose its webhook.
+OUTAGES: tuple[type[BaseException], ...] = (PyMongoError,)
 
 
 def build_app(settings: Settings, health: HealthSettings) -> faust.App:

@@ -16,6 +16,7 @@ from imgpipe_runtime.documents import DELIVERIES
 
 PENDING, RETRYING, DELIVERED, GONE, FAILED = "pending", "retrying", "delivered", "gone", "failed"
 OPEN = [PENDING, RETRYING]
+REOPENABLE = [FAILED, GONE]
 
 
 class DeliveryLog:
@@ -71,12 +72,12 @@ class DeliveryLog:
         return claimed
 
     async def reopen(self, webhook_id: str, letter: Letter, now: datetime, lease_s: float) -> dict | None:
-        """The closed delivery of a completion replayed ``letter.replays`` times, opened again and leased
-        to the caller; None when it is still open, or has already been reopened by this replay (the
-        replayed message delivered twice)."""
+        """The failed (or gone) delivery of a completion replayed ``letter.replays`` times, opened again and
+        leased to the caller; None when it is still open, was delivered (a subscriber that answered 2xx has
+        it), or has already been reopened by this replay (the replayed message delivered twice)."""
         reopened = await self._deliveries.update_one(
             # replays missing or below this replay's count, without a top-level $or (see documents.INDEXES)
-            {"_id": webhook_id, "state": {"$nin": OPEN}, "replays": {"$not": {"$gte": letter.replays}}},
+            {"_id": webhook_id, "state": {"$in": REOPENABLE}, "replays": {"$not": {"$gte": letter.replays}}},
             {
                 "$set": {
                     "state": PENDING,
