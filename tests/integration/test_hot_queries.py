@@ -186,11 +186,13 @@ async def reconciler_pass(w: World, n: int = 150) -> list[Call]:
         await w.progress.stalled(RequestStatus.PROCESSING, NOW)
         await w.progress.stalled(RequestStatus.PENDING, NOW)
         await w.progress.unpublished_completions(NOW)
+        await w.progress.undelivered_completions(NOW)
         await w.progress.rows_not_done(stalled["_id"])
         await w.progress.published_positions(stalled["_id"])
         await w.progress.rows_known(stalled)
         await w.progress.note_unanswered(stalled["_id"], NOW, [1])
         await w.progress.mark_redriven(stalled["_id"], LONG_AGO)
+        await w.progress.count_redrives(stalled["_id"], [0, 1])
 
     return [one_pass] * n
 

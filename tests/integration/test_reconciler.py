@@ -9,7 +9,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.adapters.rows_topic import RowsTopic
-from imgpipe_assembler.handlers import Adapters
+from imgpipe_assembler.handlers import Adapters, record_results
 from imgpipe_assembler.reconciler import ReconcilePolicy, reconcile
 from imgpipe_bus import EventProducer, ensure_topics
 from imgpipe_bus.positions import Position, State, states
@@ -40,6 +40,7 @@ async def reconciler(db, bus_settings):
 
     class Passes:
         start = datetime.now(UTC)
+        adapters = Adapters(store=store, blobs=GridFsBlobStore(db), producer=producer, public_base_url="http://api")
 
         async def at(self, seconds: float, max_rounds: int = 2) -> dict:
             policy = ReconcilePolicy(stall_s=STALL, max_rounds=max_rounds)
@@ -300,3 +301,34 @@ async def test_a_stored_row_beyond_the_events_bounds_is_failed_not_published_aga
     row = await db.rows.find_one({"request_id": request_id, "row_index": 1})
     assert row["done"] and len(row["images"]) == 20
     assert "not a valid row event" in row["images"][0]["error_message"]
+
+
+async def test_a_completion_with_no_delivery_a_stall_later_is_announced_again_until_the_notifier_records_it(db, bus_settings, reconciler):
+    """The broker acknowledged the completion and lost it before the notifier read it: it is published
+    again, with its event id, a stall after each try, until a delivery of it is recorded."""
+    hooked, silent = str(uuid.uuid4()), str(uuid.uuid4())
+    await store_upload(db, hooked, CSV, webhook_url="http://hooks.test/h")
+    await store_upload(db, silent, CSV)
+    store = ProgressStore(db)
+    for request_id in (hooked, silent):
+        rows = [RowProcessed(request_id=uuid.UUID(request_id), row_index=index, images=[
+            ImageResult(source_url=f"http://in/{n}", output_url=f"http://out/{n}") for n in urls
+        ]) for index, urls in ((0, [0]), (1, [1, 2]))]
+        await record_results(rows, reconciler.adapters)
+    request = await store.get(hooked)
+    assert (request["status"], request["completion_published"]) == ("SUCCESS", True)
+
+    def announced(count: int) -> list:
+        return consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, count, match=lambda e: str(e.request_id) == hooked)
+
+    assert (await reconciler.at(STALL + 1))["reannounced"] == 1  # the request without a webhook is let be
+    first, again = (event for _, _, event in announced(2))
+    assert (again.event_id, again.event_type, again.webhook_url) == (first.event_id, "request.completed", "http://hooks.test/h")
+    assert (await reconciler.at(STALL + 2))["reannounced"] == 0  # a stall after each try
+    assert (await reconciler.at(2 * STALL + 2))["reannounced"] == 1
+    await db.deliveries.insert_one({"_id": str(first.event_id), "request_id": hooked, "state": "delivered"})
+    assert (await reconciler.at(3 * STALL + 3))["reannounced"] == 0
+    assert "delivery_pending_since" not in await store.get(hooked)
+    assert (await reconciler.at(10 * STALL))["reannounced"] == 0
+    with pytest.raises(AssertionError):
+        announced(4)

@@ -44,7 +44,9 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     # Running requests (the reconciler's stalled ones): few, whatever the stack has done.
     REQUESTS: [[("status", 1)], [("completion_published", 1), ("updated_at", 1)],
                # Retention: finished requests by age, and their tombstones (imgpipe_runtime.retention).
-               [("completed_at", 1)], [("expired_at", 1)]],
+               [("completed_at", 1)], [("expired_at", 1)],
+               # Finished requests whose webhook delivery is not yet seen (the reconciler).
+               [("delivery_pending_since", 1)]],
     IDEMPOTENCY_KEYS: [[("created_at", 1)]],
     # A request's rows not yet done (the reconciler) or done (progress, completion).
     ROWS: [[("request_id", 1), ("done", 1)]],
@@ -218,6 +220,11 @@ async def request_progress(db: AsyncDatabase, request: Mapping) -> Progress:
     """The status API's progress: as stored once finished, else the live counts of an upload, else
     counted from the rows done so far."""
     return stored_progress(request) or live_counts(request) or await counted_progress(db, request)
+
+
+async def delivery_recorded(db: AsyncDatabase, webhook_id: str) -> bool:
+    """Whether the notifier has recorded a delivery of the completion event ``webhook_id`` (its webhook id)."""
+    return await db[DELIVERIES].find_one({"_id": webhook_id}, {"_id": 1}) is not None
 
 
 async def webhook_deliveries(db: AsyncDatabase, request_id: str) -> list[dict]:

@@ -140,6 +140,10 @@ async def complete_if_done(
             spool.seek(0)
             await adapters.blobs.put(output_file, spool, "text/csv")
         status, counted = built.status, built.progress
+        if finished and not request.get("completion_published", True):
+            # Its completion was never announced (the broker was down): it goes out before the update, so
+            # that the subscriber gets both rather than an update of a request it never saw complete.
+            await announce(request, adapters)
         updated = await adapters.store.finish(request_id, status, output_file, counted, update=finished)
         if updated is None:  # finished meanwhile by another delivery
             return
@@ -150,7 +154,12 @@ async def complete_if_done(
         log.info("request %s %s: %s", request_id, request["completion_type"], counted.model_dump())
     elif request.get("completion_published"):
         return
-    event_id = request["completion_event_id"]
+    await announce(request, adapters)
+
+
+async def announce(request: dict, adapters: Adapters) -> None:
+    """Publishes the request's completion (or update) as last fixed by finish, with its event id."""
+    request_id, event_id = request["_id"], request["completion_event_id"]
     await adapters.producer.publish(
         REQUESTS_COMPLETED,
         RequestCompleted(

@@ -75,7 +75,9 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
     # The image worker owns the rows topic; the assembler reads it only to learn rows produced straight to Kafka.
     submitted_stage = agent_stage(app, ROWS_SUBMITTED, producer, OUTAGES, owns_topic=False)
 
-    policy = ReconcilePolicy(settings.reconcile_stall_s, settings.reconcile_max_rounds)
+    policy = ReconcilePolicy(
+        settings.reconcile_stall_s, settings.reconcile_max_rounds, webhook_by_default=bool(settings.default_webhook_url)
+    )
     rows_topic = RowsTopic(settings.kafka)
 
     @app.timer(settings.reconcile_interval_s)

@@ -14,7 +14,9 @@ A request with no progress for ``stall_s`` is looked at row by row; each row not
 Each row counts its own rounds: a re-drive of a row that was published and then lost or read without a
 result. A row never published, and a row whose state is unknown, counts none. A row due again after
 ``max_rounds`` rounds is recorded as failed with the reason, and the request finishes once its other rows
-are in. A finished request whose completion event was never published is published again.
+are in. A finished request whose completion event was never published is published again; one published
+whose webhook delivery the notifier has not recorded a stall later (the completion was lost with the
+broker) is published again, with the same event id, a stall after each try.
 """
 
 import logging
@@ -26,7 +28,7 @@ from pydantic import ValidationError
 
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.adapters.rows_topic import RowsTopic
-from imgpipe_assembler.handlers import Adapters, complete_if_done, record_results, unprocessed_results
+from imgpipe_assembler.handlers import Adapters, announce, complete_if_done, record_results, unprocessed_results
 from imgpipe_bus.positions import State
 from imgpipe_runtime.logs import about_request
 from imgpipe_schemas import FINISHED, RequestStatus, RowSubmitted
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 class ReconcilePolicy:
     stall_s: float
     max_rounds: int
+    webhook_by_default: bool = False  # the notifier sends a completion without a webhook URL of its own
 
 
 async def reconcile(
@@ -48,7 +51,7 @@ async def reconcile(
     and re-announced."""
     now = now or datetime.now(UTC)
     before = now - timedelta(seconds=policy.stall_s)
-    counts = {"redriven": 0, "waiting": 0, "gave_up": 0, "recounted": 0, "republished": 0, "failed": 0}
+    counts = {"redriven": 0, "waiting": 0, "gave_up": 0, "recounted": 0, "republished": 0, "reannounced": 0, "failed": 0}
     for status in (RequestStatus.PENDING, RequestStatus.PROCESSING):
         for request in await adapters.store.stalled(status, before):
             with about_request(request["_id"]):
@@ -61,7 +64,24 @@ async def reconcile(
         with about_request(request["_id"]):
             await complete_if_done(request["_id"], adapters)
         counts["republished"] += 1
+    for request in await adapters.store.undelivered_completions(before):
+        with about_request(request["_id"]):
+            counts["reannounced"] += await _announce_undelivered(request, adapters, policy, now)
     return counts
+
+
+async def _announce_undelivered(request: dict, adapters: Adapters, policy: ReconcilePolicy, now: datetime) -> bool:
+    """Publishes again a completion whose delivery the notifier never recorded; True if it did."""
+    store = adapters.store
+    if not request.get("completion_published"):
+        return False  # published again as unpublished, above
+    if not (request.get("webhook_url") or policy.webhook_by_default) or await store.delivery_recorded(request):
+        await store.confirm_delivery(request["_id"], request["completion_event_id"])
+        return False
+    log.warning("request %s: its %s has no webhook delivery yet; published again", request["_id"], request["completion_type"])
+    await announce(request, adapters)
+    await store.await_delivery(request["_id"], now)
+    return True
 
 
 async def _reconcile_request(

@@ -10,6 +10,9 @@ class Settings(PublicUrlSettings):
     reconcile_interval_s: float = Field(10.0, gt=0, description="How often the reconciler looks for stalled requests.")
     reconcile_stall_s: float = Field(60.0, gt=0, description="No progress for this long means a request stalled.")
     reconcile_max_rounds: int = Field(5, ge=0, description="Re-drives before missing rows are marked failed.")
+    default_webhook_url: str | None = Field(
+        None, description="The notifier's: where a completion without a webhook URL is sent, so one is expected."
+    )
     retention_days: float = Field(
         30, ge=0, description="Finished requests older than this are deleted, with their rows and files (0: kept for ever)."
     )

@@ -15,6 +15,7 @@ from imgpipe_runtime.documents import (
     ROWS,
     Origin,
     counted_progress,
+    delivery_recorded,
     forget_publications,
     live_counts,
     new_request,
@@ -172,6 +173,7 @@ class ProgressStore:
                     "completion_event_id": str(uuid.uuid4()),
                     "completion_type": "request.updated" if update else "request.completed",
                     "completion_published": False,
+                    "delivery_pending_since": now,
                     "updated_at": now,
                     "output_built_at": now,
                     **({} if update else {"completed_at": now}),
@@ -184,6 +186,23 @@ class ProgressStore:
         await self._requests.update_one(
             {"_id": request_id, "completion_event_id": event_id}, {"$set": {"completion_published": True}}
         )
+
+    async def undelivered_completions(self, before: datetime) -> list[dict]:
+        """Finished requests whose completion (or update) was fixed before ``before`` and whose delivery
+        the notifier has not been seen to record (see confirm_delivery)."""
+        return await self._requests.find({"delivery_pending_since": {"$lt": _naive(before)}}).to_list()
+
+    async def delivery_recorded(self, request: dict) -> bool:
+        return await delivery_recorded(self._db, request["completion_event_id"])
+
+    async def confirm_delivery(self, request_id: str, event_id: str) -> None:
+        await self._requests.update_one(
+            {"_id": request_id, "completion_event_id": event_id}, {"$unset": {"delivery_pending_since": ""}}
+        )
+
+    async def await_delivery(self, request_id: str, now: datetime) -> None:
+        """Looks for the delivery again a stall after ``now`` (the completion was just announced again)."""
+        await self._requests.update_one({"_id": request_id}, {"$set": {"delivery_pending_since": now}})
 
     # Requests produced straight to Kafka.
 
