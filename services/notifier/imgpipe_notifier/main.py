@@ -29,6 +29,7 @@ from imgpipe_runtime.documents import ensure_indexes_when_up
 from imgpipe_runtime.logs import about_request, configure_logging
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
+from imgpipe_runtime.outages import is_outage
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
@@ -80,7 +81,9 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
     async def retry_due() -> None:
         try:
             await handlers.deliver_due(adapters, concurrency=settings.notifier_concurrency)
-        except (KafkaException, *OUTAGES) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, KafkaException) or is_outage(exc)):
+                raise
             log.warning("webhook retries skipped this round: %r", exc)
 
     serve_health(app, health, default_port=METRICS_PORT, ping=lambda: db.command("ping"))
