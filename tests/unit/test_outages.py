@@ -20,7 +20,7 @@ from imgpipe_schemas.topics import ROWS_SUBMITTED
 
 def disk_full_bulk() -> BulkWriteError:
     return BulkWriteError(
-        {"writeErrors": [{"index": 0, "code": 11000, "errmsg": "E11000"}, {"index": 1, "code": 14031, "errmsg": "disk"}]}
+        {"writeErrors": [{"index": 0, "code": 11000, "errmsg": "E11000"}, {"index": 1, "code": 14031, "errmsg": "x"}]}
     )
 
 
@@ -37,7 +37,7 @@ def disk_full_bulk() -> BulkWriteError:
         OperationFailure("primary stepped down", code=189),
         OperationFailure("internal server error", code=1),  # the embedded database once its disk filled
         disk_full_bulk(),
-        BulkWriteError({"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "waiting for replication timed out"}]}),
+        BulkWriteError({"writeErrors": [], "writeConcernErrors": [{"code": 64, "errmsg": "replication timed out"}]}),
         AutoReconnect("connection closed"),
     ],
     ids=repr,
