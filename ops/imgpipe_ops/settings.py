@@ -15,3 +15,9 @@ class LocalSettings(BaseSettings):
     data_dir: Path = Path(".imgpipe")
     image_workers: int = Field(1, ge=1)
     kafka_partitions: int = Field(4, ge=1)
+    # The embedded database must answer within this long of each start (it replays its journal first),
+    # or it is taken for failed: killed and started again.
+    local_database_ready_s: float = Field(120.0, gt=0)
+    # Each process's log in <data_dir>/logs is rotated at this size, with this many older files kept.
+    local_log_max_bytes: int = Field(10 * 1024 * 1024, ge=4096)
+    local_log_backups: int = Field(3, ge=1)

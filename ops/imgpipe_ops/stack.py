@@ -16,6 +16,7 @@ from pathlib import Path
 from imgpipe_bus import BusSettings, ensure_topics
 from imgpipe_ops.client import healthy
 from imgpipe_runtime.webhooks import generate_secret
+from imgpipe_ops.process_logs import LogLimits
 from imgpipe_ops.processes import (
     GroupReaper,
     Process,
@@ -55,6 +56,10 @@ class StackConfig:
     blob_dir: Path | None = None
     # How long a service may finish its work in flight once asked to stop (its IMGPIPE_KAFKA_DRAIN_TIMEOUT_S).
     drain_timeout_s: float = 20.0
+    # Each process's log file in log_dir is rotated at this size, with this many older files kept.
+    log_limits: LogLimits = field(default_factory=LogLimits)
+    # How long the embedded database may take to answer after a start before it is taken for failed.
+    database_ready_s: float = 120.0
 
 
 class LocalStack:
@@ -68,7 +73,7 @@ class LocalStack:
         self._stopping = False
         self._stopped = False
         self._stop_requests = 0
-        self._restarts = Restarts(self)
+        self._restarts = Restarts(self, database_ready_s=config.database_ready_s)
         self.metrics_ports: dict[str, int] = {}
         self._blob_tmp = None if config.blob_dir else tempfile.TemporaryDirectory(prefix="imgpipe-blobs-")
         self.blob_dir = config.blob_dir or Path(self._blob_tmp.name)
@@ -132,12 +137,17 @@ class LocalStack:
     def start_database(self) -> None:
         if self.config.storage != ":memory:":
             Path(self.config.storage).mkdir(parents=True, exist_ok=True)
-        self.database = database_process(self.config.mongo_port, self.config.storage, self._log("database"), self.reaper)
+        self.database = database_process(
+            self.config.mongo_port, self.config.storage, self._log("database"), self.reaper, self.config.log_limits
+        )
         self.database.start()
-        wait_for_database(self.database, self.mongo_url, cancelled=lambda: self.stop_requested)
+        wait_for_database(
+            self.database, self.mongo_url, timeout=self.config.database_ready_s, cancelled=lambda: self.stop_requested
+        )
 
     def start_broker(self) -> None:
-        self.broker = broker_process(self.config.kafka_port, self._log("broker"), self.reaper).start()
+        self.broker = broker_process(self.config.kafka_port, self._log("broker"), self.reaper, self.config.log_limits)
+        self.broker.start()
         wait_for_broker(self.broker, self.bootstrap, cancelled=lambda: self.stop_requested)
 
     def create_topics(self) -> None:
@@ -150,7 +160,10 @@ class LocalStack:
                 label = name if copies == 1 else f"{name}-{copy + 1}"
                 log_file = self._log(label) if self.config.services_log_to_files else None
                 env = self.process_env(name, label)
-                process = Process(label, [venv_command(name)], env=env, log=log_file, reaper=self.reaper)
+                process = Process(
+                    label, [venv_command(name)], env=env, log=log_file, reaper=self.reaper,
+                    log_limits=self.config.log_limits,
+                )
                 self.services.append(process.start())
         log.info("/metrics: %s", ", ".join(f"{p.name} {self.metrics_url(p.name)}/metrics" for p in self.services))
         ingest = self.service("ingest")

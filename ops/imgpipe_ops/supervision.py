@@ -1,5 +1,7 @@
 """What the local stack does when one of its processes exits: start it again, as compose's
 ``restart: on-failure`` would, after a backoff that doubles while it keeps exiting soon after its start.
+A process that keeps exiting (a crash loop) is reported at ERROR with the last lines of its log, and a
+restarted broker or database that does not answer by its deadline is reported so, killed and started again.
 
 The embedded broker keeps its log, and its consumer groups' offsets, in memory. When it dies, the services
 that consume from it die with it and start afresh once it answers again (see Restarts._hold_consumers);
@@ -10,7 +12,8 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from imgpipe_ops.processes import Process, broker_answers, database_answers, describe_exit
@@ -27,9 +30,14 @@ BACKOFF_MAX_S = 30.0
 # A process that ran this long before exiting is restarted after the first backoff again.
 STABLE_AFTER_S = 60.0
 # A broker restarted that does not answer by then is hung: it is killed, and started again. (It keeps
-# nothing on disk, so it answers within a second. The database has no such deadline: it replays its
-# journal before it listens, which takes as long as the journal is.)
+# nothing on disk, so it answers within a second. The database replays its journal before it listens,
+# which takes as long as the journal is: its deadline is a setting, Restarts' database_ready_s.)
 READY_WITHIN_S = 60.0
+DATABASE_READY_WITHIN_S = 120.0
+# This many exits within the window is a crash loop, reported at ERROR with the process's last log lines.
+CRASH_LOOP_EXITS = 5
+CRASH_LOOP_WINDOW_S = 300.0
+LAST_LINES = 20
 
 
 @dataclass
@@ -38,13 +46,15 @@ class _Restart:
     due: float | None = None
     awaiting_ready: bool = False
     held_for_broker: bool = False  # stopped with the broker, started again once it answers
+    exits: deque[float] = field(default_factory=deque)  # when it exited, within the crash-loop window
 
 
 class Restarts:
     """The restart state of every process of ``stack``; ``check`` is called by its supervising loop."""
 
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: LocalStack, database_ready_s: float = DATABASE_READY_WITHIN_S) -> None:
         self._stack = stack
+        self._database_ready_s = database_ready_s
         self._state: dict[str, _Restart] = {}
 
     def _of(self, process: Process) -> _Restart:
@@ -60,12 +70,11 @@ class Restarts:
                 restart.awaiting_ready = False
                 if process is self._stack.broker:
                     self._release_consumers()
-            elif (
-                restart.awaiting_ready
-                and process is self._stack.broker
-                and time.monotonic() - process.started_at > READY_WITHIN_S
-            ):
-                log.error("%s (pid %s) does not answer %.0f s after its start: killed", process.name, process.pid, READY_WITHIN_S)
+            elif restart.awaiting_ready and time.monotonic() - process.started_at > self._ready_within(process):
+                log.error(
+                    "%s (pid %s) does not answer %.0f s after its start: killed, to be started again%s",
+                    process.name, process.pid, self._ready_within(process), _last_lines(process),
+                )
                 process.kill()
             return
         if restart.held_for_broker:
@@ -75,16 +84,33 @@ class Restarts:
             self._hold_consumers()
         if restart.due is None:
             ran_s = now - process.started_at
-            restart.failures = 0 if ran_s >= STABLE_AFTER_S else restart.failures + 1
+            stable = ran_s >= STABLE_AFTER_S and not restart.awaiting_ready
+            restart.failures = 0 if stable else restart.failures + 1
             delay = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, restart.failures - 1))
             restart.due = now + delay
             log.warning(
                 "%s (pid %s) %s after %.0f s; restarting in %.1f s",
                 process.name, process.pid, describe_exit(process.returncode), ran_s, delay,
             )
+            self._note_exit(process, restart, now)
         elif now >= restart.due and self._start(process, restart):
             restart.awaiting_ready = process in (self._stack.broker, self._stack.database)
             log.info("%s restarted (pid %s)", process.name, process.pid)
+
+    def _ready_within(self, process: Process) -> float:
+        return self._database_ready_s if process is self._stack.database else READY_WITHIN_S
+
+    @staticmethod
+    def _note_exit(process: Process, restart: _Restart, now: float) -> None:
+        """A crash loop is said loudly, with what the process said last: a warning per restart is easy to miss."""
+        restart.exits.append(now)
+        while restart.exits[0] < now - CRASH_LOOP_WINDOW_S:
+            restart.exits.popleft()
+        if len(restart.exits) >= CRASH_LOOP_EXITS:
+            log.error(
+                "%s is crash-looping: it exited %d times in the last %.0f s%s",
+                process.name, len(restart.exits), CRASH_LOOP_WINDOW_S, _last_lines(process),
+            )
 
     @staticmethod
     def _start(process: Process, restart: _Restart) -> bool:
@@ -138,3 +164,8 @@ class Restarts:
             return False
         log.info("the broker answers again; topics created")
         return True
+
+
+def _last_lines(process: Process) -> str:
+    lines = process.last_lines(LAST_LINES)
+    return "; the last lines of its log:\n  " + "\n  ".join(lines) if lines else "; its output is above"

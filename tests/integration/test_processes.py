@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 from tests.waiting import wait_for
+from imgpipe_ops.process_logs import LogLimits
 from imgpipe_ops.processes import GroupReaper, Process
 
 # A child that leaves a grandchild behind in its process group, as a dead image-worker leaves its codec processes.
@@ -92,3 +93,28 @@ def test_a_stopped_child_is_forgotten_by_the_reaper_which_then_ends(tmp_path):
     assert process.returncode == -signal.SIGTERM
     reaper.close()
     assert not running(reaper.pid)
+
+
+# 2,000 numbered lines of 100 bytes each, to stdout and stderr in turn, as a chatty process writes them.
+TALKER = [
+    sys.executable, "-c",
+    "import sys\nfor n in range(2000): print(f'{n:06d} ' + 'x' * 92, file=(sys.stdout, sys.stderr)[n % 2], flush=True)",
+]
+
+
+def test_a_process_log_is_rotated_at_its_size_keeping_its_latest_lines(tmp_path):
+    log = tmp_path / "talker.log"
+    process = Process("talker", TALKER, log=log, log_limits=LogLimits(max_bytes=20_000, backups=2)).start()
+    try:
+        wait_for(lambda: not process.alive(), 30, "the talker done")
+    finally:
+        process.kill()
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["talker.log", "talker.log.1", "talker.log.2"]
+    kept = [
+        line for path in (log.with_name("talker.log.2"), log.with_name("talker.log.1"), log)
+        for line in path.read_text().splitlines()
+    ]
+    assert all(path.stat().st_size <= 20_000 for path in tmp_path.iterdir())
+    numbers = [int(line.split()[0]) for line in kept]
+    assert numbers == list(range(numbers[0], 2000)) and len(numbers) >= 2 * 20_000 // 100
+    assert process.last_lines(3) == kept[-3:]

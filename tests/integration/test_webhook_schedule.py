@@ -278,7 +278,8 @@ async def test_an_attempt_whose_record_fails_is_recorded_not_made_again(deliveri
 def test_every_database_error_is_an_outage_for_the_notifier():
     """Not only a lost connection: a completion is never dead-lettered because its delivery could not be
     written for a while."""
-    from imgpipe_notifier.main import OUTAGES
+    from imgpipe_notifier.main import is_notifier_outage
 
-    for error in (OperationFailure("disk full", code=14031), WriteConcernError("w"), NotPrimaryError("no"), AutoReconnect("x")):
-        assert isinstance(error, OUTAGES)
+    for error in (OperationFailure("a write refused", code=2), WriteConcernError("w"), NotPrimaryError("no"), AutoReconnect("x")):
+        assert is_notifier_outage(error)
+    assert not is_notifier_outage(ValueError("a bug"))

@@ -50,15 +50,20 @@ class DeadLetterCopy:
     reason: Exception
 
 
+def is_broker_outage(exc: BaseException) -> bool:
+    return isinstance(exc, KafkaException)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
-    """``attempts`` bounds failures of the handler itself; an outage of ``infrastructure`` (broker,
-    database) is waited out with capped backoff instead, so that it dead-letters nothing."""
+    """``attempts`` bounds failures of the handler itself; a failure that ``is_outage`` (the broker, the
+    database or the file store unreachable or unable to write) is waited out with capped backoff instead,
+    so that it dead-letters nothing."""
 
     attempts: int = 3
     backoff_s: float = 0.2
     max_backoff_s: float = 5.0
-    infrastructure: tuple[type[BaseException], ...] = field(default=(KafkaException,))
+    is_outage: Callable[[BaseException], bool] = is_broker_outage
 
     def delay(self, failures: int) -> float:
         return random.uniform(0, min(self.max_backoff_s, self.backoff_s * 2 ** (failures - 1)))
@@ -230,11 +235,12 @@ async def _attempt(stage: Stage, call: Callable[[], Awaitable[Any]], give_up: bo
         except Unprocessable as exc:
             now = datetime.now(UTC)
             return Failure(stage.name, exc, failures + 1, first or now, now) if give_up else False
-        except policy.infrastructure as exc:
-            outages += 1
-            log.warning("%s: infrastructure unavailable (%r); retrying", stage.name, exc)
-            await asyncio.sleep(policy.delay(min(outages, 10)))
         except Exception as exc:
+            if policy.is_outage(exc):
+                outages += 1
+                log.warning("%s: infrastructure unavailable (%r); retrying", stage.name, exc)
+                await asyncio.sleep(policy.delay(min(outages, 10)))
+                continue
             failures += 1
             now = datetime.now(UTC)
             first = first or now
@@ -263,17 +269,18 @@ def agent_stage(
     app: faust.App,
     topic: Topic,
     producer: Any,
-    outages: tuple[type[BaseException], ...] = (),
+    outages: Callable[[BaseException], bool] = lambda exc: False,
     *,
     owns_topic: bool = True,
 ) -> Stage:
     """The stage of an app's agent over ``topic``: named and dead-lettered after the app's consumer group;
-    ``outages`` are waited out like a broker outage. Only the topic's owner dead-letters poison messages."""
+    a failure that ``outages`` recognises (imgpipe_runtime.mongo.OUTAGES: the database or the file store)
+    is waited out like a broker outage. Only the topic's owner dead-letters poison messages."""
     return Stage(
         app.conf.id,
         topic,
         DeadLetters(producer, group=app.conf.id),
-        RetryPolicy(infrastructure=(KafkaException, *outages)),
+        RetryPolicy(is_outage=lambda exc: is_broker_outage(exc) or outages(exc)),
         app.in_flight,
         dead_letter_poison=owns_topic,
     )

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from imgpipe_runtime.mongo import OUTAGES
+from imgpipe_runtime.outages import is_outage
 from imgpipe_schemas import Progress, RequestStatus, RowProcessed
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,9 @@ async def ensure_indexes_when_up(db: AsyncDatabase, retry_s: float = 5.0) -> Non
     while True:
         try:
             return await ensure_indexes(db)
-        except OUTAGES as exc:
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
             log.warning("indexes not ensured yet, retrying: %r", exc)
             await asyncio.sleep(retry_s)
 

@@ -1,7 +1,7 @@
 from pymongo import AsyncMongoClient
-from pymongo.errors import ConnectionFailure
 from pymongo.asynchronous.database import AsyncDatabase
 
+from imgpipe_runtime.outages import is_outage
 from imgpipe_runtime.settings import MongoSettings
 
 
@@ -25,8 +25,9 @@ async def database_reachable(db: AsyncDatabase) -> bool:
         return False
 
 
-# Errors that mean "the database is unreachable right now", to be waited out rather than dead-lettered.
-OUTAGES: tuple[type[BaseException], ...] = (ConnectionFailure,)
+# What the services give their agent stages (imgpipe_bus.agent_stage) to wait out rather than dead-letter:
+# the database or the file store unreachable, or unable to write (imgpipe_runtime.outages).
+OUTAGES = is_outage
 
 
 DUPLICATE_KEY = 11000

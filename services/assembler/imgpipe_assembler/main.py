@@ -32,6 +32,7 @@ from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.retention import prune
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
+from imgpipe_runtime.outages import is_outage
 from imgpipe_schemas.topics import ASSEMBLER_GROUP, REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,9 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
             # The embedded broker forgets its topics when it restarts.
             await asyncio.to_thread(ensure_topics, settings.kafka, 5.0)
             counts = await reconciler.reconcile(adapters, rows_topic, policy=policy)
-        except (KafkaException, *OUTAGES) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, KafkaException) or is_outage(exc)):
+                raise
             log.warning("reconciler pass skipped: %r", exc)
             return
         if any(count for outcome, count in counts.items() if outcome != "waiting"):
@@ -98,7 +101,9 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
         async def expire_old_requests() -> None:
             try:
                 pruned = await prune(db, blobs, datetime.now(UTC) - timedelta(days=settings.retention_days))
-            except OUTAGES as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 log.warning("retention pass skipped: %r", exc)
                 return
             if pruned.requests or pruned.tombstones or pruned.idempotency_keys:

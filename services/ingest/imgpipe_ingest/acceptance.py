@@ -24,7 +24,7 @@ from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import ROWS_PER_BATCH, InputRow, Limits, read_rows
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.logs import about_request
-from imgpipe_runtime.mongo import OUTAGES
+from imgpipe_runtime.outages import is_outage
 from imgpipe_schemas import RequestAccepted, RowSubmitted
 from imgpipe_schemas.events import MAX_IMAGES_PER_ROW
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
@@ -69,7 +69,9 @@ async def accept_rows(
                 await store.record_publication(request_id, [row.index for row in rows], positions)
                 accepted = rows[-1].index + 1
                 await store.note_accepted(request_id, accepted, datetime.now(UTC) + timedelta(seconds=lease_s))
-    except (KafkaException, *OUTAGES) as exc:
+    except Exception as exc:
+        if not (isinstance(exc, KafkaException) or is_outage(exc)):
+            raise
         log.warning("request %s: rows accepted up to a point (%s); the rest is resumed later", request_id, exc)
         return False
     await store.mark_processing(request_id)
@@ -156,7 +158,9 @@ class Acceptances:
         while True:
             try:
                 await self.resume_abandoned()
-            except OUTAGES as exc:
+            except Exception as exc:
+                if not is_outage(exc):
+                    raise
                 log.warning("acceptances not looked at: %r", exc)
             await asyncio.sleep(self._resume_every_s)
 

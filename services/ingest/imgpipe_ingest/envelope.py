@@ -9,8 +9,10 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException
+
+from imgpipe_runtime.outages import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,11 @@ ERRORS: dict[int, tuple[type[BaseModel], str]] = {
     409: (Refused, "The Idempotency-Key was used for a different upload, or its upload is still being accepted"),
     410: (Refused, "The request expired (IMGPIPE_RETENTION_DAYS): its rows and files were deleted"),
     413: (Refused, "The request body is over IMGPIPE_MAX_UPLOAD_BYTES"),
-    503: (Refused, "The database or the broker is unreachable; retry after Retry-After seconds"),
+    503: (
+        Refused,
+        "The database, the file store or the broker is unreachable or cannot write (a full disk); "
+        "retry after Retry-After seconds",
+    ),
 }
 RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "integer"}}}
 
@@ -92,11 +98,26 @@ async def _client_error(_: Request, exc: ClientError) -> JSONResponse:
     return envelope(exc.code, exc.message, exc.payload)
 
 
+RETRY_AFTER_S = 5
+
+
 async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
     log.warning("answering 503: %r", exc)
-    response = envelope(503, "the service is briefly unavailable (database or broker); retry shortly")
-    response.headers["Retry-After"] = "5"
+    response = envelope(
+        503,
+        "the service cannot store or read data right now (database, file store or broker unavailable); "
+        f"retry in {RETRY_AFTER_S} s",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
+
+
+async def _unavailable_or_fault(request: Request, exc: Exception) -> JSONResponse:
+    """A database or file-store error that is an outage (imgpipe_runtime.outages: unreachable, or a full
+    disk) is a 503; any other is the server's own fault, left to the server's 500."""
+    if not is_outage(exc):
+        raise exc
+    return await _unavailable(request, exc)
 
 
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -112,7 +133,8 @@ async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
 
 EXCEPTION_HANDLERS = {
     ClientError: _client_error,
-    ConnectionFailure: _unavailable,
+    PyMongoError: _unavailable_or_fault,
+    OSError: _unavailable_or_fault,
     KafkaException: _unavailable,
     RequestValidationError: _invalid_request,
     HTTPException: _http_error,

@@ -30,6 +30,7 @@ from imgpipe_runtime.documents import ensure_indexes_when_up
 from imgpipe_runtime.logs import about_request, configure_logging
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import connect
+from imgpipe_runtime.outages import is_outage
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
@@ -41,7 +42,8 @@ METRICS_PORT = 9103
 # Every database error is waited out, not only a lost connection: the notifier writes only documents it
 # built itself, so a write refused (no primary, a write concern not met, a full disk) is never the
 # completion's own fault, and dead-lettering it would lose its webhook.
-OUTAGES: tuple[type[BaseException], ...] = (PyMongoError,)
+def is_notifier_outage(exc: BaseException) -> bool:
+    return isinstance(exc, PyMongoError) or is_outage(exc)
 
 
 def build_app(settings: Settings, health: HealthSettings) -> faust.App:
@@ -73,7 +75,7 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
         """The shared collections' indexes, once at start-up; the database may still be starting."""
         await ensure_indexes_when_up(db)
 
-    stage = agent_stage(app, REQUESTS_COMPLETED, producer, OUTAGES)
+    stage = agent_stage(app, REQUESTS_COMPLETED, producer, is_notifier_outage)
 
     @app.agent(faust_topic(app, REQUESTS_COMPLETED), concurrency=settings.notifier_concurrency)
     async def deliver(stream):
@@ -86,7 +88,9 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
     async def retry_due() -> None:
         try:
             await handlers.deliver_due(adapters, concurrency=settings.notifier_concurrency)
-        except (KafkaException, *OUTAGES) as exc:
+        except Exception as exc:
+            if not (isinstance(exc, KafkaException) or is_notifier_outage(exc)):
+                raise
             log.warning("webhook retries skipped this round: %r", exc)
 
     serve_health(app, health, default_port=METRICS_PORT, ping=lambda: db.command("ping"))
