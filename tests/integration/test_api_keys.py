@@ -4,7 +4,6 @@ real broker and database."""
 import hashlib
 import socket
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -198,10 +197,9 @@ def test_a_large_upload_with_a_wrong_key_gets_401_before_it_is_sent(settings):
                 + b'--b\r\nContent-Disposition: form-data; name="file"; filename="p.csv"\r\n\r\n'
                 + b"x" * 16 * 1024
             )
-            started, answer = time.monotonic(), b""
+            answer = b""
             while b"\r\n\r\n" not in answer:
                 chunk = connection.recv(4096)  # the socket's timeout is the deadline
                 assert chunk, f"the connection closed without an answer: {answer!r}"
                 answer += chunk
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
-    assert time.monotonic() - started < 10

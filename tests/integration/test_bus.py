@@ -160,7 +160,10 @@ async def test_a_stopping_app_commits_no_offset_past_a_message_it_did_not_handle
     finally:
         await app.stop()
     stuck_offset = stored[stuck - 1][1]
-    assert committed(settings.bootstrap_servers, group, partition) <= stuck_offset
+    # Up to the stuck one, and no further: every message handled before it is committed (of batches, those
+    # of the batches before its own, of at most 3 events).
+    lowest = stuck_offset - 2 if batches else stuck_offset
+    assert lowest <= committed(settings.bootstrap_servers, group, partition) <= stuck_offset
 
     again: list[int] = []
 
