@@ -57,12 +57,19 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
 }
 
 
+# Documents the database deletes itself once the time in this field has passed (a TTL index; MongoDB and
+# the embedded database sweep them about once a minute): idempotency claims, whose keys answer for a day.
+EXPIRE_AT = {IDEMPOTENCY_KEYS: "expires_at"}
+
+
 async def ensure_indexes(db: AsyncDatabase) -> None:
     """Creates every index the shared collections' queries need. Each service calls it once at start-up,
     so that no service depends on another having started first; creating an existing index is a no-op."""
     for collection, indexes in INDEXES.items():
         for keys in indexes:
             await db[collection].create_index(keys)
+    for collection, field in EXPIRE_AT.items():
+        await db[collection].create_index([(field, 1)], expireAfterSeconds=0)
 
 
 async def ensure_indexes_when_up(db: AsyncDatabase, retry_s: float = 5.0) -> None:

@@ -5,7 +5,8 @@ request that exists. An unbound claim is an upload still being stored (which ren
 works), or one whose ingest died (or lost its database) before it could store the request or release the
 key: after ``lease_s`` without renewal the next upload with that key takes it over, unless the request it
 names was stored after all (then the claim is bound to it, and that request is the answer). An upload
-whose claim was taken over learns so when it binds (bind returns False). Every claim expires after ``ttl_s``.
+whose claim was taken over learns so when it binds (bind returns False). Every claim expires after ``ttl_s``,
+and the database deletes it soon after (a TTL index).
 
 Keys are scoped by owner (the API key's digest, see imgpipe_ingest.auth): two owners using the same key
 make two independent claims. A key without an owner (no API keys configured) is stored under the key itself,
@@ -35,7 +36,10 @@ class IdempotencyKeys:
         lease or time to live has run out is replaced, atomically, so two uploads never both take it."""
         now = now or datetime.now(UTC)
         key = _scoped(key, owner)
-        claim = {"_id": key, "digest": digest, "request_id": request_id, "created_at": now, "leased_at": now, "bound": False}
+        claim = {
+            "_id": key, "digest": digest, "request_id": request_id, "created_at": now, "leased_at": now, "bound": False,
+            "expires_at": now + self._ttl,  # the database deletes it then (documents.EXPIRE_AT)
+        }
         for _ in range(3):
             try:
                 await self._keys.insert_one(claim)
