@@ -27,7 +27,7 @@ from imgpipe_ops.processes import (
     wait_for_broker,
     wait_for_database,
 )
-from imgpipe_ops.supervision import CONSUMERS, Restarts
+from imgpipe_ops.supervision import Restarts
 
 log = logging.getLogger(__name__)
 
@@ -189,16 +189,14 @@ class LocalStack:
         return healthy(self.api_url)
 
     def process_env(self, name: str, label: str) -> dict[str, str]:
-        """service_env, and for a faust service a free port of its own for /metrics and /healthz
-        (IMGPIPE_METRICS_PORT): several image-workers run on one machine."""
-        if name not in CONSUMERS:
-            return self.service_env
+        """service_env, and a free port of its own for /metrics (and a faust service's /healthz),
+        IMGPIPE_METRICS_PORT: several image-workers run on one machine."""
         self.metrics_ports[label] = free_port()
         return {**self.service_env, "IMGPIPE_METRICS_PORT": str(self.metrics_ports[label])}
 
     def metrics_url(self, label: str) -> str:
         """Where the process ``label`` serves /metrics (and, but for ingest, whose is the API's, /healthz)."""
-        return self.api_url if label == "ingest" else f"http://127.0.0.1:{self.metrics_ports[label]}"
+        return f"http://127.0.0.1:{self.metrics_ports[label]}"
 
     def service(self, label: str) -> Process:
         return next(process for process in self.services if process.name == label)

@@ -46,6 +46,7 @@ def ingest(infra, tmp_path_factory):
             "IMGPIPE_MONGO_DATABASE": f"memory_{uuid.uuid4().hex[:8]}",
             "IMGPIPE_HOST": "127.0.0.1",
             "IMGPIPE_PORT": str(port),
+            "IMGPIPE_METRICS_PORT": str(free_port()),
             "IMGPIPE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
             "IMGPIPE_WEBHOOK_SECRET": generate_secret(),
         },

@@ -1,5 +1,5 @@
-"""Every service's /metrics, scraped before and after one request, moved by exactly what the request did;
-each faust service's /healthz."""
+"""Every service's /metrics, each on a port of its own, scraped before and after one request, moved by exactly
+what the request did; each faust service's /healthz."""
 
 import base64
 import csv
@@ -171,6 +171,9 @@ def test_the_counters_move_by_what_one_request_did(stack, sources):
     assert uploads == 1
     assert moved(before["ingest"], after["ingest"], "imgpipe_http_request_seconds_count",
                  method="POST", route="/api/upload/") == 1
+
+    assert urls["ingest"] != stack.api_url
+    assert httpx.get(f"{stack.api_url}/metrics", timeout=5).status_code == 404  # the API's port has none
 
     for label, samples in after.items():
         assert samples[("process_resident_memory_bytes", ())] > 0, label

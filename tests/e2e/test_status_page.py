@@ -1,7 +1,7 @@
 """The status page as a person sees it, in a real browser (Debian's headless Chromium driven by Selenium),
 against a running stack with API keys: from 0 % through mid-way to 100 %, without a reload, while the test
-holds the images back and releases them; a 10,000-row request shown a page at a time; `imgpipe demo`'s link.
-Screenshots are kept under the test's tmp dir; their paths are printed."""
+holds the images back and releases them; a 10,000-row request shown a page at a time; `imgpipe demo`'s link;
+the API docs on the same origin. Screenshots are kept under the test's tmp dir; their paths are printed."""
 
 import base64
 import shutil
@@ -319,3 +319,28 @@ def test_the_demo_prints_its_status_page(browser, stack, capsys):
     open_with_key(browser, url)
     shows(browser, "status", "SUCCESS")
     shows(browser, "percent", "100 %")
+
+
+def test_the_api_docs_on_the_same_origin_load_nothing_from_elsewhere(browser, stack, screenshots, capsys):
+    """/docs shares its origin with the page that keeps the API key: it renders, under its
+    Content-Security-Policy, from ingest's own files, and a call made from it is answered."""
+    browser.get(f"{stack.api_url}/docs")
+    wait_for(lambda: browser.find_elements("css selector", ".opblock"), 30, "Swagger UI to show the routes", 0.1)
+    health = next(
+        block for block in browser.find_elements("css selector", ".opblock") if "/healthz" in block.text.split("\n")
+    )
+    health.find_element("css selector", ".opblock-summary").click()
+    wait_for(lambda: health.find_elements("css selector", ".try-out__btn"), 10, "the route to open", 0.1)
+    health.find_element("css selector", ".try-out__btn").click()
+    wait_for(lambda: health.find_elements("css selector", ".execute"), 10, "the Execute button", 0.1)
+    health.find_element("css selector", ".execute").click()
+    answer = ".live-responses-table tr.response .response-col_status"
+    wait_for(lambda: health.find_elements("css selector", answer), 30, "the call's answer", 0.1)
+    assert health.find_element("css selector", answer).text.startswith("200")
+    screenshot(browser, screenshots, "docs", capsys)
+    fetched = browser.execute_script(
+        "return [location.href].concat(performance.getEntriesByType('resource').map(entry => entry.name))"
+    )
+    assert any(url.endswith("/docs/assets/swagger-ui-bundle.js") for url in fetched), fetched
+    others = [url for url in fetched if not url.startswith(f"{stack.api_url}/") and not url.startswith("data:")]
+    assert others == []

@@ -139,6 +139,12 @@ def test_the_input_csv_needs_its_owners_key_and_outputs_need_none(client, settin
         assert client.get(f"/api/files/{request_id}/output.csv", headers=headers).status_code == code
 
 
+def test_the_api_port_serves_no_metrics_even_with_a_key(client):
+    """The metrics are on ingest's own metrics port (IMGPIPE_METRICS_PORT), never where the API is published."""
+    for headers in ({}, AS_A):
+        assert client.get("/metrics", headers=headers).status_code == 404
+
+
 def test_idempotency_keys_are_scoped_by_api_key(client):
     first_a = upload(client, AS_A, key="order-1")
     first_b = upload(client, AS_B, key="order-1")  # the same key and upload under another API key: its own

@@ -137,18 +137,17 @@ def test_the_port_is_a_setting_with_no_zero(monkeypatch):
     assert HealthSettings().port is None  # the service's own default
 
 
-def test_the_local_stack_gives_each_faust_process_a_metrics_port_of_its_own():
+def test_the_local_stack_gives_each_process_a_metrics_port_of_its_own():
     stack = LocalStack(StackConfig(env={"IMGPIPE_METRICS_PORT": "9101"}))
     try:
-        assert stack.process_env("ingest", "ingest") == stack.service_env  # its metrics are on the API's port
         ports = [
             int(stack.process_env(name, label)["IMGPIPE_METRICS_PORT"])
-            for name, label in [("image-worker", "image-worker-1"), ("image-worker", "image-worker-2"),
+            for name, label in [("ingest", "ingest"), ("image-worker", "image-worker-1"), ("image-worker", "image-worker-2"),
                                 ("assembler", "assembler"), ("notifier", "notifier")]
         ]
-        assert len(set(ports)) == 4 and 9101 not in ports
-        assert stack.metrics_url("image-worker-2") == f"http://127.0.0.1:{ports[1]}"
-        assert stack.metrics_url("ingest") == stack.api_url
+        assert len(set(ports)) == 5 and 9101 not in ports and stack.config.api_port not in ports
+        assert stack.metrics_url("image-worker-2") == f"http://127.0.0.1:{ports[2]}"
+        assert stack.metrics_url("ingest") == f"http://127.0.0.1:{ports[0]}"  # not the API's port
     finally:
         stack.stop()
 
@@ -161,3 +160,9 @@ def test_compose_checks_each_faust_service_on_its_default_health_port(service):
     assert f"http://127.0.0.1:{module.METRICS_PORT}/healthz" in check
     assert "ports" not in compose  # nothing published to the host
     assert compose["environment"]["IMGPIPE_METRICS_HOST"] == "0.0.0.0"  # reachable by a scraper beside it
+
+
+def test_compose_publishes_only_ingest_api_port_and_lets_a_scraper_beside_it_reach_its_metrics():
+    ingest = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["ingest"]
+    assert [str(port).split(":")[-2:] for port in ingest["ports"]] == [["8000", "8000"]]
+    assert ingest["environment"]["IMGPIPE_METRICS_HOST"] == "0.0.0.0"

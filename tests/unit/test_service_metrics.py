@@ -4,6 +4,8 @@ import dataclasses
 import uuid
 from datetime import UTC, datetime
 
+import aiohttp
+import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
@@ -12,8 +14,10 @@ from imgpipe_bus import DeadLetters, Failure, Letter
 from imgpipe_image_worker.handlers import handle_row
 from imgpipe_ingest import metrics as ingest_metrics
 from imgpipe_ingest.body_limit import BodyLimit
+from imgpipe_ingest.metrics import MetricsPort
 from imgpipe_notifier import handlers as notifier
 from imgpipe_notifier.metrics import answer_class
+from imgpipe_ops.processes import free_port
 from imgpipe_schemas import ImageResult, RowProcessed
 from tests.unit.test_assembler_completion import Assembler
 from tests.unit.test_image_worker_rows import FakeSources, adapters, row
@@ -180,9 +184,43 @@ def test_ingest_labels_each_request_by_its_route_template_never_by_its_path():
     assert counted("POST", "/api/upload/", "413") == 1
     assert samples.moved("imgpipe_http_request_seconds_count", method="GET",
                          route="/api/files/{request_id}/output.csv") == 3
-    scraped = client.get("/metrics")
-    assert scraped.status_code == 200 and scraped.headers["content-type"].startswith("text/plain")
+
+
+def test_ingest_serves_no_metrics_on_the_api_port():
+    client = TestClient(instrumented_app())
+    assert client.get("/metrics").status_code == 404
+
+
+async def test_ingest_serves_its_metrics_on_a_port_of_its_own_and_nothing_else_there():
+    client = TestClient(instrumented_app())
+    assert client.get("/api/files/a/output.csv").status_code == 200
+    port = MetricsPort("127.0.0.1", free_port())
+    await port.start()
+    try:
+        base = f"http://127.0.0.1:{port.port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/metrics") as response:
+                assert response.status == 200 and response.content_type == "text/plain"
+                scraped = await response.text()
+            async with http.get(f"{base}/healthz") as response:
+                assert response.status == 404
+    finally:
+        await port.stop()
     assert 'imgpipe_http_requests_total{method="GET",route="/api/files/{request_id}/output.csv",status="200"}' in (
-        scraped.text
+        scraped
     )
-    assert "process_resident_memory_bytes" in scraped.text
+    assert "process_resident_memory_bytes" in scraped
+    with pytest.raises(aiohttp.ClientConnectionError):
+        async with aiohttp.ClientSession() as http:
+            await http.get(f"{base}/metrics")
+
+
+async def test_a_metrics_port_in_use_is_named_in_the_error():
+    first = MetricsPort("127.0.0.1", free_port())
+    await first.start()
+    try:
+        second = MetricsPort("127.0.0.1", first.port)
+        with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{first.port} \\(IMGPIPE_METRICS_PORT\\)"):
+            await second.start()
+    finally:
+        await first.stop()

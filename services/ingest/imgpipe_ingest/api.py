@@ -13,6 +13,7 @@ from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.auth import ApiKeys
 from imgpipe_ingest.body_limit import BodyLimit
+from imgpipe_ingest.docs import serve_docs
 from imgpipe_ingest.envelope import EXCEPTION_HANDLERS
 from imgpipe_ingest import metrics
 from imgpipe_ingest.routes import files, health, pages, requests, upload, webhook
@@ -42,6 +43,8 @@ def create_api(settings: Settings) -> FastAPI:
         version="1.0.0",
         lifespan=_adapters,
         exception_handlers=EXCEPTION_HANDLERS,
+        docs_url=None,  # served by docs.serve_docs, from ingest's own files
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.policy = NetPolicy.parse(settings.fetch_allow)
@@ -51,6 +54,7 @@ def create_api(settings: Settings) -> FastAPI:
     for module in (upload, requests, files, webhook, health, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    serve_docs(app)
     _document_only_what_is_sent(app, keyed=bool(app.state.api_keys.keys))
     metrics.instrument(app)
     return app

@@ -1,5 +1,7 @@
 """ingest's Prometheus metrics: every HTTP request by method, route template and status, with its duration,
-served with the process's CPU and memory at ``GET /metrics``.
+served with the process's CPU and memory at ``GET /metrics`` on a small port of its own (IMGPIPE_METRICS_PORT),
+like the faust services' ports. Never on the API's port: the API may be published to other machines,
+where callers need an API key, and the metrics are for a scraper beside the service.
 
 The route label is the matched route's template (``/api/files/{request_id}/output.csv``), never the path
 itself, so that the number of series stays bounded whatever callers send: a path that matches no route
@@ -7,14 +9,18 @@ is ``unmatched``. The route is matched here, before the app runs, so that an ans
 routing (a body refused with 413) is labelled with the route it was sent to.
 """
 
+import logging
 import time
 
+from aiohttp import web
 from fastapi import FastAPI
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram, generate_latest
-from starlette.requests import Request
-from starlette.responses import Response
+from prometheus_client import REGISTRY, Counter, Histogram
+from prometheus_client.aiohttp import make_aiohttp_handler
+from prometheus_client.registry import CollectorRegistry
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
 
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -31,13 +37,35 @@ HTTP_SECONDS = Histogram(
 
 
 def instrument(app: FastAPI) -> None:
-    """Counts and times every request (the outermost middleware of those added so far) and adds GET /metrics."""
-    app.add_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+    """Counts and times every request (the outermost middleware of those added so far)."""
     app.add_middleware(HttpMetrics, routes=app.router.routes)
 
 
-async def metrics(request: Request) -> Response:
-    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+class MetricsPort:
+    """GET /metrics on its own address, served from the API's event loop; nothing else answers there."""
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> None:
+        self.host, self.port = host, port
+        self._registry = registry
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        web_app = web.Application()
+        web_app.router.add_get("/metrics", make_aiohttp_handler(self._registry))
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(f"cannot listen on {self.host}:{self.port} (IMGPIPE_METRICS_PORT): {exc}") from exc
+        self._runner = runner
+        log.info("/metrics on http://%s:%d", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
 
 
 def flat_routes(routes) -> list:
