@@ -2,9 +2,11 @@
 nothing, whatever crashed in between, and expires; keys are scoped by owner."""
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
-from imgpipe_runtime.documents import ensure_indexes
+from imgpipe_runtime.blob_directory import DirectoryBlobStore
+from imgpipe_runtime.retention import prune
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -143,13 +145,14 @@ async def test_an_insert_that_failed_after_writing_leaves_the_key_naming_its_req
     assert (repeated.request_id, repeated.repeated) == (request["_id"], True)
 
 
-async def test_the_database_deletes_a_claim_once_its_time_to_live_has_passed(db):
-    """A TTL index on the claim's expiry: claims never pile up, whatever the retention setting."""
-    await ensure_indexes(db)
-    [ttl] = [index for index in (await db.idempotency_keys.index_information()).values() if "expireAfterSeconds" in index]
-    assert (ttl["key"], ttl["expireAfterSeconds"]) == ([("expires_at", 1)], 0)
+async def test_an_expired_claim_is_deleted_by_the_retention_pass_whatever_the_retention(db):
+    """Claims never pile up: each carries its expiry, and the next retention pass deletes it once passed."""
     keys = IdempotencyKeys(db, ttl_s=3600, lease_s=60)
-    later = datetime.now(UTC) + timedelta(days=1)  # in the future: the database's sweep leaves it alone
-    await keys.claim("k", "d", "first", later)
-    stored = await db.idempotency_keys.find_one({"_id": "k"})
-    assert stored["expires_at"].replace(tzinfo=UTC) == (later + timedelta(hours=1)).replace(microsecond=later.microsecond // 1000 * 1000)
+    now = datetime.now(UTC)
+    await keys.claim("old", "d", "first", now - timedelta(hours=2))
+    await keys.claim("live", "d", "second", now)
+    stored = await db.idempotency_keys.find_one({"_id": "live"})
+    assert abs(stored["expires_at"].replace(tzinfo=UTC) - (now + timedelta(hours=1))) < timedelta(seconds=1)
+    pruned = await prune(db, DirectoryBlobStore(Path("/nonexistent")), now - timedelta(days=30))
+    assert pruned.idempotency_keys == 1
+    assert [claim["_id"] async for claim in db.idempotency_keys.find({})] == ["live"]

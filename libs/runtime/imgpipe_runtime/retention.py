@@ -66,7 +66,11 @@ async def prune(db: AsyncDatabase, blobs: BlobStore, before: datetime, *, dry_ru
             pruned.request_ids.append(request["_id"])
             pruned.requests += 1
             await _expire(db, blobs, request, pruned)
-    pruned.idempotency_keys = (await db[IDEMPOTENCY_KEYS].delete_many({"created_at": {"$lt": before}})).deleted_count
+    claims = db[IDEMPOTENCY_KEYS]
+    pruned.idempotency_keys = (await claims.delete_many({"created_at": {"$lt": before}})).deleted_count
+    # Expired claims answer nothing any more, whatever the retention: deleted at once.
+    expired = await claims.delete_many({"expires_at": {"$lt": datetime.now(before.tzinfo)}})
+    pruned.idempotency_keys += expired.deleted_count
     pruned.tombstones = (await requests.delete_many({EXPIRED_AT: {"$lt": before}})).deleted_count
     return pruned
 

@@ -6,7 +6,7 @@ works), or one whose ingest died (or lost its database) before it could store th
 key: after ``lease_s`` without renewal the next upload with that key takes it over, unless the request it
 names was stored after all (then the claim is bound to it, and that request is the answer). An upload
 whose claim was taken over learns so when it binds (bind returns False). Every claim expires after ``ttl_s``,
-and the database deletes it soon after (a TTL index).
+and the assembler's retention pass deletes it within the hour after that.
 
 Keys are scoped by owner (the API key's digest, see imgpipe_ingest.auth): two owners using the same key
 make two independent claims. A key without an owner (no API keys configured) is stored under the key itself,
@@ -38,7 +38,7 @@ class IdempotencyKeys:
         key = _scoped(key, owner)
         claim = {
             "_id": key, "digest": digest, "request_id": request_id, "created_at": now, "leased_at": now, "bound": False,
-            "expires_at": now + self._ttl,  # the database deletes it then (documents.EXPIRE_AT)
+            "expires_at": now + self._ttl,  # retention deletes it after that (imgpipe_runtime.retention)
         }
         for _ in range(3):
             try:
