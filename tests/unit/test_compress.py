@@ -64,6 +64,27 @@ def test_palette_cmyk_and_16_bit_grayscale_become_jpeg():
         assert decoded(result.data).format == "JPEG"
 
 
+def test_png_quantisation_of_a_large_image_takes_the_cheap_palette(monkeypatch):
+    """Median cut costs about 0.6 s of CPU per megapixel of many colours: above its bound (2 Mpx by
+    default) the palette comes from the fast octree, still at most 128 colours for quality 50."""
+    methods = []
+    quantize = Image.Image.quantize
+
+    def spy(image: Image.Image, *args, **kwargs) -> Image.Image:
+        methods.append(kwargs["method"])
+        return quantize(image, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "quantize", spy)
+    small = encode(photo(), "PNG")
+    large = encode(photo().resize((2001, 1000)), "PNG")
+    for source in (small, large):
+        result = squeeze(source, 50, output_format="png")
+        out = decoded(result.data)
+        assert not result.kept_source and out.mode == "P" and len(out.getcolors(256)) <= 128
+    assert methods == [Image.Quantize.MEDIANCUT, Image.Quantize.FASTOCTREE]
+    assert Policy().median_cut_max_pixels == 2_000_000
+
+
 def test_webp_and_png_outputs_and_keep():
     source = encode(photo(), "PNG")
     webp = squeeze(source, 50, output_format="webp")

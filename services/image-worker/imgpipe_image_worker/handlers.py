@@ -82,8 +82,8 @@ async def process_image(row: RowSubmitted, index: int, url: str, adapters: Adapt
 
 
 async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: Adapters) -> ImageResult:
-    """A compression cut short by the budget may still finish in its codec process (a running process
-    cannot be interrupted); its output is then a file that no result names."""
+    """A compression cut short by the budget stops its codec process (see codec_pool): the CPU of an image
+    is inside its budget, whatever the image."""
     bytes_in = 0
     stem = output_image_stem(str(row.request_id), row.row_index, index)
     deadline = asyncio.get_running_loop().time() + adapters.image_budget_s

@@ -40,7 +40,7 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
     db = connect(settings.mongo)
     blobs = open_blob_store(settings.blobs, db)
     policy = Policy(max_pixels=settings.max_image_pixels, jpeg_optimize=settings.jpeg_optimize)
-    codecs = CodecPool(settings.compress_processes, policy, blobs.writer())
+    codecs = CodecPool(settings.compress_processes, policy, blobs.writer(), cpu_limit_s=settings.compress_cpu_s)
     producer = EventProducer(settings.kafka)
     downloader = Downloader(
         max_bytes=settings.max_image_bytes,

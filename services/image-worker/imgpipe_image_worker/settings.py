@@ -10,6 +10,9 @@ class Settings(PublicUrlSettings):
     compress_processes: int = Field(
         default_factory=usable_cpus, ge=1, description="Pillow processes; default: the CPUs the container may use."
     )
+    compress_cpu_s: int = Field(
+        30, ge=1, description="CPU seconds one image's decoding and encoding may use; past them: too_complex."
+    )
     fetch_connect_timeout_s: float = Field(5.0, gt=0)
     fetch_total_timeout_s: float = Field(30.0, gt=0)
     fetch_attempts: int = Field(3, ge=1)
