@@ -283,3 +283,25 @@ def test_every_database_error_is_an_outage_for_the_notifier():
     for error in (OperationFailure("a write refused", code=2), WriteConcernError("w"), NotPrimaryError("no"), AutoReconnect("x")):
         assert is_notifier_outage(error)
     assert not is_notifier_outage(ValueError("a bug"))
+
+
+async def test_a_delivery_whose_record_waits_past_its_lease_is_not_attempted_again_meanwhile(deliveries):
+    """The database refuses the record of a 2xx for longer than the lease: a pass that finds the lease run
+    out leaves the delivery alone, and the record lands once the database writes again."""
+    outbox, event = outbox_for(deliveries, [204]), completed()
+    flaky = FlakyRecords(deliveries, failures=10**6)
+    outbox = dataclasses.replace(outbox, deliveries=flaky)
+    first = asyncio.ensure_future(accept(event, letter_of(event), outbox, now=START))
+    await eventually_true(lambda: len(outbox.sender.posts) == 1 and str(event.event_id) in outbox.recording)
+    assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=SCHEDULE.lease_s + 1))) == 0
+    flaky.failures = 0
+    assert await asyncio.wait_for(first, timeout=30) == "delivered"
+    assert len(outbox.sender.posts) == 1 and not outbox.recording
+    assert (await stored(deliveries, str(event.event_id)))["state"] == "delivered"
+
+
+async def eventually_true(condition, timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)

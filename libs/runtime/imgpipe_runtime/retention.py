@@ -66,13 +66,16 @@ async def prune(db: AsyncDatabase, blobs: BlobStore, before: datetime, *, dry_ru
             pruned.request_ids.append(request["_id"])
             pruned.requests += 1
             await _expire(db, blobs, request, pruned)
-    claims = db[IDEMPOTENCY_KEYS]
-    pruned.idempotency_keys = (await claims.delete_many({"created_at": {"$lt": before}})).deleted_count
-    # Expired claims answer nothing any more, whatever the retention: deleted at once.
-    expired = await claims.delete_many({"expires_at": {"$lt": datetime.now(before.tzinfo)}})
-    pruned.idempotency_keys += expired.deleted_count
+    pruned.idempotency_keys = (await db[IDEMPOTENCY_KEYS].delete_many({"created_at": {"$lt": before}})).deleted_count
+    pruned.idempotency_keys += await expire_claims(db, datetime.now(before.tzinfo))
     pruned.tombstones = (await requests.delete_many({EXPIRED_AT: {"$lt": before}})).deleted_count
     return pruned
+
+
+async def expire_claims(db: AsyncDatabase, now: datetime) -> int:
+    """Deletes the Idempotency-Key claims that expired before ``now``: they answer nothing any more, whatever
+    the retention. Returns how many."""
+    return (await db[IDEMPOTENCY_KEYS].delete_many({"expires_at": {"$lt": now}})).deleted_count
 
 
 async def _expire(db: AsyncDatabase, blobs: BlobStore, request: dict, pruned: Pruned) -> None:

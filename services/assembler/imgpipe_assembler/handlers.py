@@ -141,8 +141,8 @@ async def complete_if_done(
             await adapters.blobs.put(output_file, spool, "text/csv")
         status, counted = built.status, built.progress
         if finished and not request.get("completion_published", True):
-            # Its completion was never announced (the broker was down): it goes out before the update, so
-            # that the subscriber gets both rather than an update of a request it never saw complete.
+            # Its completion was never announced (the broker was down): it goes out too, so that the
+            # subscriber gets both rather than an update of a request it never saw complete.
             await announce(request, adapters)
         updated = await adapters.store.finish(request_id, status, output_file, counted, update=finished)
         if updated is None:  # finished meanwhile by another delivery

@@ -29,7 +29,7 @@ from imgpipe_bus import (
 from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.documents import ensure_indexes_when_up
 from imgpipe_runtime.logs import configure_logging
-from imgpipe_runtime.retention import prune
+from imgpipe_runtime.retention import Pruned, expire_claims, prune
 from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.outages import is_outage
@@ -95,19 +95,24 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
         if any(count for outcome, count in counts.items() if outcome != "waiting"):
             log.info("reconciler pass: %s", counts)
 
-    if settings.retention_days:
-
-        @app.timer(settings.retention_interval_s)
-        async def expire_old_requests() -> None:
-            try:
+    @app.timer(settings.retention_interval_s)
+    async def expire_old_requests() -> None:
+        """Expired Idempotency-Key claims go whatever the retention; requests only with one."""
+        try:
+            if settings.retention_days:
                 pruned = await prune(db, blobs, datetime.now(UTC) - timedelta(days=settings.retention_days))
-            except Exception as exc:
-                if not is_outage(exc):
-                    raise
-                log.warning("retention pass skipped: %r", exc)
-                return
-            if pruned.requests or pruned.tombstones or pruned.idempotency_keys:
-                log.info("retention: %d request(s) expired, %d tombstone(s) deleted", pruned.requests, pruned.tombstones)
+            else:
+                pruned = Pruned(idempotency_keys=await expire_claims(db, datetime.now(UTC)))
+        except Exception as exc:
+            if not is_outage(exc):
+                raise
+            log.warning("retention pass skipped: %r", exc)
+            return
+        if pruned.requests or pruned.tombstones or pruned.idempotency_keys:
+            log.info(
+                "retention: %d request(s) expired, %d tombstone(s) and %d Idempotency-Key claim(s) deleted",
+                pruned.requests, pruned.tombstones, pruned.idempotency_keys,
+            )
 
     # One actor: results of a request share a partition, so a request is assembled by one actor at a time.
     @app.agent(faust_topic(app, ROWS_PROCESSED), concurrency=1)

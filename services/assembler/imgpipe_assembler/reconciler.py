@@ -66,21 +66,40 @@ async def reconcile(
         counts["republished"] += 1
     for request in await adapters.store.undelivered_completions(before):
         with about_request(request["_id"]):
-            counts["reannounced"] += await _announce_undelivered(request, adapters, policy, now)
+            try:
+                counts["reannounced"] += await _announce_undelivered(request["_id"], request["completion_event_id"], adapters, policy, now)
+            except Exception:  # one request's trouble must not hold up the others, nor stop the service
+                log.exception("request %s: its delivery not looked for in this pass", request["_id"])
+                counts["failed"] += 1
     return counts
 
 
-async def _announce_undelivered(request: dict, adapters: Adapters, policy: ReconcilePolicy, now: datetime) -> bool:
-    """Publishes again a completion whose delivery the notifier never recorded; True if it did."""
+async def _announce_undelivered(
+    request_id: str, event_id: str, adapters: Adapters, policy: ReconcilePolicy, now: datetime
+) -> bool:
+    """Publishes again the completion ``event_id`` if the notifier never recorded its delivery; True if it
+    did. Read again first: an update fixed since the pass began is the one to announce (by the assembler's
+    consumer, which announces it itself). After ``max_rounds`` tries it is left, loudly: the notifier is
+    not running, or is not given this completion's URL."""
     store = adapters.store
+    request = await store.get(request_id)
+    if request is None or request.get("completion_event_id") != event_id or not request.get("delivery_pending"):
+        return False
     if not request.get("completion_published"):
         return False  # published again as unpublished, above
     if not (request.get("webhook_url") or policy.webhook_by_default) or await store.delivery_recorded(request):
-        await store.confirm_delivery(request["_id"], request["completion_event_id"])
+        await store.confirm_delivery(request_id, event_id)
         return False
-    log.warning("request %s: its %s has no webhook delivery yet; published again", request["_id"], request["completion_type"])
+    if request.get("reannounced", 0) >= policy.max_rounds:
+        log.error(
+            "request %s: no webhook delivery of its %s after it was published %d more times; is the notifier running?",
+            request_id, request["completion_type"], policy.max_rounds,
+        )
+        await store.confirm_delivery(request_id, event_id)
+        return False
+    log.warning("request %s: its %s has no webhook delivery yet; published again", request_id, request["completion_type"])
     await announce(request, adapters)
-    await store.await_delivery(request["_id"], now)
+    await store.await_delivery(request_id, event_id, now)
     return True
 
 
@@ -117,11 +136,11 @@ async def _reconcile_request(
         return "waiting"
     if await store.rows_known(request) < request["rows_total"]:
         # Rows a direct producer never sent: nothing to re-drive, so each stall counts as a round.
-        if request.get("reconcile_rounds", 0) >= policy.max_rounds:
+        if request.get("missing_rows_stalls", 0) >= policy.max_rounds:
             log.error("request %s: giving up on the rows that never arrived", request_id)
             await complete_if_done(request_id, adapters, give_up=True)
             return "gave_up"
-        await store.mark_redriven(request_id, now)
+        await store.mark_redriven(request_id, now, rows_missing=True)
         return "waiting"
     # Every row is in, yet it is not finished: its live counts may have missed a batch.
     await store.recount(request)

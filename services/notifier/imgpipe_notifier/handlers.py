@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import PyMongoError
@@ -49,6 +49,9 @@ class Adapters:
     dead_letters: DeadLetters
     schedule: Schedule
     default_url: str | None
+    # Deliveries attempted whose outcome is not recorded yet (the database refuses writes): not attempted
+    # again meanwhile, though their lease runs out.
+    recording: set[str] = field(default_factory=set)
 
 
 def webhook_body(event: RequestCompleted) -> bytes:
@@ -115,6 +118,9 @@ async def deliver_due(adapters: Adapters, *, concurrency: int, clock: Callable[[
     ``clock`` gives when it is claimed."""
     attempted = 0
     while claimed := await adapters.deliveries.claim_due(clock, adapters.schedule.lease_s, concurrency):
+        claimed = [(delivery, at) for delivery, at in claimed if delivery["_id"] not in adapters.recording]
+        if not claimed:
+            break
         outcomes = await asyncio.gather(
             *(attempt(delivery, adapters, now=claimed_at) for delivery, claimed_at in claimed),
             return_exceptions=True,
@@ -170,10 +176,14 @@ async def _attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
 async def _record(adapters: Adapters, webhook_id: str, replay: int, outcome, state: str, now: datetime, next_at=None) -> None:
     """Records an attempt already made, waiting out the database: an attempt left unrecorded is made again
     when its lease ends, and a webhook delivered (or dead-lettered) would be sent (or dead-lettered) twice."""
-    for tries in itertools.count(1):
-        try:
-            await adapters.deliveries.record(webhook_id, replay, outcome, state, now, next_at)
-            return
-        except PyMongoError as exc:
-            log.warning("webhook %s: attempt not recorded yet (%r); retrying", webhook_id, exc)
-            await asyncio.sleep(min(RECORD_RETRY_S * 2 ** (tries - 1), RECORD_RETRY_MAX_S))
+    adapters.recording.add(webhook_id)
+    try:
+        for tries in itertools.count(1):
+            try:
+                await adapters.deliveries.record(webhook_id, replay, outcome, state, now, next_at)
+                return
+            except PyMongoError as exc:
+                log.warning("webhook %s: attempt not recorded yet (%r); retrying", webhook_id, exc)
+                await asyncio.sleep(min(RECORD_RETRY_S * 2 ** (tries - 1), RECORD_RETRY_MAX_S))
+    finally:
+        adapters.recording.discard(webhook_id)

@@ -173,7 +173,7 @@ class ProgressStore:
                     "completion_event_id": str(uuid.uuid4()),
                     "completion_type": "request.updated" if update else "request.completed",
                     "completion_published": False,
-                    "delivery_pending_since": now,
+                    **delivery_pending(now),
                     "updated_at": now,
                     "output_built_at": now,
                     **({} if update else {"completed_at": now}),
@@ -187,22 +187,33 @@ class ProgressStore:
             {"_id": request_id, "completion_event_id": event_id}, {"$set": {"completion_published": True}}
         )
 
-    async def undelivered_completions(self, before: datetime) -> list[dict]:
-        """Finished requests whose completion (or update) was fixed before ``before`` and whose delivery
-        the notifier has not been seen to record (see confirm_delivery)."""
-        return await self._requests.find({"delivery_pending_since": {"$lt": _naive(before)}}).to_list()
+    async def undelivered_completions(self, before: datetime, limit: int = 1000) -> list[dict]:
+        """Up to ``limit`` finished requests whose completion (or update) was announced before ``before``
+        and whose delivery the notifier has not been seen to record (see confirm_delivery). Read by an
+        equality on an indexed flag, and the time checked here: a range on a field most requests lack
+        is a scan on the embedded database, whose index holds them all as null."""
+        before = _naive(before)
+        return [
+            request
+            async for request in self._requests.find({"delivery_pending": True}).limit(limit)
+            if _naive(request["delivery_pending_since"]) < before
+        ]
 
     async def delivery_recorded(self, request: dict) -> bool:
         return await delivery_recorded(self._db, request["completion_event_id"])
 
     async def confirm_delivery(self, request_id: str, event_id: str) -> None:
+        """No delivery of the completion ``event_id`` is looked for any more."""
         await self._requests.update_one(
-            {"_id": request_id, "completion_event_id": event_id}, {"$unset": {"delivery_pending_since": ""}}
+            {"_id": request_id, "completion_event_id": event_id}, {"$unset": dict.fromkeys(DELIVERY_PENDING, "")}
         )
 
-    async def await_delivery(self, request_id: str, now: datetime) -> None:
-        """Looks for the delivery again a stall after ``now`` (the completion was just announced again)."""
-        await self._requests.update_one({"_id": request_id}, {"$set": {"delivery_pending_since": now}})
+    async def await_delivery(self, request_id: str, event_id: str, now: datetime) -> None:
+        """The completion ``event_id`` was announced again at ``now``: its delivery is looked for a stall later."""
+        await self._requests.update_one(
+            {"_id": request_id, "completion_event_id": event_id},
+            {"$set": {"delivery_pending_since": now}, "$inc": {"reannounced": 1}},
+        )
 
     # Requests produced straight to Kafka.
 
@@ -300,16 +311,26 @@ class ProgressStore:
             ids = [row_id(request_id, index) for index in rows[start : start + ROWS_PER_READ]]
             await self._rows.update_many({"_id": {"$in": ids}}, {"$inc": {"redrives": 1}})
 
-    async def mark_redriven(self, request_id: str, now: datetime, unanswered: Sequence[int] = ()) -> None:
-        """Counts a pass that re-drove rows of the request (the rounds of rows a direct producer never sent); ``unanswered`` are the rows still unanswered that were not published again: noted
-        as seen now."""
+    async def mark_redriven(
+        self, request_id: str, now: datetime, unanswered: Sequence[int] = (), *, rows_missing: bool = False
+    ) -> None:
+        """Counts a pass that re-drove rows of the request (``reconcile_rounds``, shown to operators), or
+        with ``rows_missing`` a stall of a request whose rows a direct producer never sent (the rounds it
+        gives up after); ``unanswered`` are the rows still unanswered that were not published again:
+        noted as seen now."""
         change = _unanswered_note(now, unanswered)
         change.setdefault("$set", {}).update(status=RequestStatus.PROCESSING, last_progress_at=now)
-        change["$inc"] = {"reconcile_rounds": 1}
+        change["$inc"] = {"missing_rows_stalls" if rows_missing else "reconcile_rounds": 1}
         await self._requests.update_one({"_id": request_id, "status": {"$nin": list(FINISHED)}}, change)
 
 
 UNANSWERED_FIELDS = {"unanswered_since": "", "unanswered_rows": ""}
+DELIVERY_PENDING = ("delivery_pending", "delivery_pending_since", "reannounced")
+
+
+def delivery_pending(now: datetime) -> dict:
+    """A new completion's delivery is looked for from ``now`` (the reconciler's undelivered_completions)."""
+    return {"delivery_pending": True, "delivery_pending_since": now, "reannounced": 0}
 
 
 def _naive(moment: datetime) -> datetime:
