@@ -1,5 +1,6 @@
 """The downloader against a real local HTTP server."""
 
+import asyncio
 import time
 
 import aiohttp
@@ -10,15 +11,25 @@ from aiohttp.test_utils import TestServer
 from imgpipe_image_worker.adapters.downloader import Downloader, FetchFailed
 from imgpipe_image_worker.budgets import ByteBudget
 from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, guarded_session
+from tests.waiting import eventually
 
 
 @pytest.fixture
 async def server():
     calls: dict[str, int] = {}
+    answering = {"now": 0, "most": 0}
+    release = asyncio.Event()
 
     async def handle(request: web.Request) -> web.StreamResponse:
         name = request.match_info["name"]
         calls[name] = calls.get(name, 0) + 1
+        if name in ("held", "slow"):  # held: until the test releases it; slow: 0.6 s
+            answering["now"] += 1
+            answering["most"] = max(answering["most"], answering["now"])
+            try:
+                await (release.wait() if name == "held" else asyncio.sleep(0.6))
+            finally:
+                answering["now"] -= 1
         if name == "busy" and calls[name] == 1:
             return web.Response(status=429, headers={"Retry-After": "1"})
         if name == "down":
@@ -46,19 +57,20 @@ async def server():
     app = web.Application()
     app.router.add_get("/{name}", handle)
     async with TestServer(app, host="127.0.0.1") as test_server:
-        test_server.calls = calls
+        test_server.calls, test_server.answering, test_server.release = calls, answering, release
         yield test_server
 
 
-def downloader(attempts: int = 3, allow: str = "127.0.0.0/8") -> Downloader:
+def downloader(attempts: int = 3, allow: str = "127.0.0.0/8", total_s: float = 5, **connections: int) -> Downloader:
     return Downloader(
         max_bytes=10_000,
-        timeout=aiohttp.ClientTimeout(total=5),
+        timeout=aiohttp.ClientTimeout(total=total_s, sock_connect=total_s),
         policy=NetPolicy.parse(allow),
         bytes_in_flight=ByteBudget(10_000),
         max_redirects=3,
         attempts=attempts,
         backoff_s=0.01,
+        **connections,
     )
 
 
@@ -155,3 +167,23 @@ async def test_the_guarded_session_itself_refuses_a_blocked_literal(server, spel
         with pytest.raises(aiohttp.ClientConnectorDNSError):
             await session.get(str(server.make_url("/ok")))
     assert "ok" not in server.calls
+
+
+async def test_one_host_gets_at_most_its_connections_and_another_host_is_not_held_up(server):
+    fetcher = downloader(connections=10, connections_per_host=2)
+    held = [asyncio.ensure_future(body(fetcher, str(server.make_url("/held")))) for _ in range(5)]
+    await eventually(lambda: server.answering["now"] == 2, 10, "two requests to the host answering")
+    assert await body(fetcher, f"http://localhost:{server.port}/ok") == b"image bytes"  # another host
+    assert server.answering["now"] == 2 and not any(fetch.done() for fetch in held)
+    server.release.set()
+    assert await asyncio.gather(*held) == [b"image bytes"] * 5
+    assert server.answering["most"] == 2
+    await fetcher.close()
+
+
+async def test_the_wait_for_a_free_connection_is_not_spent_from_the_sources_timeout(server):
+    """One connection, sources that answer in 0.6 s, 1 s per request: the third waits 1.2 s for its turn."""
+    fetcher = downloader(attempts=1, total_s=1, connections=1)
+    bodies = await asyncio.gather(*(body(fetcher, str(server.make_url("/slow"))) for _ in range(3)))
+    assert bodies == [b"image bytes"] * 3 and server.answering["most"] == 1
+    await fetcher.close()

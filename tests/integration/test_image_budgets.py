@@ -16,6 +16,7 @@ from imgpipe_image_worker.adapters.downloader import Downloader, FetchFailed
 from imgpipe_image_worker.budgets import ByteBudget
 from imgpipe_image_worker.compress import Compressed
 from imgpipe_image_worker.handlers import Adapters, process_row
+from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas import RowProcessed, RowSubmitted
@@ -77,7 +78,7 @@ def downloader(budget: ByteBudget | None = None, attempts: int = 20) -> Download
     """Timeouts as in production: 30 s per request, so only the budgets can end these sources early."""
     return Downloader(
         max_bytes=CAP,
-        timeout=aiohttp.ClientTimeout(total=30, connect=5),
+        timeout=aiohttp.ClientTimeout(total=30, sock_connect=5),
         policy=NetPolicy.parse("127.0.0.0/8"),
         bytes_in_flight=budget or ByteBudget(CAP),
         max_redirects=100,
@@ -94,6 +95,7 @@ def worker(fetcher: Downloader, image_budget_s: float, row_budget_s: float) -> A
     return Adapters(
         fetch=fetcher.fetch, compress=compressed, blobs=None, producer=None, public_base_url="http://api",
         sources=SharedSources(), image_budget_s=image_budget_s, row_budget_s=row_budget_s,
+        request_fetches=KeyedSlots(50),
     )
 
 

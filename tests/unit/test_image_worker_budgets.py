@@ -14,6 +14,7 @@ from imgpipe_image_worker.budgets import ByteBudget
 from imgpipe_image_worker.compress import Compressed
 from imgpipe_image_worker.handlers import Adapters, process_row, replay_reason
 from imgpipe_image_worker.settings import Settings
+from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_schemas import RowSubmitted
 
@@ -129,6 +130,7 @@ def wired(fake: Hanging, image_budget_s: float, row_budget_s: float, sources: Sh
     return Adapters(
         fetch=fake.fetch, compress=fake.compress, blobs=fake, producer=None, public_base_url="http://api",
         sources=sources or SharedSources(), image_budget_s=image_budget_s, row_budget_s=row_budget_s,
+        request_fetches=KeyedSlots(50),
     )
 
 

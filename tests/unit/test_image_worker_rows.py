@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed
 from imgpipe_image_worker.handlers import Adapters, process_row
+from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_schemas import RowSubmitted
 
@@ -35,6 +36,7 @@ def adapters(fake: FakeSources) -> Adapters:
     return Adapters(
         fetch=fake.fetch, compress=fake.compress, blobs=None, producer=None,
         public_base_url="http://api", sources=SharedSources(), image_budget_s=30, row_budget_s=30,
+        request_fetches=KeyedSlots(50),
     )
 
 

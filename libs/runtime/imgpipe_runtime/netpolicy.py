@@ -186,11 +186,12 @@ class GuardedConnector(aiohttp.TCPConnector):
         return await super()._resolve_host(host, port, traces=traces)
 
 
-def guarded_session(policy: NetPolicy, timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
+def guarded_session(policy: NetPolicy, timeout: aiohttp.ClientTimeout, **pool: int) -> aiohttp.ClientSession:
     """An HTTP client session that can only connect to addresses ``policy`` permits, on every request
-    and every redirect hop, whatever the URL's spelling."""
+    and every redirect hop, whatever the URL's spelling. ``pool``: the connector's ``limit`` and
+    ``limit_per_host``."""
     return aiohttp.ClientSession(
-        connector=GuardedConnector(policy),
+        connector=GuardedConnector(policy, **pool),
         timeout=timeout,
         headers={"User-Agent": "imgpipe/1.0"},
     )
@@ -200,14 +201,15 @@ class GuardedClient:
     """An adapter's one guarded session, opened on first use: an aiohttp session belongs to the event loop it
     was created in, and an adapter is built before its service's loop runs."""
 
-    def __init__(self, policy: NetPolicy, timeout: aiohttp.ClientTimeout) -> None:
+    def __init__(self, policy: NetPolicy, timeout: aiohttp.ClientTimeout, **pool: int) -> None:
         self._policy = policy
         self._timeout = timeout
+        self._pool = pool
         self._session: aiohttp.ClientSession | None = None
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = guarded_session(self._policy, self._timeout)
+            self._session = guarded_session(self._policy, self._timeout, **self._pool)
         return self._session
 
     async def close(self) -> None:

@@ -7,19 +7,23 @@ the worker's memory budget), and its compression; past it the image is reported 
 the rest (storing the outputs, waiting for a source that another row of the request is fetching): once
 it is spent the row's result is sent with every image not yet done reported the same way. Either way it
 is that image's error, never the row's failure.
+
+One request's images fetch at most ``request_fetches.per_key`` at once (see shares): a request whose
+sources stall spends its own images' budgets waiting, never another request's connections.
 """
 
 import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 
 from imgpipe_bus import DeadLetterCopy, EventProducer, Letter
 from imgpipe_image_worker import metrics
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed, ImageRejected
+from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_image_stem
 from imgpipe_schemas import ImageResult, RowProcessed, RowSubmitted
@@ -34,7 +38,8 @@ Compress = Callable[[bytes, int, str, str], Awaitable[Compressed]]
 @dataclass(frozen=True)
 class Adapters:
     """What the handlers reach outside with, built once by main.build_app; ``public_base_url`` is what the
-    output images' links are made of. ``fetch(url, deadline)`` holds the source's bytes for its block."""
+    output images' links are made of. ``fetch(url, deadline)`` holds the source's bytes for its block;
+    ``request_fetches`` is keyed by request id and bounds each request's fetches in flight."""
 
     fetch: Fetch
     compress: Compress
@@ -44,6 +49,7 @@ class Adapters:
     sources: SharedSources
     image_budget_s: float
     row_budget_s: float
+    request_fetches: KeyedSlots
 
 
 async def handle_row(row: RowSubmitted, letter: Letter, adapters: Adapters) -> DeadLetterCopy | None:
@@ -91,13 +97,14 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
     stage = "fetching"
     clock = metrics.StageClock()
     try:
-        async with budget:
-            async with adapters.fetch(url, deadline) as source:
-                bytes_in = len(source)
-                clock.fetched(bytes_in)
-                stage = "compressing"
-                output = await adapters.compress(source, row.quality, row.output_format, stem)
-                clock.compressed()
+        async with budget, AsyncExitStack() as held:
+            async with adapters.request_fetches.hold(str(row.request_id)):  # until downloaded, not compressed
+                source = await held.enter_async_context(adapters.fetch(url, deadline))
+            bytes_in = len(source)
+            clock.fetched(bytes_in)
+            stage = "compressing"
+            output = await adapters.compress(source, row.quality, row.output_format, stem)
+            clock.compressed()
     except (FetchFailed, ImageRejected) as exc:
         clock.failed()
         log.info("image %s of row %s/%s failed: %s %s", index, row.request_id, row.row_index, exc.code, exc)

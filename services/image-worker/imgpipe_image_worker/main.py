@@ -22,6 +22,7 @@ from imgpipe_image_worker.adapters.downloader import Downloader
 from imgpipe_image_worker.budgets import ByteBudget
 from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.compress import Policy
+from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.logs import about_request, configure_logging
@@ -44,11 +45,16 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
     producer = EventProducer(settings.kafka)
     downloader = Downloader(
         max_bytes=settings.max_image_bytes,
-        timeout=aiohttp.ClientTimeout(total=settings.fetch_total_timeout_s, connect=settings.fetch_connect_timeout_s),
+        # sock_connect, not connect: aiohttp's connect also counts the wait for a free connection.
+        timeout=aiohttp.ClientTimeout(
+            total=settings.fetch_total_timeout_s, sock_connect=settings.fetch_connect_timeout_s
+        ),
         policy=NetPolicy.parse(settings.fetch_allow),
         bytes_in_flight=ByteBudget(settings.download_bytes_in_flight),
         max_redirects=settings.fetch_max_redirects,
         attempts=settings.fetch_attempts,
+        connections=settings.fetch_connections,
+        connections_per_host=settings.fetch_connections_per_host,
     )
 
     async def close() -> None:
@@ -68,6 +74,7 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
         sources=SharedSources(),
         image_budget_s=settings.image_budget_s,
         row_budget_s=settings.row_budget_s,
+        request_fetches=KeyedSlots(request_share(settings.fetch_connections)),
     )
     stage = agent_stage(app, ROWS_SUBMITTED, producer, OUTAGES)
 

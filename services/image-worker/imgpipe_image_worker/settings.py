@@ -13,8 +13,16 @@ class Settings(PublicUrlSettings):
     compress_cpu_s: int = Field(
         30, ge=1, description="CPU seconds one image's decoding and encoding may use; past them: too_complex."
     )
-    fetch_connect_timeout_s: float = Field(5.0, gt=0)
-    fetch_total_timeout_s: float = Field(30.0, gt=0)
+    fetch_connect_timeout_s: float = Field(
+        5.0, gt=0, description="TCP connect of one HTTP request; the wait for a free connection is not part of it."
+    )
+    fetch_total_timeout_s: float = Field(30.0, gt=0, description="One HTTP request, from its connect to its last byte.")
+    fetch_connections: int = Field(
+        200, ge=2, description="HTTP requests in flight per worker process; one request's images get half of them."
+    )
+    fetch_connections_per_host: int = Field(
+        100, ge=1, description="Of those, to one host and port: a slow host cannot take them all."
+    )
     fetch_attempts: int = Field(3, ge=1)
     fetch_allow: str = Field("", description="CIDRs or host:port that may be fetched although not public.")
     fetch_max_redirects: int = Field(5, ge=0)

@@ -52,8 +52,12 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
     producer = EventProducer(settings.kafka)
     sender = WebhookSender(
         secret=settings.webhook_secret,
-        timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
+        # sock_connect, not connect: aiohttp's connect also counts the wait for a free connection.
+        timeout=aiohttp.ClientTimeout(
+            total=settings.webhook_timeout_s, sock_connect=settings.webhook_connect_timeout_s
+        ),
         policy=NetPolicy.parse(settings.fetch_allow),
+        connections_per_host=settings.webhook_connections_per_host,
     )
     adapters = handlers.Adapters(
         deliveries=DeliveryLog(db),

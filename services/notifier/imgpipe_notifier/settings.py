@@ -13,7 +13,13 @@ class Settings(BaseSettings):
 
     webhook_secret: WebhookSecrets  # required: no default secret can be trusted
     default_webhook_url: str | None = None
-    webhook_timeout_s: float = Field(10.0, gt=0)
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, description="One attempt, from the wait for a connection to the answer."
+    )
+    webhook_connect_timeout_s: float = Field(5.0, gt=0, description="The TCP connect of one attempt.")
+    webhook_connections_per_host: int = Field(
+        8, ge=1, description="Attempts on the wire to one subscriber host at once: a slow one cannot hold them all."
+    )
     webhook_retry_schedule_s: Annotated[list[float], NoDecode] = Field(
         default=[5, 30, 120, 600, 1800, 3600],
         description="Delays between attempts, comma-separated seconds; their sum bounds a delivery.",

@@ -1,5 +1,7 @@
 """Downloads source images over HTTP with timeouts, a byte cap enforced while streaming, and the bytes
-reserved from the worker's ByteBudget until the caller has done with them."""
+reserved from the worker's ByteBudget until the caller has done with them. Every HTTP request first takes
+a slot of its host and one of the worker (see shares), so that one host cannot take every connection
+and no request waits inside the HTTP client's pool, where its connect timeout would be spent waiting."""
 
 import asyncio
 import random
@@ -9,7 +11,15 @@ from contextlib import asynccontextmanager
 import aiohttp
 from yarl import URL
 from imgpipe_image_worker.budgets import ByteBudget, Reservation
-from imgpipe_runtime.netpolicy import BlockedAddress, GuardedClient, InvalidUrl, NetPolicy, check_literal
+from imgpipe_image_worker.shares import KeyedSlots
+from imgpipe_runtime.netpolicy import (
+    BlockedAddress,
+    GuardedClient,
+    InvalidUrl,
+    NetPolicy,
+    check_literal,
+    url_host_port,
+)
 
 
 class FetchFailed(Exception):
@@ -34,7 +44,10 @@ def retry_after(value: str | None) -> float | None:
 
 class Downloader:
     """``bytes_in_flight`` is the worker's one memory budget for source bytes (see budgets); it must hold at
-    least one image of ``max_bytes``."""
+    least one image of ``max_bytes``. ``connections`` HTTP requests are in flight at once, at most
+    ``connections_per_host`` of them to one host and port. ``timeout`` applies to each HTTP request once
+    it has its slots: give it ``sock_connect`` for the TCP connect, not ``connect``, which in aiohttp
+    also counts the wait for the pool."""
 
     def __init__(
         self,
@@ -46,10 +59,15 @@ class Downloader:
         max_redirects: int = 5,
         attempts: int = 3,
         backoff_s: float = 0.2,
+        connections: int = 200,
+        connections_per_host: int = 100,
     ) -> None:
         if max_bytes > bytes_in_flight.capacity:
             raise ValueError(f"a budget of {bytes_in_flight.capacity} bytes cannot hold one image of {max_bytes}")
-        self._http = GuardedClient(policy, timeout)
+        connections_per_host = min(connections_per_host, connections)
+        self._http = GuardedClient(policy, timeout, limit=connections, limit_per_host=connections_per_host)
+        self._hosts = KeyedSlots(connections_per_host)
+        self._connections = asyncio.Semaphore(connections)
         self._policy = policy
         self._max_redirects = max_redirects
         self._max_bytes = max_bytes
@@ -103,18 +121,9 @@ class Downloader:
         """The body and its reservation, or the absolute URL a redirect points to."""
         try:
             check_literal(url, self._policy)
-            async with self._http.session().get(url, allow_redirects=False) as response:
-                if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                    return str(response.url.join(URL(response.headers["Location"])))
-                if response.status >= 400:
-                    transient = response.status >= 500 or response.status in (408, 429)
-                    raise FetchFailed(
-                        f"http_{response.status}",
-                        f"{url} answered HTTP {response.status}",
-                        transient=transient,
-                        retry_after_s=retry_after(response.headers.get("Retry-After")) if transient else None,
-                    )
-                return await self._read(response)
+            # Host first, then the worker: a request waiting for its host's slot holds none of the worker's.
+            async with self._hosts.hold(url_host_port(url)), self._connections:
+                return await self._request(url)
         except FetchFailed:
             raise
         except BlockedAddress as exc:
@@ -131,6 +140,20 @@ class Downloader:
             raise FetchFailed("invalid_url", f"{url}: invalid URL ({exc})", transient=False) from exc
         except (aiohttp.ClientError, ConnectionError) as exc:
             raise FetchFailed("connection_error", f"{url}: {exc.__class__.__name__}: {exc}", transient=True) from exc
+
+    async def _request(self, url: str) -> tuple[bytes, Reservation] | str:
+        async with self._http.session().get(url, allow_redirects=False) as response:
+            if response.status in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                return str(response.url.join(URL(response.headers["Location"])))
+            if response.status >= 400:
+                transient = response.status >= 500 or response.status in (408, 429)
+                raise FetchFailed(
+                    f"http_{response.status}",
+                    f"{url} answered HTTP {response.status}",
+                    transient=transient,
+                    retry_after_s=retry_after(response.headers.get("Retry-After")) if transient else None,
+                )
+            return await self._read(response)
 
     async def _read(self, response: aiohttp.ClientResponse) -> tuple[bytes, Reservation]:
         """Reserves the declared length, or the cap when the length is unknown (none declared, or a

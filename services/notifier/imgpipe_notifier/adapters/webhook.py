@@ -1,4 +1,11 @@
-"""POSTs signed webhooks over HTTP: one attempt per call; the retry schedule is the handler's."""
+"""POSTs signed webhooks over HTTP: one attempt per call; the retry schedule is the handler's.
+
+One subscriber host gets at most ``connections_per_host`` attempts on the wire at once: a subscriber that
+accepts and never answers holds only those, and its other attempts wait for them inside their own
+timeout. The pool has no limit across hosts (the notifier's concurrency bounds the attempts in flight),
+so another subscriber's attempt never waits for a connection behind it. Give ``timeout`` a
+``sock_connect`` for the TCP connect, not ``connect``, which in aiohttp also counts the wait for the pool.
+"""
 
 import asyncio
 
@@ -9,10 +16,12 @@ from imgpipe_runtime.webhooks import sign_headers
 
 
 class WebhookSender:
-    def __init__(self, *, secret: str, timeout: aiohttp.ClientTimeout, policy: NetPolicy) -> None:
+    def __init__(
+        self, *, secret: str, timeout: aiohttp.ClientTimeout, policy: NetPolicy, connections_per_host: int = 8
+    ) -> None:
         self._secret = secret
         self._policy = policy
-        self._http = GuardedClient(policy, timeout)
+        self._http = GuardedClient(policy, timeout, limit=0, limit_per_host=connections_per_host)
 
     async def close(self) -> None:
         await self._http.close()
