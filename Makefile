@@ -6,7 +6,7 @@ PACKAGES := -e schemas -e libs/bus -e libs/runtime -e services/ingest -e service
 	-e services/assembler -e services/notifier -e ops
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools run test test-unit test-integration test-e2e demo bench schemas clean
+.PHONY: install tools run check test test-unit test-integration test-e2e demo bench schemas clean
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ tools:
 
 run: install
 	$(BIN)/imgpipe run
+
+# The linter and the formatter, with the rules in pyproject.toml; CI runs this before the tests.
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 test: install tools
 	$(BIN)/python -m pytest

@@ -30,7 +30,6 @@ from imgpipe_ops.processes import free_port
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
 from imgpipe_ops.stack import LocalStack, StackConfig
 
-
 UPLOAD_TIMEOUT_S = 120
 # A client watching a big request polls a few times a second; 50 polls a second would cost the
 # embedded database more than the request's own writes.
@@ -121,7 +120,9 @@ def measure_throughput(stack: LocalStack, urls: list[str]) -> dict:
     return {
         "images_per_s": len(urls) / seconds,
         "seconds": seconds,
-        "cpu_ms_per_image": {label: 1000 * cpu / len(urls) for label, cpu in sorted(used.items(), key=lambda kv: -kv[1])},
+        "cpu_ms_per_image": {
+            label: 1000 * cpu / len(urls) for label, cpu in sorted(used.items(), key=lambda kv: -kv[1])
+        },
     }
 
 
@@ -187,9 +188,13 @@ def run_bench(options: BenchOptions) -> int:
     plain, plain_bytes = pool_rate(plain_loop, workload, n)
     ours, our_bytes = pool_rate(project_compress, workload, n)
     print(f"(a) plain Pillow loop (decode → JPEG q50): {plain:.1f} images/s, {plain_bytes / 2**20:.1f} MiB out")
-    print(f"(b) compress() (the output policy):        {ours:.1f} images/s, {our_bytes / 2**20:.1f} MiB out "
-          f"({our_bytes / plain_bytes:.2f} of (a)'s bytes)")
-    figures.update(plain_images_per_s=plain, plain_bytes=plain_bytes, compress_images_per_s=ours, compress_bytes=our_bytes)
+    print(
+        f"(b) compress() (the output policy):        {ours:.1f} images/s, {our_bytes / 2**20:.1f} MiB out "
+        f"({our_bytes / plain_bytes:.2f} of (a)'s bytes)"
+    )
+    figures.update(
+        plain_images_per_s=plain, plain_bytes=plain_bytes, compress_images_per_s=ours, compress_bytes=our_bytes
+    )
 
     routes = {f"/bench/{i}.jpg": Route(body) for i, body in enumerate(workload)}
     routes.update({f"/small/{i}.jpg": Route(sources[i % len(sources)]) for i in range(30)})
@@ -199,7 +204,9 @@ def run_bench(options: BenchOptions) -> int:
         by_processes = {}
         for compress_processes in sorted({n, 1}, reverse=True):
             config = StackConfig(
-                api_port=free_port(), kafka_port=free_port(), mongo_port=free_port(),
+                api_port=free_port(),
+                kafka_port=free_port(),
+                mongo_port=free_port(),
                 log_dir=Path(tmp) / f"logs-{compress_processes}",
                 env={"IMGPIPE_COMPRESS_PROCESSES": str(compress_processes), "IMGPIPE_MAX_ROWS": "100000"},
             )
@@ -211,28 +218,36 @@ def run_bench(options: BenchOptions) -> int:
                     figures["rss_idle_mb"] = rss_mb(stack)
                     idle = idle_cpu(stack, options.idle_s)
                     figures["idle_cpu_percent"] = idle
-                    print(f"(e) idle stack over {options.idle_s:.0f} s, from {IDLE_SETTLE_S:.0f} s after its last request: "
-                          f"{sum(idle.values()):.1f} % of one core")
+                    print(
+                        f"(e) idle stack over {options.idle_s:.0f} s, "
+                        f"from {IDLE_SETTLE_S:.0f} s after its last request: {sum(idle.values()):.1f} % of one core"
+                    )
                     print_cpu_table("per process", idle, "%")
                 run = measure_throughput(stack, urls)
                 by_processes[compress_processes] = run["images_per_s"]
                 if compress_processes == n:
                     figures["pipeline"] = run
-                    print(f"(c) pipeline, upload → SUCCESS: {run['images_per_s']:.1f} images/s "
-                          f"({len(urls)} images in {run['seconds']:.1f} s)")
+                    print(
+                        f"(c) pipeline, upload → SUCCESS: {run['images_per_s']:.1f} images/s "
+                        f"({len(urls)} images in {run['seconds']:.1f} s)"
+                    )
                     print(f"    c/a {run['images_per_s'] / plain:.2f}   c/b {run['images_per_s'] / ours:.2f}")
                     print_cpu_table("CPU per image, per process", run["cpu_ms_per_image"], "ms")
                     latencies = [run_request(stack.api_url, small, per_row=3, timeout=60) for _ in range(5)]
                     figures["latency_10x3_s"] = latencies
-                    print(f"(d) 10 rows × 3 images, upload → SUCCESS: median {statistics.median(latencies):.2f} s "
-                          f"(runs {', '.join(f'{s:.2f}' for s in latencies)})")
+                    print(
+                        f"(d) 10 rows × 3 images, upload → SUCCESS: median {statistics.median(latencies):.2f} s "
+                        f"(runs {', '.join(f'{s:.2f}' for s in latencies)})"
+                    )
                     cold = []
                     for _ in range(3):  # after a quiet spell the consumers wait longer per fetch (fetch_wait)
                         time.sleep(COLD_AFTER_S)
                         cold.append(run_request(stack.api_url, small, per_row=3, timeout=60))
                     figures["latency_10x3_after_idle_s"] = cold
-                    print(f"    the same after {COLD_AFTER_S:.0f} s idle: median {statistics.median(cold):.2f} s "
-                          f"(runs {', '.join(f'{s:.2f}' for s in cold)})")
+                    print(
+                        f"    the same after {COLD_AFTER_S:.0f} s idle: median {statistics.median(cold):.2f} s "
+                        f"(runs {', '.join(f'{s:.2f}' for s in cold)})"
+                    )
                     figures["rss_after_mb"] = rss_mb(stack)
                     print("(f) RSS, MiB, idle → after the runs:")
                     for label, after in figures["rss_after_mb"].items():
@@ -240,11 +255,16 @@ def run_bench(options: BenchOptions) -> int:
                 else:
                     for rows in (10_000, 100_000):
                         figures[f"upload_{rows}_rows"] = result = big_upload(stack, rows, server.url)
-                        print(f"(g) {rows}-row upload ({result['bytes'] / 2**20:.1f} MiB): HTTP {result['status']} "
-                              f"in {result['seconds_to_answer']:.2f} s, ingest RSS +{result['ingest_rss_growth_mb']:.1f} MiB")
+                        print(
+                            f"(g) {rows}-row upload ({result['bytes'] / 2**20:.1f} MiB): HTTP {result['status']} "
+                            f"in {result['seconds_to_answer']:.2f} s, "
+                            f"ingest RSS +{result['ingest_rss_growth_mb']:.1f} MiB"
+                        )
         figures["pipeline_images_per_s_by_compress_processes"] = by_processes
-        print("(h) pipeline images/s by compress processes: "
-              + ", ".join(f"{k}: {v:.1f}" for k, v in sorted(by_processes.items())))
+        print(
+            "(h) pipeline images/s by compress processes: "
+            + ", ".join(f"{k}: {v:.1f}" for k, v in sorted(by_processes.items()))
+        )
         if options.scale_rows:
             figures.update(run_scale(Path(tmp), stack_roots, settle, options.scale_rows, options.big_rows))
 

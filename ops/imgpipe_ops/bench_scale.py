@@ -37,7 +37,10 @@ def small_photos(count: int = 8) -> list[bytes]:
 def catalogue(server_url: str, rows: int, first: int, per_row: int = 2) -> bytes:
     """``rows`` rows of ``per_row`` URLs each, numbered from ``first``: every URL distinct."""
     return products_csv(
-        [(r + 1, f"Product {r + 1}", [f"{server_url}/s/{first + r * per_row + k}.jpg" for k in range(per_row)]) for r in range(rows)]
+        [
+            (r + 1, f"Product {r + 1}", [f"{server_url}/s/{first + r * per_row + k}.jpg" for k in range(per_row)])
+            for r in range(rows)
+        ]
     )
 
 
@@ -47,7 +50,10 @@ def run_catalogue(stack: LocalStack, roots: dict[str, int], data: bytes, rows: i
     request_id = upload(stack.api_url, data)
     with tqdm(total=rows, desc="rows done", unit="row") as bar:
         final = wait_until_finished(
-            stack.api_url, request_id, timeout=7200, poll_s=1.0,
+            stack.api_url,
+            request_id,
+            timeout=7200,
+            poll_s=1.0,
             on_progress=lambda s: bar.update(s["progress"]["rows_done"] - bar.n),
         )
     seconds = time.perf_counter() - started
@@ -55,7 +61,10 @@ def run_catalogue(stack: LocalStack, roots: dict[str, int], data: bytes, rows: i
     if final["status"] != "SUCCESS" or final["progress"]["images_failed"]:
         raise RuntimeError(f"scale request did not succeed cleanly: {final['status']} {final['progress']}")
     return {
-        "rows": rows, "images": images, "seconds": seconds, "images_per_s": images / seconds,
+        "rows": rows,
+        "images": images,
+        "seconds": seconds,
+        "images_per_s": images / seconds,
         "cpu_ms_per_row": {label: 1000 * cpu / rows for label, cpu in sorted(used.items(), key=lambda kv: -kv[1])},
     }
 
@@ -69,25 +78,51 @@ def preload(mongo_url: str, rows: int) -> float:
         for _ in tqdm(range(rows // ROWS_PER_EARLIER_REQUEST), desc="preloading earlier requests", unit="request"):
             request_id = str(uuid.uuid4())
             request = new_request(
-                status=RequestStatus.SUCCESS, origin=Origin.UPLOAD, columns=["S. No.", "Product Name", "Input Image Urls"],
-                rows_total=ROWS_PER_EARLIER_REQUEST, images_total=2 * ROWS_PER_EARLIER_REQUEST, webhook_url=None,
-                now=long_ago, input_file=f"{request_id}/input.csv", quality=50, output_format="jpeg",
+                status=RequestStatus.SUCCESS,
+                origin=Origin.UPLOAD,
+                columns=["S. No.", "Product Name", "Input Image Urls"],
+                rows_total=ROWS_PER_EARLIER_REQUEST,
+                images_total=2 * ROWS_PER_EARLIER_REQUEST,
+                webhook_url=None,
+                now=long_ago,
+                input_file=f"{request_id}/input.csv",
+                quality=50,
+                output_format="jpeg",
             )
             db[REQUESTS].insert_one(
-                {"_id": request_id, **request, "completed_at": long_ago, "completion_published": True,
-                 "progress": Progress().model_dump(), "rows_accepted": ROWS_PER_EARLIER_REQUEST}
+                {
+                    "_id": request_id,
+                    **request,
+                    "completed_at": long_ago,
+                    "completion_published": True,
+                    "progress": Progress().model_dump(),
+                    "rows_accepted": ROWS_PER_EARLIER_REQUEST,
+                }
             )
             documents = []
             for index in range(ROWS_PER_EARLIER_REQUEST):
                 urls = [f"http://earlier.example/{request_id}/{index}/{k}.jpg" for k in range(2)]
                 result = RowProcessed(
-                    request_id=uuid.UUID(request_id), row_index=index,
-                    images=[ImageResult(source_url=url, output_url=f"http://api/{request_id}/{index}-{k}.jpg") for k, url in enumerate(urls)],
+                    request_id=uuid.UUID(request_id),
+                    row_index=index,
+                    images=[
+                        ImageResult(source_url=url, output_url=f"http://api/{request_id}/{index}-{k}.jpg")
+                        for k, url in enumerate(urls)
+                    ],
                 )
                 documents.append(
-                    {"_id": row_id(request_id, index),
-                     **new_row(request_id, index, serial=index + 1, product_name="P", image_urls=urls, cells=[str(index + 1), "P", ",".join(urls)]),
-                     **row_results(result, long_ago)}
+                    {
+                        "_id": row_id(request_id, index),
+                        **new_row(
+                            request_id,
+                            index,
+                            serial=index + 1,
+                            product_name="P",
+                            image_urls=urls,
+                            cells=[str(index + 1), "P", ",".join(urls)],
+                        ),
+                        **row_results(result, long_ago),
+                    }
                 )
             db[ROWS].insert_many(documents, ordered=False)
     return time.perf_counter() - started
@@ -105,20 +140,39 @@ def output_of_a_finished_request(stack: LocalStack, rows: int) -> float:
     with MongoClient(stack.mongo_url) as client:
         db = client["imgpipe"]
         request = new_request(
-            status=RequestStatus.PROCESSING, origin=Origin.UPLOAD, columns=["S. No.", "Product Name", "Input Image Urls"],
-            rows_total=rows, images_total=rows, webhook_url=None, now=now, input_file=f"{request_id}/input.csv",
-            quality=50, output_format="jpeg",
+            status=RequestStatus.PROCESSING,
+            origin=Origin.UPLOAD,
+            columns=["S. No.", "Product Name", "Input Image Urls"],
+            rows_total=rows,
+            images_total=rows,
+            webhook_url=None,
+            now=now,
+            input_file=f"{request_id}/input.csv",
+            quality=50,
+            output_format="jpeg",
         )
         request["live"] = {"rows_done": rows - 1, "images_ok": rows - 1, "images_failed": 0}
         db[REQUESTS].insert_one({"_id": request_id, **request, "rows_accepted": rows})
         batch = []
         for index in tqdm(range(rows), desc="storing a finished request's rows", unit="row"):
             url = f"http://earlier.example/{request_id}/{index}.jpg"
-            document = {"_id": row_id(request_id, index), **new_row(request_id, index, serial=index + 1, product_name="P",
-                                                                    image_urls=[url], cells=[str(index + 1), "P", url])}
+            document = {
+                "_id": row_id(request_id, index),
+                **new_row(
+                    request_id,
+                    index,
+                    serial=index + 1,
+                    product_name="P",
+                    image_urls=[url],
+                    cells=[str(index + 1), "P", url],
+                ),
+            }
             if index:
-                result = RowProcessed(request_id=uuid.UUID(request_id), row_index=index,
-                                      images=[ImageResult(source_url=url, output_url=f"http://api/{index}.jpg")])
+                result = RowProcessed(
+                    request_id=uuid.UUID(request_id),
+                    row_index=index,
+                    images=[ImageResult(source_url=url, output_url=f"http://api/{index}.jpg")],
+                )
                 document.update(row_results(result, now))
             batch.append(document)
             if len(batch) == 5_000:
@@ -126,8 +180,11 @@ def output_of_a_finished_request(stack: LocalStack, rows: int) -> float:
                 batch = []
         if batch:
             db[ROWS].insert_many(batch, ordered=False)
-    last = RowProcessed(request_id=uuid.UUID(request_id), row_index=0,
-                        images=[ImageResult(source_url=f"http://earlier.example/{request_id}/0.jpg", output_url="http://api/0.jpg")])
+    last = RowProcessed(
+        request_id=uuid.UUID(request_id),
+        row_index=0,
+        images=[ImageResult(source_url=f"http://earlier.example/{request_id}/0.jpg", output_url="http://api/0.jpg")],
+    )
 
     async def send() -> None:
         producer = EventProducer(BusSettings(bootstrap_servers=stack.bootstrap))
@@ -178,15 +235,28 @@ def upload_accepted(stack: LocalStack, roots: dict[str, int], rows: int, source:
     after = proc_stats.sample(roots)
     mb = 2**20
     return {
-        "rows": rows, "bytes": len(data), "seconds_to_answer": answered, "seconds_to_every_row_accepted": all_accepted,
-        "rss_mb": {label: {"before": before[label].rss_bytes / mb, "peak": peak.get(label, 0) / mb,
-                           "after": after[label].rss_bytes / mb} for label in before if label in after},
+        "rows": rows,
+        "bytes": len(data),
+        "seconds_to_answer": answered,
+        "seconds_to_every_row_accepted": all_accepted,
+        "rss_mb": {
+            label: {
+                "before": before[label].rss_bytes / mb,
+                "peak": peak.get(label, 0) / mb,
+                "after": after[label].rss_bytes / mb,
+            }
+            for label in before
+            if label in after
+        },
     }
 
 
 def stack_config(tmp: Path, name: str, max_rows: int) -> StackConfig:
     return StackConfig(
-        api_port=free_port(), kafka_port=free_port(), mongo_port=free_port(), log_dir=tmp / f"logs-{name}",
+        api_port=free_port(),
+        kafka_port=free_port(),
+        mongo_port=free_port(),
+        log_dir=tmp / f"logs-{name}",
         env={"IMGPIPE_MAX_ROWS": str(max_rows), "IMGPIPE_MAX_UPLOAD_BYTES": str(200 * 2**20)},
     )
 
@@ -207,18 +277,24 @@ def catalogue_figures(tmp: Path, roots_of, settle, rows: int) -> dict:
         roots = roots_of(stack)
         settle(stack, [f"{server.url}/s/{2 * images + k}.jpg" for k in range(3)])
         fresh = figures["scale_fresh"] = run_catalogue(stack, roots, catalogue(server.url, rows, 0), rows, images)
-        print(f"(i) {rows:,} rows × 2 small photos ({SMALL_SIDE}²), end to end: {fresh['images_per_s']:.1f} images/s "
-              f"({fresh['seconds']:.1f} s)")
+        print(
+            f"(i) {rows:,} rows × 2 small photos ({SMALL_SIDE}²), end to end: {fresh['images_per_s']:.1f} images/s "
+            f"({fresh['seconds']:.1f} s)"
+        )
         print_per_process("CPU per row, per process", fresh["cpu_ms_per_row"], "ms")
         seconds = preload(stack.mongo_url, PRELOAD_ROWS)
         print(f"    preloaded {PRELOAD_ROWS:,} rows of earlier requests in {seconds:.0f} s")
         used = figures["scale_used"] = run_catalogue(stack, roots, catalogue(server.url, rows, images), rows, images)
         figures["ratio_j_i"] = used["images_per_s"] / fresh["images_per_s"]
-        print(f"(j) the same on a database holding {PRELOAD_ROWS + rows:,} earlier rows: {used['images_per_s']:.1f} images/s "
-              f"({used['seconds']:.1f} s); j/i {figures['ratio_j_i']:.2f}")
+        print(
+            f"(j) the same on a database holding {PRELOAD_ROWS + rows:,} earlier rows: "
+            f"{used['images_per_s']:.1f} images/s ({used['seconds']:.1f} s); j/i {figures['ratio_j_i']:.2f}"
+        )
         print_per_process("CPU per row, per process", used["cpu_ms_per_row"], "ms")
         seconds = figures["output_100000_rows_s"] = output_of_a_finished_request(stack, 100_000)
-        print(f"(m) a 100,000-row request's last result to SUCCESS (its output CSV streamed and stored): {seconds:.1f} s")
+        print(
+            f"(m) a 100,000-row request's last result to SUCCESS (its output CSV streamed and stored): {seconds:.1f} s"
+        )
     return figures
 
 
@@ -230,9 +306,14 @@ def run_scale(tmp: Path, roots_of, settle, rows: int = 10_000, big_rows: int | N
         figures.update(catalogue_figures(tmp, roots_of, settle, rows))
     for name, count in (*((("k", 100_000),) if rows else ()), *((("l", big_rows),) if big_rows else ())):
         with LocalHttpServer(routes={}) as server, LocalStack(stack_config(tmp, name, count)) as stack:
-            result = figures[f"upload_{count}_rows_accepted"] = upload_accepted(stack, roots_of(stack), count, server.url)
-            print(f"({name}) {count:,}-row upload ({result['bytes'] / 2**20:.1f} MiB): answered in "
-                  f"{result['seconds_to_answer']:.2f} s, every row accepted in {result['seconds_to_every_row_accepted']:.1f} s")
+            result = figures[f"upload_{count}_rows_accepted"] = upload_accepted(
+                stack, roots_of(stack), count, server.url
+            )
+            print(
+                f"({name}) {count:,}-row upload ({result['bytes'] / 2**20:.1f} MiB): answered in "
+                f"{result['seconds_to_answer']:.2f} s, "
+                f"every row accepted in {result['seconds_to_every_row_accepted']:.1f} s"
+            )
             print("    RSS, MiB: before → peak → after")
             for label, rss in result["rss_mb"].items():
                 print(f"      {label:<24} {rss['before']:7.1f} → {rss['peak']:7.1f} → {rss['after']:7.1f}")

@@ -9,9 +9,9 @@ import sys
 from imgpipe_bus import BusSettings
 from imgpipe_ops.process_logs import LogLimits
 from imgpipe_ops.processes import StartCancelled, StartFailed, port_open
+from imgpipe_ops.prune import add_command as add_prune_command
 from imgpipe_ops.settings import LocalSettings
 from imgpipe_ops.stack import LocalStack, StackConfig
-from imgpipe_ops.prune import add_command as add_prune_command
 from imgpipe_ops.uploads import add_commands as add_upload_commands
 
 log = logging.getLogger("imgpipe")
@@ -30,7 +30,11 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 def run(_: argparse.Namespace) -> int:
     """Starts the stack and supervises it until SIGINT (Ctrl-C), SIGTERM or SIGHUP; a second signal hurries the stop."""
     settings = LocalSettings()
-    for port, what in ((settings.port, "API"), (settings.local_kafka_port, "broker"), (settings.local_mongo_port, "database")):
+    for port, what in (
+        (settings.port, "API"),
+        (settings.local_kafka_port, "broker"),
+        (settings.local_mongo_port, "database"),
+    ):
         if port_open(port):
             log.error("port %d for the %s is already in use: is imgpipe already running?", port, what)
             return 1
@@ -98,9 +102,14 @@ def bench(args: argparse.Namespace) -> int:
     from imgpipe_ops.bench import BenchOptions, run_bench
 
     options = BenchOptions(
-        images=args.count, distinct=args.distinct, size=args.size, mix=args.mix,
-        photo_dir=Path(args.images) if args.images else None, idle_s=args.idle,
-        scale_rows=args.scale_rows, big_rows=args.rows,
+        images=args.count,
+        distinct=args.distinct,
+        size=args.size,
+        mix=args.mix,
+        photo_dir=Path(args.images) if args.images else None,
+        idle_s=args.idle,
+        scale_rows=args.scale_rows,
+        big_rows=args.rows,
     )
     if args.scale_only:
         from imgpipe_ops.bench import run_scale_only
@@ -173,14 +182,20 @@ def main(argv: list[str] | None = None) -> int:
     bench_cmd.add_argument("--mix", action="store_true", help="generate 1000² and 2000² photos instead")
     bench_cmd.add_argument("--images", metavar="DIR", help="use the photos in DIR instead of generated ones")
     bench_cmd.add_argument("--idle", type=float, default=20.0, help="seconds over which idle CPU is measured")
-    bench_cmd.add_argument("--scale-rows", type=int, default=10_000, help="rows × 2 small photos of (i) and (j); 0 skips (i)–(k)")
+    bench_cmd.add_argument(
+        "--scale-rows", type=int, default=10_000, help="rows × 2 small photos of (i) and (j); 0 skips (i)–(k)"
+    )
     bench_cmd.add_argument("--rows", type=int, help="also (l): an upload of this many rows accepted, e.g. 1000000")
     bench_cmd.add_argument("--scale-only", action="store_true", help="only the scale figures (i)–(l)")
     bench_cmd.set_defaults(func=bench)
     dlq_cmd = commands.add_parser("dlq", help="list, show and replay dead letters")
     dlq_cmd.set_defaults(func=dead_letters)
     dlq_commands = dlq_cmd.add_subparsers(dest="dlq_command", required=True)
-    for name, text in (("list", "one line per dead letter"), ("show", "headers and value"), ("replay", "back to the origin topic")):
+    for name, text in (
+        ("list", "one line per dead letter"),
+        ("show", "headers and value"),
+        ("replay", "back to the origin topic"),
+    ):
         sub = dlq_commands.add_parser(name, help=text)
         sub.add_argument("--bootstrap", default=_default_bootstrap(), help="Kafka bootstrap servers")
         sub.add_argument("--topic", help="a topic or its dead-letter topic")

@@ -22,7 +22,11 @@ def run_demo(api: str, rows: int, images_per_row: int, api_key: str | None = Non
     routes = {f"/photos/{i}.jpg": Route(photo_like_jpeg(1200, 800, seed=i)) for i in range(count)}
     with LocalHttpServer(routes=routes) as server:
         table = [
-            (r + 1, f"Sample product {r + 1}", [f"{server.url}/photos/{r * images_per_row + j}.jpg" for j in range(images_per_row)])
+            (
+                r + 1,
+                f"Sample product {r + 1}",
+                [f"{server.url}/photos/{r * images_per_row + j}.jpg" for j in range(images_per_row)],
+            )
             for r in range(rows)
         ]
         csv_bytes = products_csv(table)
@@ -73,7 +77,10 @@ def serve_samples(port: int) -> int:
         while True:
             time.sleep(0.2)
             for hook in server.received[shown:]:
-                print(f"webhook {hook.path}: webhook-id {hook.headers.get('webhook-id')}\n{hook.body.decode()}", flush=True)
+                print(
+                    f"webhook {hook.path}: webhook-id {hook.headers.get('webhook-id')}\n{hook.body.decode()}",
+                    flush=True,
+                )
             shown = len(server.received)
     except KeyboardInterrupt:
         pass

@@ -85,7 +85,11 @@ def read(bootstrap: str, filters: Filters, idle_s: float = 2.0) -> Iterator[Dead
                 continue
             last = time.monotonic()
             letter = DeadLetter(
-                message.topic(), message.partition(), message.offset(), message.key(), message.value(),
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                message.key(),
+                message.value(),
                 list(message.headers() or []),
             )
             if filters.match(letter):
@@ -109,12 +113,17 @@ def replay(bootstrap: str, letters: list[DeadLetter], timeout_s: float = 30.0) -
     )
     errors: list[str] = []
     if cut := [letter.ref for letter in letters if letter.truncated]:
-        raise ReplayFailed(f"{len(cut)} dead letter(s) were stored cut short and cannot be replayed: {', '.join(cut[:5])}")
+        raise ReplayFailed(
+            f"{len(cut)} dead letter(s) were stored cut short and cannot be replayed: {', '.join(cut[:5])}"
+        )
     for letter in letters:
         headers = [(k, v) for k, v in letter.headers if not k.startswith(HEADER_PREFIX) and k != REPLAY_HEADER]
         headers.append((REPLAY_HEADER, str(letter.replays + 1).encode()))
         producer.produce(
-            letter.origin, key=letter.key, value=letter.value, headers=headers,
+            letter.origin,
+            key=letter.key,
+            value=letter.value,
+            headers=headers,
             on_delivery=lambda err, _: errors.append(str(err)) if err else None,
         )
     undelivered = producer.flush(timeout_s)

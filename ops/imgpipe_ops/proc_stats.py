@@ -60,10 +60,7 @@ def sample(roots: dict[str, int]) -> dict[str, Sample]:
 
 def cpu_between(before: dict[str, Sample], after: dict[str, Sample]) -> dict[str, float]:
     """CPU seconds each label used between two samples (a label that appeared counts from zero)."""
-    return {
-        label: after[label].cpu_s - (before[label].cpu_s if label in before else 0.0)
-        for label in after
-    }
+    return {label: after[label].cpu_s - (before[label].cpu_s if label in before else 0.0) for label in after}
 
 
 def rss_of(pid: int) -> int:

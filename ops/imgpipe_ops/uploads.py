@@ -59,7 +59,9 @@ def upload_command(args: argparse.Namespace) -> int:
         return _refused(f"cannot read {args.csv}: {exc.strerror or exc}")
     if args.output is not None and (problem := _unwritable(args.output)):
         return _refused(f"cannot write the output CSV to {args.output}: {problem}")
-    form = {name: str(value) for name, value in (("quality", args.quality), ("format", args.format)) if value is not None}
+    form = {
+        name: str(value) for name, value in (("quality", args.quality), ("format", args.format)) if value is not None
+    }
     try:
         request_id = upload(
             settings.api_url, data, args.webhook_url, args.csv.name, settings.api_key, args.idempotency_key, **form

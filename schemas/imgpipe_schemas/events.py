@@ -94,7 +94,9 @@ class ImageResult(WireModel):
     retryable: bool = Field(False, description="The error was transient and retries ran out: worth replaying later.")
     bytes_in: Annotated[int, Field(ge=0)] = 0
     bytes_out: Annotated[int, Field(ge=0)] = 0
-    kept_source: bool = Field(False, description="Re-encoding would not have made it smaller: the output is the source.")
+    kept_source: bool = Field(
+        False, description="Re-encoding would not have made it smaller: the output is the source."
+    )
 
     @field_validator("error_message")
     @classmethod

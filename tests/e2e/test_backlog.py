@@ -17,7 +17,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def sources():
     photos = [photo_like_jpeg(300, 200, seed=i) for i in range(4)]
-    routes = {f"/{name}/{i}.jpg": Route(photos[i % 4], delay_s=0.1) for name in ("big", "small") for i in range(BIG * 2)}
+    routes = {
+        f"/{name}/{i}.jpg": Route(photos[i % 4], delay_s=0.1) for name in ("big", "small") for i in range(BIG * 2)
+    }
     with LocalHttpServer(routes=routes) as server:
         yield server
 
@@ -43,8 +45,10 @@ def stack(infra, tmp_path):
 
 def test_a_small_request_behind_a_big_one_waits_and_every_source_is_fetched_once(stack, sources):
     big_rows = [(r + 1, f"B{r}", [f"{sources.url}/big/{r}.jpg"]) for r in range(BIG)]
-    small_rows = [(r + 1, f"S{r}", [f"{sources.url}/small/{2 * r}.jpg", f"{sources.url}/small/{2 * r + 1}.jpg"])
-                  for r in range(SMALL)]
+    small_rows = [
+        (r + 1, f"S{r}", [f"{sources.url}/small/{2 * r}.jpg", f"{sources.url}/small/{2 * r + 1}.jpg"])
+        for r in range(SMALL)
+    ]
     big = upload(stack.api_url, products_csv(big_rows))
     started = time.monotonic()
     small = upload(stack.api_url, products_csv(small_rows))

@@ -50,8 +50,14 @@ def imgpipe(stack, *args: str, key: str | None = API_KEY) -> subprocess.Complete
 
 def test_upload_waits_with_a_progress_bar_and_downloads_the_output(stack, sources, tmp_path):
     products = tmp_path / "products.csv"
-    products.write_bytes(products_csv([(1, "Hat", [f"{sources.url}/p/0.jpg", f"{sources.url}/p/1.jpg"]),
-                                       (2, "Cap", [f"{sources.url}/p/2.jpg", f"{sources.url}/missing.jpg"])]))
+    products.write_bytes(
+        products_csv(
+            [
+                (1, "Hat", [f"{sources.url}/p/0.jpg", f"{sources.url}/p/1.jpg"]),
+                (2, "Cap", [f"{sources.url}/p/2.jpg", f"{sources.url}/missing.jpg"]),
+            ]
+        )
+    )
     output = tmp_path / "out.csv"
     done = imgpipe(stack, "upload", str(products), "--quality", "40", "--output", str(output))
     assert done.returncode == 0, done.stderr
@@ -96,8 +102,13 @@ def test_a_request_that_finished_failed_exits_1(stack):
 
     request_id = str(uuid.uuid4())
     document = new_request(
-        status=RequestStatus.FAILED, origin=Origin.KAFKA, columns=[], rows_total=1, images_total=1,
-        webhook_url=None, now=datetime.now(UTC),
+        status=RequestStatus.FAILED,
+        origin=Origin.KAFKA,
+        columns=[],
+        rows_total=1,
+        images_total=1,
+        webhook_url=None,
+        now=datetime.now(UTC),
     )
     document["progress"] = {"rows_total": 1, "rows_done": 1, "images_total": 1, "images_ok": 0, "images_failed": 1}
     client = MongoClient(stack.mongo_url)
@@ -127,5 +138,7 @@ def test_log_lines_about_a_request_carry_its_id_and_the_access_log_is_on(stack, 
     ingest = logged("ingest")
     assert f"request_id={request_id}" in ingest and "accepted request" in ingest
     assert "POST /api/upload/" in ingest  # the access log
-    worker = wait_for(lambda: [l for l in logged("image-worker").splitlines() if "gone.jpg" in l], 30, "the worker's line")
+    worker = wait_for(
+        lambda: [line for line in logged("image-worker").splitlines() if "gone.jpg" in line], 30, "the worker's line"
+    )
     assert all(f"request_id={request_id}" in line and "row_index=0" in line for line in worker), worker

@@ -14,7 +14,6 @@ import httpx
 import pytest
 from confluent_kafka import Producer
 
-from tests.waiting import holds_for, wait_for
 from imgpipe_ops.client import upload, wait_until_finished
 from imgpipe_ops.dlq import Filters
 from imgpipe_ops.dlq import read as read_dead_letters
@@ -23,6 +22,7 @@ from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, product
 from imgpipe_ops.stack import LocalStack, StackConfig
 from imgpipe_runtime.webhooks import verify
 from imgpipe_schemas.topics import REQUESTS_COMPLETED, ROWS_PROCESSED, ROWS_SUBMITTED
+from tests.waiting import holds_for, wait_for
 
 SECRET = "whsec_" + base64.b64encode(b"fault test secret").decode()
 ROWS, PER_ROW = 16, 3
@@ -60,7 +60,6 @@ def stack(infra, tmp_path_factory):
         stop = running.supervise_in_background()
         yield running
         stop.set()
-
 
 
 def status(stack, request_id) -> dict:
@@ -111,8 +110,11 @@ def kill_mid_request(stack, sources, baseline, labels: list[str]) -> dict:
     print(f"killed {labels}: finished {time.monotonic() - killed_at:.1f} s later")
     assert final["status"] == "SUCCESS"
     assert final["progress"] == {
-        "rows_total": ROWS, "rows_done": ROWS, "images_total": ROWS * PER_ROW,
-        "images_ok": ROWS * PER_ROW, "images_failed": 0,
+        "rows_total": ROWS,
+        "rows_done": ROWS,
+        "images_total": ROWS * PER_ROW,
+        "images_ok": ROWS * PER_ROW,
+        "images_failed": 0,
     }
     assert normalised_output(final, request_id) == baseline
     # A killed process is an outage, never a message's failure: nothing of the request was dead-lettered.
@@ -151,7 +153,6 @@ def test_kill_9_the_assembler_and_the_notifier_mid_request(stack, sources, basel
     verify(SECRET, hook.body, hook.headers)
 
 
-
 def test_webhook_retried_with_the_same_id_until_the_receiver_recovers(stack, sources, baseline):
     with LocalHttpServer(post_statuses=[500, 503]) as receiver:
         request_id = upload(stack.api_url, request_csv(sources, rows=1), webhook_url=f"{receiver.url}/hook")
@@ -170,12 +171,15 @@ def test_a_webhook_refused_for_good_is_dead_lettered_with_where_it_came_from(sta
         request_id = upload(stack.api_url, request_csv(sources, rows=1), webhook_url=f"{receiver.url}/hook")
         wait_until_finished(stack.api_url, request_id, timeout=60)
         failed = wait_for(
-            lambda: [d for d in status(stack, request_id)["webhooks"] if d["state"] == "failed"], 30, "a failed delivery"
+            lambda: [d for d in status(stack, request_id)["webhooks"] if d["state"] == "failed"],
+            30,
+            "a failed delivery",
         )[0]
     assert [a["outcome"] for a in failed["attempts"]] == [400]
     letters = wait_for(
         lambda: list(read_dead_letters(stack.bootstrap, Filters(topic=REQUESTS_COMPLETED.name, request_id=request_id))),
-        30, "the dead letter",
+        30,
+        "the dead letter",
     )
     [letter] = letters
     assert letter.context("consumer.group") == "notifier"
@@ -204,7 +208,10 @@ def test_a_failed_webhook_replayed_is_attempted_again_with_its_id(stack, sources
 def dlq_cli(stack, *args: str) -> str:
     result = subprocess.run(
         [venv_command("imgpipe"), "dlq", *args, "--bootstrap", stack.bootstrap],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     return result.stdout
 

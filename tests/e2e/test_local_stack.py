@@ -22,13 +22,13 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from pymongo import MongoClient
 
-from tests.waiting import wait_for
 from imgpipe_ops.client import FINISHED, healthy, upload
 from imgpipe_ops.dlq import Filters
 from imgpipe_ops.dlq import read as read_dead_letters
 from imgpipe_ops.processes import free_port, venv_command
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
 from imgpipe_schemas.topics import REQUESTS_COMPLETED, ROWS_PROCESSED, ROWS_SUBMITTED
+from tests.waiting import wait_for
 
 ROWS, PER_ROW = 8, 2
 PARTITIONS = 4  # imgpipe run's
@@ -185,7 +185,9 @@ def status(runner: Runner, request_id: str) -> dict | None:
 
 
 def request_in_flight(runner: Runner, sources) -> tuple[str, str]:
-    rows = [(r + 1, f"P{r + 1}", [f"{sources.url}/p/{r * PER_ROW + j}.jpg" for j in range(PER_ROW)]) for r in range(ROWS)]
+    rows = [
+        (r + 1, f"P{r + 1}", [f"{sources.url}/p/{r * PER_ROW + j}.jpg" for j in range(PER_ROW)]) for r in range(ROWS)
+    ]
     hook = f"/hook-{uuid.uuid4().hex}"
     request_id = upload(runner.api, products_csv(rows), webhook_url=f"{sources.url}{hook}")
     wait_for(lambda: (s := status(runner, request_id)) and 0 < s["progress"]["rows_done"] < ROWS, 60, "rows in flight")
@@ -193,11 +195,16 @@ def request_in_flight(runner: Runner, sources) -> tuple[str, str]:
 
 
 def assert_completes(runner: Runner, sources, request_id: str, hook: str) -> None:
-    final = wait_for(lambda: (s := status(runner, request_id)) and s["status"] in FINISHED and s, 150, "the request done")
+    final = wait_for(
+        lambda: (s := status(runner, request_id)) and s["status"] in FINISHED and s, 150, "the request done"
+    )
     assert final["status"] == "SUCCESS"
     assert final["progress"] == {
-        "rows_total": ROWS, "rows_done": ROWS, "images_total": ROWS * PER_ROW,
-        "images_ok": ROWS * PER_ROW, "images_failed": 0,
+        "rows_total": ROWS,
+        "rows_done": ROWS,
+        "images_total": ROWS * PER_ROW,
+        "images_ok": ROWS * PER_ROW,
+        "images_failed": 0,
     }
     output = httpx.get(final["output_file_url"], timeout=10).text
     assert output.count(f"/api/files/{request_id}/images/") == ROWS * PER_ROW
@@ -212,7 +219,7 @@ def hold_an_upload_open(runner: Runner) -> socket.socket:
     conn = socket.create_connection(("127.0.0.1", runner.api_port))
     conn.sendall(
         b"POST /api/upload/ HTTP/1.1\r\nHost: test\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-        b"Content-Length: 10000000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\r\n"
+        b'Content-Length: 10000000\r\n\r\n--b\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\n'
         b"S. No.,Product Name,Input Image Urls\n"
     )
     return conn
@@ -279,7 +286,9 @@ def test_a_broker_or_database_killed_is_restarted_and_the_request_in_flight_comp
 
 
 def reconcile_rounds(runner: Runner, request_id: str) -> int:
-    client = MongoClient(f"mongodb://127.0.0.1:{runner.env['IMGPIPE_LOCAL_MONGO_PORT']}", serverSelectionTimeoutMS=10_000)
+    client = MongoClient(
+        f"mongodb://127.0.0.1:{runner.env['IMGPIPE_LOCAL_MONGO_PORT']}", serverSelectionTimeoutMS=10_000
+    )
     try:
         return client["imgpipe"]["requests"].find_one({"_id": request_id}).get("reconcile_rounds", 0)
     finally:
@@ -290,7 +299,11 @@ def offsets_beyond_the_log(runner: Runner) -> list[tuple[str, str, int, int, int
     """(group, topic, partition, committed, log end) wherever a group's committed offset is past the log's end."""
     bootstrap = f"127.0.0.1:{runner.env['IMGPIPE_LOCAL_KAFKA_PORT']}"
     beyond = []
-    for group, topic in [("image-worker", ROWS_SUBMITTED), ("assembler", ROWS_PROCESSED), ("notifier", REQUESTS_COMPLETED)]:
+    for group, topic in [
+        ("image-worker", ROWS_SUBMITTED),
+        ("assembler", ROWS_PROCESSED),
+        ("notifier", REQUESTS_COMPLETED),
+    ]:
         ends = log_ends(bootstrap, topic.name)
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
         try:
@@ -307,10 +320,18 @@ def log_ends(bootstrap: str, topic: str) -> dict[int, int]:
     """The offset after the last message of each partition. The embedded broker reports one less as its
     high watermark, so the message at the reported mark, if there is one, is looked for."""
     consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": "log-ends", "enable.auto.commit": False, "auto.offset.reset": "error"}
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "log-ends",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "error",
+        }
     )
     try:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1] for p in range(PARTITIONS)}
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+            for p in range(PARTITIONS)
+        }
         consumer.assign([TopicPartition(topic, p, ends[p]) for p in range(PARTITIONS)])
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
@@ -343,14 +364,22 @@ def test_ingest_killed_mid_acceptance_is_resumed_and_every_row_counts_once(runne
     rows = 3000
     data = products_csv([(r + 1, f"A{r + 1}", [f"{sources.url}/quick.jpg"]) for r in range(rows)])
     request_id = upload(runner.api, data)
-    wait_for(lambda: (s := status(runner, request_id)) and 0 < s["rows_accepted"] < rows, 30, "rows accepted in part", 0.01)
+    wait_for(
+        lambda: (s := status(runner, request_id)) and 0 < s["rows_accepted"] < rows, 30, "rows accepted in part", 0.01
+    )
     [ingest] = [p for p in named(runner.processes(), "bin/ingest")]
     os.kill(ingest.pid, signal.SIGKILL)
     wait_for(lambda: [p for p in named(runner.processes(), "bin/ingest") if p != ingest], 30, "ingest restarted")
-    final = wait_for(lambda: (s := status(runner, request_id)) and s["status"] in FINISHED and s, 240, "the request done")
+    final = wait_for(
+        lambda: (s := status(runner, request_id)) and s["status"] in FINISHED and s, 240, "the request done"
+    )
     assert (final["status"], final["rows_accepted"]) == ("SUCCESS", rows)
     assert final["progress"] == {
-        "rows_total": rows, "rows_done": rows, "images_total": rows, "images_ok": rows, "images_failed": 0,
+        "rows_total": rows,
+        "rows_done": rows,
+        "images_total": rows,
+        "images_ok": rows,
+        "images_failed": 0,
     }
     output = httpx.get(final["output_file_url"], timeout=10).text
     assert output.count(f"/api/files/{request_id}/images/") == rows

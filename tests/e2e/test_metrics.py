@@ -130,8 +130,12 @@ def test_the_counters_move_by_what_one_request_did(stack, sources):
 
     def notifier_counted():
         after = scrape(urls["notifier"])
-        return after if moved(before["notifier"], after, "imgpipe_webhook_attempts_total",
-                              outcome="delivered", answer="2xx") == 1 else None
+        return (
+            after
+            if moved(before["notifier"], after, "imgpipe_webhook_attempts_total", outcome="delivered", answer="2xx")
+            == 1
+            else None
+        )
 
     notifier = wait_for(notifier_counted, 10, "the delivered attempt was counted")
     after = {label: scrape(url) for label, url in urls.items()}
@@ -166,11 +170,21 @@ def test_the_counters_move_by_what_one_request_did(stack, sources):
     assert notified(outcome="delivered", answer="2xx") == 1
     assert moved(before["notifier"], after["notifier"], "imgpipe_webhook_seconds_count") == 2
 
-    uploads = moved(before["ingest"], after["ingest"], "imgpipe_http_requests_total",
-                    method="POST", route="/api/upload/", status="200")
+    uploads = moved(
+        before["ingest"],
+        after["ingest"],
+        "imgpipe_http_requests_total",
+        method="POST",
+        route="/api/upload/",
+        status="200",
+    )
     assert uploads == 1
-    assert moved(before["ingest"], after["ingest"], "imgpipe_http_request_seconds_count",
-                 method="POST", route="/api/upload/") == 1
+    assert (
+        moved(
+            before["ingest"], after["ingest"], "imgpipe_http_request_seconds_count", method="POST", route="/api/upload/"
+        )
+        == 1
+    )
 
     assert urls["ingest"] != stack.api_url
     assert httpx.get(f"{stack.api_url}/metrics", timeout=5).status_code == 404  # the API's port has none
@@ -180,5 +194,7 @@ def test_the_counters_move_by_what_one_request_did(stack, sources):
         assert ("process_cpu_seconds_total", ()) in samples, label
     exposition = httpx.get(f"{urls['image-worker']}/metrics", timeout=5).text
     assert "# TYPE imgpipe_consumer_lag gauge" in exposition
-    print("consumer lag as the embedded broker reports it:",
-          [line for line in exposition.splitlines() if line.startswith("imgpipe_consumer_lag{")])
+    print(
+        "consumer lag as the embedded broker reports it:",
+        [line for line in exposition.splitlines() if line.startswith("imgpipe_consumer_lag{")],
+    )

@@ -72,8 +72,11 @@ class SlowReceiver:
 
 def completion(url: str) -> RequestCompleted:
     return RequestCompleted(
-        request_id=uuid.uuid4(), status="SUCCESS", output_file_url="http://api.test/o.csv",
-        progress=Progress(rows_total=1, rows_done=1, images_total=1, images_ok=1), webhook_url=url,
+        request_id=uuid.uuid4(),
+        status="SUCCESS",
+        output_file_url="http://api.test/o.csv",
+        progress=Progress(rows_total=1, rows_done=1, images_total=1, images_ok=1),
+        webhook_url=url,
     )
 
 
@@ -116,7 +119,8 @@ def test_sigterm_while_completions_stream_loses_no_webhook(infra, tmp_path):
             notifier = Process("notifier", [venv_command("notifier")], env=env, log=log).start()
             deliveries = client[database][DELIVERIES]
             wait_for(
-                lambda: deliveries.count_documents({"state": "delivered"}) >= COMPLETIONS, 120,
+                lambda: deliveries.count_documents({"state": "delivered"}) >= COMPLETIONS,
+                120,
                 f"{COMPLETIONS} deliveries recorded",
             )
         finally:

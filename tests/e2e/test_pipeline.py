@@ -16,7 +16,6 @@ import pytest
 from confluent_kafka import Producer
 from PIL import Image
 
-from tests.waiting import wait_for
 from imgpipe_ops.client import upload, wait_until_finished
 from imgpipe_ops.dlq import Filters
 from imgpipe_ops.dlq import read as read_dead_letters
@@ -25,6 +24,7 @@ from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, product
 from imgpipe_ops.stack import LocalStack, StackConfig
 from imgpipe_runtime.webhooks import verify
 from imgpipe_schemas.topics import ROWS_SUBMITTED
+from tests.waiting import wait_for
 
 SECRET = "whsec_" + base64.b64encode(b"end-to-end test secret").decode()
 pytestmark = pytest.mark.e2e
@@ -57,7 +57,6 @@ def sources(stack):
         yield server
 
 
-
 def test_csv_to_compressed_images_and_signed_webhook(stack, sources):
     rows = [(r + 1, f"Product {r + 1}", [f"{sources.url}/photos/{r * 3 + j}.jpg" for j in range(3)]) for r in range(10)]
     rows.append((11, "Broken", [f"{sources.url}/photos/0.jpg", f"{sources.url}/missing.jpg"]))
@@ -68,7 +67,13 @@ def test_csv_to_compressed_images_and_signed_webhook(stack, sources):
     elapsed = time.monotonic() - started
     print(f"upload → SUCCESS: {elapsed:.2f} s")
     assert final["status"] == "SUCCESS"
-    assert final["progress"] == {"rows_total": 11, "rows_done": 11, "images_total": 32, "images_ok": 31, "images_failed": 1}
+    assert final["progress"] == {
+        "rows_total": 11,
+        "rows_done": 11,
+        "images_total": 32,
+        "images_ok": 31,
+        "images_failed": 1,
+    }
 
     output = httpx.get(final["output_file_url"], timeout=10)
     assert output.status_code == 200 and output.headers["content-type"].startswith("text/csv")
@@ -100,7 +105,9 @@ def test_csv_to_compressed_images_and_signed_webhook(stack, sources):
 
 
 def test_quality_and_format_per_request(stack, sources):
-    request_id = upload(stack.api_url, products_csv([(1, "P", [f"{sources.url}/photos/1.jpg"])]), quality="30", format="webp")
+    request_id = upload(
+        stack.api_url, products_csv([(1, "P", [f"{sources.url}/photos/1.jpg"])]), quality="30", format="webp"
+    )
     final = wait_until_finished(stack.api_url, request_id, timeout=60)
     output_url = list(csv.DictReader(io.StringIO(httpx.get(final["output_file_url"]).text)))[0]["Output Image Urls"]
     image = httpx.get(output_url)
@@ -129,17 +136,30 @@ def direct_output(stack, request_id: str) -> tuple[dict, list[dict]]:
 def test_a_request_produced_straight_to_kafka_with_confluent_kafka(stack, sources):
     urls = [f"{sources.url}/photos/{i}.jpg" for i in range(3)]
     produced = subprocess.run(
-        [sys.executable, EXAMPLES / "produce_request.py", "--bootstrap", stack.bootstrap,
-         "--webhook-url", f"{sources.url}/direct-hook", f"Shoe={urls[0]},{urls[1]}", f"Hat={urls[2]}",
-         "Odd=ftp://images.example/x.jpg"],
-        capture_output=True, text=True, timeout=60, check=True,
+        [
+            sys.executable,
+            EXAMPLES / "produce_request.py",
+            "--bootstrap",
+            stack.bootstrap,
+            "--webhook-url",
+            f"{sources.url}/direct-hook",
+            f"Shoe={urls[0]},{urls[1]}",
+            f"Hat={urls[2]}",
+            "Odd=ftp://images.example/x.jpg",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     request_id = produced.stdout.strip()
     final, table = direct_output(stack, request_id)
     assert final["status"] == "SUCCESS"
     assert final["progress"] == {"rows_total": 3, "rows_done": 3, "images_total": 4, "images_ok": 3, "images_failed": 1}
     assert [(row["S. No."], row["Product Name"], row["Input Image Urls"]) for row in table] == [
-        ("1", "Shoe", f"{urls[0]},{urls[1]}"), ("2", "Hat", urls[2]), ("3", "Odd", "ftp://images.example/x.jpg"),
+        ("1", "Shoe", f"{urls[0]},{urls[1]}"),
+        ("2", "Hat", urls[2]),
+        ("3", "Odd", "ftp://images.example/x.jpg"),
     ]
     assert all(httpx.get(url).status_code == 200 for row in table[:2] for url in row["Output Image Urls"].split(","))
     # A direct producer's rows skip ingest's CSV rules; a URL they would refuse is a per-image error.
@@ -152,7 +172,9 @@ def test_a_request_produced_straight_to_kafka_with_kcat(stack, sources):
     produced = subprocess.run(
         [EXAMPLES / "produce_request.sh", stack.bootstrap, "Scarf", f"{sources.url}/photos/4.jpg"],
         env={**os.environ, "KCAT": f"{venv_command('imgpipe')} kcat"},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert produced.returncode == 0, produced.stderr
     final, table = direct_output(stack, produced.stdout.strip())
@@ -163,9 +185,16 @@ def test_a_request_produced_straight_to_kafka_with_kcat(stack, sources):
 def test_a_produced_event_that_fails_its_schema_is_dead_lettered_with_the_reason(stack, sources):
     request_id = str(uuid.uuid4())
     event = {
-        "event_id": str(uuid.uuid4()), "event_type": "row.submitted", "schema_version": 1,
-        "request_id": request_id, "occurred_at": "2026-11-24T10:00:00Z", "row_index": 0, "serial": 1,
-        "product_name": "No quality", "image_urls": [f"{sources.url}/photos/5.jpg"], "output_format": "jpeg",
+        "event_id": str(uuid.uuid4()),
+        "event_type": "row.submitted",
+        "schema_version": 1,
+        "request_id": request_id,
+        "occurred_at": "2026-11-24T10:00:00Z",
+        "row_index": 0,
+        "serial": 1,
+        "product_name": "No quality",
+        "image_urls": [f"{sources.url}/photos/5.jpg"],
+        "output_format": "jpeg",
     }
     producer = Producer({"bootstrap.servers": stack.bootstrap})
     producer.produce(ROWS_SUBMITTED.name, key=f"{request_id}:0", value=json.dumps(event).encode())

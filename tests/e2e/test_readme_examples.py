@@ -64,14 +64,22 @@ def test_the_curl_example_uploads_examples_products_csv_served_by_imgpipe_sample
         request_id = answer["payload"]["request_id"]
         final = wait_until_finished(stack.api_url, request_id, timeout=120)
         assert final["status"] == "SUCCESS"
-        assert final["progress"] == {"rows_total": 4, "rows_done": 4, "images_total": 7, "images_ok": 6, "images_failed": 1}
+        assert final["progress"] == {
+            "rows_total": 4,
+            "rows_done": 4,
+            "images_total": 7,
+            "images_ok": 6,
+            "images_failed": 1,
+        }
         status_line = readme_line(r"^curl 'http://127\.0\.0\.1:8000/api/output/\?request_id=")
         shown = run(status_line.replace("e6a4edab-…", request_id), stack)
         assert json.loads(shown.stdout)["payload"]["status"] == "SUCCESS"
         hook = wait_for(lambda: [r for r in samples.received if r.path == "/hook"], 30, "the webhook")[0]
         assert verify(SECRET, hook.body, hook.headers)["data"]["request_id"] == request_id
-        assert sorted(path for path in samples.fetched) == sorted(f"/photos/{name}.jpg" for name in (
-            "hat-front", "hat-side", "scarf", "gloves-pair", "gloves-palm", "boots", "boots-sole"))
+        assert sorted(path for path in samples.fetched) == sorted(
+            f"/photos/{name}.jpg"
+            for name in ("hat-front", "hat-side", "scarf", "gloves-pair", "gloves-palm", "boots", "boots-sole")
+        )
 
 
 def test_the_kcat_recipes_read_row_results_and_dead_letter_headers(stack):
@@ -91,7 +99,11 @@ def test_the_kcat_recipes_read_row_results_and_dead_letter_headers(stack):
 
     letters = wait_for(dead_letter, 60, "the dead letter")
     assert "dlq.origin.topic=imgpipe.rows.submitted" in letters and "dlq.exception.class=" in letters
-    results = run(readme_line(r"imgpipe kcat .* -t imgpipe\.rows\.processed ").replace(
-        ".venv/bin/imgpipe", shlex.quote(venv_command("imgpipe")), 1), stack)
+    results = run(
+        readme_line(r"imgpipe kcat .* -t imgpipe\.rows\.processed ").replace(
+            ".venv/bin/imgpipe", shlex.quote(venv_command("imgpipe")), 1
+        ),
+        stack,
+    )
     assert results.returncode == 0, results.stderr
     assert "row.processed" in results.stdout  # the curl example's results, at least

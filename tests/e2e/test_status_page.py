@@ -205,16 +205,22 @@ def test_a_person_follows_a_request_from_0_to_100_percent(browser, stack, screen
         assert text(browser, "images-count") == "0 ok, 0 failed, 5 waiting, of 5"
         assert text(browser, "output") == "not ready yet"
         assert [row[:3] for row in rows_shown(browser)] == [
-            ["1", "Red hat", "waiting"], ["2", "Blue <b>scarf</b>", "waiting"],
-            ["3", "Green gloves", "waiting"], ["4", "Boots", "waiting"],
+            ["1", "Red hat", "waiting"],
+            ["2", "Blue <b>scarf</b>", "waiting"],
+            ["3", "Green gloves", "waiting"],
+            ["4", "Boots", "waiting"],
         ]
         assert not visible(browser, "failures")
         screenshot(browser, screenshots, "0-percent", capsys)
 
         held.release("/held/0.jpg", "/held/1.jpg")
         shows(browser, "percent", "60 %")
-        wait_for(lambda: [row[2] for row in rows_shown(browser)] == ["ok", "1 ok, 1 failed", "waiting", "waiting"],
-                 30, "rows 1 and 2 to be shown done", 0.1)
+        wait_for(
+            lambda: [row[2] for row in rows_shown(browser)] == ["ok", "1 ok, 1 failed", "waiting", "waiting"],
+            30,
+            "rows 1 and 2 to be shown done",
+            0.1,
+        )
         assert text(browser, "status") == "PROCESSING"
         assert text(browser, "images-count") == "2 ok, 1 failed, 2 waiting, of 5"
         assert text(browser, "rows-count") == "2 of 4 done"
@@ -260,16 +266,30 @@ def test_a_10000_row_request_is_shown_a_page_at_a_time(browser, stack, screensho
         rows = []
         for index in range(rows_total):
             url = f"http://img.test/{index}.jpg"
-            row = new_row(request_id, index, serial=index + 1, product_name=f"Product {index + 1}",
-                          image_urls=[url], cells=[str(index + 1), f"Product {index + 1}", url])
+            row = new_row(
+                request_id,
+                index,
+                serial=index + 1,
+                product_name=f"Product {index + 1}",
+                image_urls=[url],
+                cells=[str(index + 1), f"Product {index + 1}", url],
+            )
             if index % 7 == 0:
                 failed = ImageResult(source_url=url, error_code="http_404", error_message="Not Found")
-                row |= row_results(RowProcessed(request_id=uuid.UUID(request_id), row_index=index, images=[failed]), now)
+                row |= row_results(
+                    RowProcessed(request_id=uuid.UUID(request_id), row_index=index, images=[failed]), now
+                )
             rows.append({"_id": row_id(request_id, index), **row})
         db[ROWS].insert_many(rows)
         request = new_request(
-            status=RequestStatus.PROCESSING, origin=Origin.UPLOAD, columns=["S. No.", "Product Name", "Input Image Urls"],
-            rows_total=rows_total, images_total=rows_total, webhook_url=None, now=now, owner=owner_id(API_KEY),
+            status=RequestStatus.PROCESSING,
+            origin=Origin.UPLOAD,
+            columns=["S. No.", "Product Name", "Input Image Urls"],
+            rows_total=rows_total,
+            images_total=rows_total,
+            webhook_url=None,
+            now=now,
+            owner=owner_id(API_KEY),
         )
         request["live"] = {"rows_done": len(failed_rows), "images_ok": 0, "images_failed": len(failed_rows)}
         db[REQUESTS].insert_one({"_id": request_id, **request})
@@ -298,8 +318,14 @@ def test_a_request_of_another_key_is_not_shown(browser, stack):
     request_id = str(uuid.uuid4())
     with MongoClient(stack.mongo_url) as mongo:
         request = new_request(
-            status=RequestStatus.SUCCESS, origin=Origin.UPLOAD, columns=[], rows_total=1, images_total=1,
-            webhook_url=None, now=datetime.now(UTC), owner=owner_id("someone-else"),
+            status=RequestStatus.SUCCESS,
+            origin=Origin.UPLOAD,
+            columns=[],
+            rows_total=1,
+            images_total=1,
+            webhook_url=None,
+            now=datetime.now(UTC),
+            owner=owner_id("someone-else"),
         )
         mongo[stack.config.env["IMGPIPE_MONGO_DATABASE"]][REQUESTS].insert_one({"_id": request_id, **request})
     open_with_key(browser, f"{stack.api_url}/requests/{request_id}")

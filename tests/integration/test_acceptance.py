@@ -15,7 +15,10 @@ from imgpipe_schemas.topics import ROWS_SUBMITTED
 from tests.integration.kafka_helpers import consume
 
 ROWS_TOTAL = 2500
-CSV = ("S. No.,Product Name,Input Image Urls\n" + "".join(f"{n},P{n},http://in/{n}.jpg\n" for n in range(1, ROWS_TOTAL + 1))).encode()
+CSV = (
+    "S. No.,Product Name,Input Image Urls\n"
+    + "".join(f"{n},P{n},http://in/{n}.jpg\n" for n in range(1, ROWS_TOTAL + 1))
+).encode()
 
 
 async def test_a_resumed_acceptance_goes_on_from_the_rows_accepted(db, bus_settings, tmp_path):

@@ -27,7 +27,11 @@ GOOD_CSV = b'S. No.,Product Name,Input Image Urls\n1,A,"http://img.test/1.jpg,ht
 def settings(bus_settings, mongo_settings) -> Settings:
     ensure_topics(bus_settings)
     return Settings(
-        kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=10_000, fetch_allow="127.0.0.1:9",
+        kafka=bus_settings,
+        mongo=mongo_settings,
+        port=8123,
+        max_upload_bytes=10_000,
+        fetch_allow="127.0.0.1:9",
         webhook_secret=SECRET,
     )
 
@@ -59,7 +63,11 @@ def test_upload_stores_the_request_and_publishes_one_event_per_row(client, setti
     assert (status["payload"]["status"], status["payload"]["rows_accepted"]) == ("PROCESSING", 2)
     assert status["payload"]["output_file_url"] is None
     assert status["payload"]["progress"] == {
-        "rows_total": 2, "rows_done": 0, "images_total": 3, "images_ok": 0, "images_failed": 0,
+        "rows_total": 2,
+        "rows_done": 0,
+        "images_total": 3,
+        "images_ok": 0,
+        "images_failed": 0,
     }
     input_csv = client.get(f"/api/files/{request_id}/input.csv")
     assert input_csv.status_code == 200 and input_csv.content == GOOD_CSV
@@ -81,7 +89,9 @@ def test_a_bad_csv_gets_400_listing_every_problem(client):
     body = response.json()
     assert body["status"] == "error"
     assert [(e["row"], e["column"]) for e in body["payload"]["errors"]] == [
-        (1, "S. No."), (1, "Product Name"), (1, "Input Image Urls"),
+        (1, "S. No."),
+        (1, "Product Name"),
+        (1, "Input Image Urls"),
     ]
 
 
@@ -108,17 +118,33 @@ REJECTED = "the CSV was rejected: 1 problem(s)"
         (
             {**csv_file(GOOD_CSV), "data": {"webhook_url": "http://169。254。169。254/latest"}},
             400,
-            "webhook_url: blocked_address: 169.254.169.254:80 resolves to 169.254.169.254, which is not a public address",
+            "webhook_url: blocked_address: 169.254.169.254:80 resolves to 169.254.169.254, "
+            "which is not a public address",
             None,
         ),
         (csv_file(b""), 400, REJECTED, "the file is empty"),
         (csv_file(b" \r\n\n"), 400, REJECTED, "the file is empty"),
         (csv_file(HEADER), 400, REJECTED, "the file has a header but no data rows"),
         (csv_file(b"\x89PNG\r\n\x1a\n\x00\x00", "p.png", "image/png"), 400, REJECTED, "the file is binary"),
-        (csv_file(HEADER + "1,Caf\xe9,http://a.test/1.jpg\n".encode("latin-1")), 400, REJECTED, "the file is not UTF-8 text (byte 42)"),
-        (csv_file(b'{"products": [1, 2]}\n', "p.json", "application/json"), 400, "the CSV was rejected: 3 problem(s)", "required column 'S. No.' is missing"),
+        (
+            csv_file(HEADER + "1,Caf\xe9,http://a.test/1.jpg\n".encode("latin-1")),
+            400,
+            REJECTED,
+            "the file is not UTF-8 text (byte 42)",
+        ),
+        (
+            csv_file(b'{"products": [1, 2]}\n', "p.json", "application/json"),
+            400,
+            "the CSV was rejected: 3 problem(s)",
+            "required column 'S. No.' is missing",
+        ),
         (csv_file(HEADER + b'1,A,"http://a.test/1.jpg\n'), 400, REJECTED, "the file is not a readable CSV"),
-        (csv_file(HEADER + b"1,A,http://a.test/1.jpg,surplus\n"), 400, REJECTED, "4 fields, but the header names 3 columns"),
+        (
+            csv_file(HEADER + b"1,A,http://a.test/1.jpg,surplus\n"),
+            400,
+            REJECTED,
+            "4 fields, but the header names 3 columns",
+        ),
     ],
 )
 def test_bad_uploads_get_a_clear_4xx_in_the_envelope(client, request_kwargs, code, message, reason):
@@ -147,7 +173,9 @@ def test_a_body_over_the_limit_is_refused_while_it_arrives(client, declared):
     response = client.post("/api/upload/", content=body, headers=headers)
     assert response.status_code == 413
     assert response.json() == {
-        "status": "error", "message": f"the request body is larger than {BODY_LIMIT} bytes", "payload": None,
+        "status": "error",
+        "message": f"the request body is larger than {BODY_LIMIT} bytes",
+        "payload": None,
     }
 
 
@@ -179,7 +207,13 @@ def test_a_large_upload_within_the_limits_is_read_in_chunks(bus_settings, mongo_
 
 
 @pytest.mark.parametrize(
-    ("form", "field"), [({"quality": "0"}, "quality"), ({"quality": "96"}, "quality"), ({"quality": "x"}, "quality"), ({"format": "gif"}, "format")]
+    ("form", "field"),
+    [
+        ({"quality": "0"}, "quality"),
+        ({"quality": "96"}, "quality"),
+        ({"quality": "x"}, "quality"),
+        ({"format": "gif"}, "format"),
+    ],
 )
 def test_quality_and_format_are_validated(client, form, field):
     response = post_csv(client, GOOD_CSV, **form)
@@ -229,7 +263,13 @@ def test_a_database_outage_is_503_with_retry_after_not_500(client, monkeypatch):
 
 @pytest.mark.parametrize(
     "webhook_url",
-    ["http://169.254.169.254/latest", "http://localhost:11/h", "http://127.0.0.1:10/h", "http://[::1]:9/h", "http://no-such-host.invalid/h"],
+    [
+        "http://169.254.169.254/latest",
+        "http://localhost:11/h",
+        "http://127.0.0.1:10/h",
+        "http://[::1]:9/h",
+        "http://no-such-host.invalid/h",
+    ],
 )
 def test_a_webhook_url_to_a_blocked_address_is_refused_at_upload(client, webhook_url):
     response = post_csv(client, GOOD_CSV, webhook_url=webhook_url)
@@ -255,7 +295,9 @@ def test_a_rejected_upload_does_not_use_up_its_idempotency_key(client):
 
 def post_csv_with_key(client, data: bytes, key: str, headers: dict | None = None, **form):
     return client.post(
-        "/api/upload/", files={"file": ("p.csv", data, "text/csv")}, data=form,
+        "/api/upload/",
+        files={"file": ("p.csv", data, "text/csv")},
+        data=form,
         headers={"Idempotency-Key": key, **(headers or {})},
     )
 
@@ -268,8 +310,13 @@ def keyed_client(settings):
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, 401), ({"X-API-Key": "nope"}, 401), ({"Authorization": "Bearer nope"}, 401),
-     ({"X-API-Key": "k2"}, 200), ({"Authorization": "Bearer k1"}, 200)],
+    [
+        ({}, 401),
+        ({"X-API-Key": "nope"}, 401),
+        ({"Authorization": "Bearer nope"}, 401),
+        ({"X-API-Key": "k2"}, 200),
+        ({"Authorization": "Bearer k1"}, 200),
+    ],
 )
 def test_api_keys_guard_upload_and_status(keyed_client, headers, code):
     upload = keyed_client.post("/api/upload/", files={"file": ("p.csv", GOOD_CSV, "text/csv")}, headers=headers)
@@ -339,25 +386,42 @@ def rows_page(client, request_id: str, headers: dict | None = None, **params):
 
 
 def test_rows_are_paged_in_input_order_with_each_images_outcome(client, settings):
-    body = HEADER + b"".join(f'{n},P{n},"http://img.test/{n}a.jpg,http://img.test/{n}b.jpg"\n'.encode() for n in range(1, 8))
+    body = HEADER + b"".join(
+        f'{n},P{n},"http://img.test/{n}a.jpg,http://img.test/{n}b.jpg"\n'.encode() for n in range(1, 8)
+    )
     request_id = post_csv(client, body).json()["payload"]["request_id"]
     # The rows are stored in the background once the upload is answered: the page shows those accepted.
     wait_for(
         lambda: client.get("/api/output/", params={"request_id": request_id}).json()["payload"]["rows_accepted"] == 7,
-        30, "every row accepted",
+        30,
+        "every row accepted",
     )
     first = rows_page(client, request_id, limit=3)
     assert (first["total"], first["offset"], first["limit"], first["more"]) == (7, 0, 3, True)
     assert first["input_file_url"] == f"http://127.0.0.1:8123/api/files/{request_id}/input.csv"
-    assert [(row["row_index"], row["serial"], row["product_name"], row["done"], row["images"]) for row in first["rows"]] == [
-        (0, 1, "P1", False, []), (1, 2, "P2", False, []), (2, 3, "P3", False, []),
+    assert [
+        (row["row_index"], row["serial"], row["product_name"], row["done"], row["images"]) for row in first["rows"]
+    ] == [
+        (0, 1, "P1", False, []),
+        (1, 2, "P2", False, []),
+        (2, 3, "P3", False, []),
     ]
-    ok = ImageResult(source_url="http://img.test/2a.jpg", output_url="http://127.0.0.1:8123/api/files/x.jpg",
-                     bytes_in=900, bytes_out=300)
+    ok = ImageResult(
+        source_url="http://img.test/2a.jpg",
+        output_url="http://127.0.0.1:8123/api/files/x.jpg",
+        bytes_in=900,
+        bytes_out=300,
+    )
     failed = ImageResult(source_url="http://img.test/2b.jpg", error_code="http_404", error_message="Not Found")
     store_results(settings, request_id, {1: [ok, failed], 5: [ok, ok.model_copy(update={"source_url": "b"})]})
     assert [row["done"] for row in rows_page(client, request_id, offset=0, limit=7)["rows"]] == [
-        False, True, False, False, False, True, False,
+        False,
+        True,
+        False,
+        False,
+        False,
+        True,
+        False,
     ]
     last = rows_page(client, request_id, offset=6, limit=3)
     assert ([row["serial"] for row in last["rows"]], last["total"], last["more"]) == ([7], 7, False)
@@ -366,15 +430,34 @@ def test_rows_are_paged_in_input_order_with_each_images_outcome(client, settings
     failing = rows_page(client, request_id, failed="true")
     assert (failing["total"], failing["more"], [row["serial"] for row in failing["rows"]]) == (None, False, [2])
     assert failing["rows"][0]["images"] == [
-        {"source_url": "http://img.test/2a.jpg", "output_url": "http://127.0.0.1:8123/api/files/x.jpg", "error_code": None,
-         "error_message": None, "retryable": False, "bytes_in": 900, "bytes_out": 300, "kept_source": False},
-        {"source_url": "http://img.test/2b.jpg", "output_url": None, "error_code": "http_404", "error_message": "Not Found",
-         "retryable": False, "bytes_in": 0, "bytes_out": 0, "kept_source": False},
+        {
+            "source_url": "http://img.test/2a.jpg",
+            "output_url": "http://127.0.0.1:8123/api/files/x.jpg",
+            "error_code": None,
+            "error_message": None,
+            "retryable": False,
+            "bytes_in": 900,
+            "bytes_out": 300,
+            "kept_source": False,
+        },
+        {
+            "source_url": "http://img.test/2b.jpg",
+            "output_url": None,
+            "error_code": "http_404",
+            "error_message": "Not Found",
+            "retryable": False,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "kept_source": False,
+        },
     ]
     assert rows_page(client, request_id, failed="true", offset=1)["rows"] == []
     store_results(settings, request_id, {n: [failed] for n in (3, 4, 6)})
     pages = [rows_page(client, request_id, failed="true", offset=offset, limit=2) for offset in (0, 2)]
-    assert [([row["serial"] for row in page["rows"]], page["more"]) for page in pages] == [([2, 4], True), ([5, 7], False)]
+    assert [([row["serial"] for row in page["rows"]], page["more"]) for page in pages] == [
+        ([2, 4], True),
+        ([5, 7], False),
+    ]
 
 
 @pytest.mark.parametrize("params", [{"limit": "0"}, {"limit": "101"}, {"offset": "-1"}, {"failed": "maybe"}])
@@ -385,7 +468,9 @@ def test_rows_page_bounds_are_a_400(client, params):
 
 
 def test_rows_follow_the_api_key_rules(keyed_client):
-    request_id = post_csv_with_key(keyed_client, GOOD_CSV, "rows-1", headers={"X-API-Key": "k1"}).json()["payload"]["request_id"]
+    request_id = post_csv_with_key(keyed_client, GOOD_CSV, "rows-1", headers={"X-API-Key": "k1"}).json()["payload"][
+        "request_id"
+    ]
     assert rows_page(keyed_client, request_id, {"X-API-Key": "k1"})["total"] == 2
     other = keyed_client.get("/api/rows/", params={"request_id": request_id}, headers={"X-API-Key": "k2"})
     unknown = keyed_client.get("/api/rows/", params={"request_id": str(uuid.uuid4())}, headers={"X-API-Key": "k2"})
@@ -394,14 +479,20 @@ def test_rows_follow_the_api_key_rules(keyed_client):
 
 
 def test_the_status_page_is_one_open_shell_for_every_id(keyed_client):
-    request_id = post_csv_with_key(keyed_client, GOOD_CSV, "page-1", headers={"X-API-Key": "k1"}).json()["payload"]["request_id"]
+    request_id = post_csv_with_key(keyed_client, GOOD_CSV, "page-1", headers={"X-API-Key": "k1"}).json()["payload"][
+        "request_id"
+    ]
     unknown = str(uuid.uuid4())
     page, other = keyed_client.get(f"/requests/{request_id}"), keyed_client.get(f"/requests/{unknown}")
     assert page.status_code == other.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert page.text.replace(request_id, unknown) == other.text  # tells nothing of whether the id is taken
     policy = page.headers["content-security-policy"]
-    assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "img-src 'self' http://127.0.0.1:8123" in policy
+    assert (
+        "script-src 'self'" in policy
+        and "connect-src 'self'" in policy
+        and "img-src 'self' http://127.0.0.1:8123" in policy
+    )
     assert page.headers["referrer-policy"] == "no-referrer"
     assert keyed_client.get(f"/requests/{request_id.upper()}").text == page.text
     for asset, kind in [("status-page.js", "javascript"), ("status-page.css", "text/css")]:

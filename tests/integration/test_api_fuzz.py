@@ -57,14 +57,21 @@ def api_schema(api_url):
 def test_no_generated_request_gets_a_server_error(api_schema):
     # Hypothesis driven directly: schemathesis' pytest plugin does not run under this pytest version.
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert {operation.path for operation in operations} >= {"/api/upload/", "/api/output/", "/api/rows/", "/api/webhook/"}
+    assert {operation.path for operation in operations} >= {
+        "/api/upload/",
+        "/api/output/",
+        "/api/rows/",
+        "/api/webhook/",
+    }
     for operation in operations:
 
         @given(case=operation.as_strategy())
         @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
         def as_documented(case) -> None:
             response = case.call(timeout=30)
-            assert response.status_code < 500, f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
+            assert response.status_code < 500, (
+                f"{case.method} {case.path}: {response.status_code} {response.text[:300]}"
+            )
             case.validate_response(response, checks=CHECKS)
 
         as_documented()

@@ -35,8 +35,13 @@ OTHER_CSV = GOOD_CSV.replace(b"2,B", b"2,C")
 def settings(bus_settings, mongo_settings, tmp_path) -> Settings:
     ensure_topics(bus_settings)
     return Settings(
-        kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=10_000, webhook_secret=generate_secret(),
-        blobs=BlobSettings(store="directory", dir=tmp_path / "blobs"), api_keys=f"{KEY_A}, {KEY_B}",
+        kafka=bus_settings,
+        mongo=mongo_settings,
+        port=8123,
+        max_upload_bytes=10_000,
+        webhook_secret=generate_secret(),
+        blobs=BlobSettings(store="directory", dir=tmp_path / "blobs"),
+        api_keys=f"{KEY_A}, {KEY_B}",
     )
 
 
@@ -78,8 +83,14 @@ def test_the_owner_is_a_digest_of_the_key_and_none_without_keys():
 def test_a_request_is_seen_only_with_the_key_it_was_made_with(client, stored):
     request_id = upload(client, AS_A)
     stored[DELIVERIES].insert_one(
-        {"_id": "msg_1", "request_id": request_id, "url": "https://hooks.a.example/secret-path", "state": "delivered",
-         "attempts": [{"at": datetime.now(UTC), "outcome": "200"}], "created_at": datetime.now(UTC)}
+        {
+            "_id": "msg_1",
+            "request_id": request_id,
+            "url": "https://hooks.a.example/secret-path",
+            "state": "delivered",
+            "attempts": [{"at": datetime.now(UTC), "outcome": "200"}],
+            "created_at": datetime.now(UTC),
+        }
     )
     mine = status(client, request_id, AS_A)
     assert mine.status_code == 200
@@ -102,8 +113,18 @@ def test_requests_without_an_owner_are_seen_with_every_key(settings, client, sto
         uploaded_open = upload(open_client, {})
     direct = str(uuid.uuid4())
     stored[REQUESTS].insert_one(
-        {"_id": direct, **new_request(status=RequestStatus.PROCESSING, origin=Origin.KAFKA, columns=["S. No."],
-                                      rows_total=1, images_total=1, webhook_url=None, now=datetime.now(UTC))}
+        {
+            "_id": direct,
+            **new_request(
+                status=RequestStatus.PROCESSING,
+                origin=Origin.KAFKA,
+                columns=["S. No."],
+                rows_total=1,
+                images_total=1,
+                webhook_url=None,
+                now=datetime.now(UTC),
+            ),
+        }
     )
     for headers in (AS_A, AS_B):
         assert status(client, uploaded_open, headers).status_code == 200
@@ -194,18 +215,20 @@ def serving(settings: Settings):
 def test_a_large_upload_with_a_wrong_key_gets_401_before_it_is_sent(settings):
     """20 MB declared, 16 KiB sent: the 401 comes back while the client has sent almost nothing."""
     declared = 20 * 1024 * 1024
-    with serving(settings.model_copy(update={"max_upload_bytes": declared})) as port:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
-            connection.sendall(
-                b"POST /api/upload/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: nope\r\n"
-                b"Content-Type: multipart/form-data; boundary=b\r\n"
-                + f"Content-Length: {declared}\r\n\r\n".encode()
-                + b'--b\r\nContent-Disposition: form-data; name="file"; filename="p.csv"\r\n\r\n'
-                + b"x" * 16 * 1024
-            )
-            answer = b""
-            while b"\r\n\r\n" not in answer:
-                chunk = connection.recv(4096)  # the socket's timeout is the deadline
-                assert chunk, f"the connection closed without an answer: {answer!r}"
-                answer += chunk
+    with (
+        serving(settings.model_copy(update={"max_upload_bytes": declared})) as port,
+        socket.create_connection(("127.0.0.1", port), timeout=10) as connection,
+    ):
+        connection.sendall(
+            b"POST /api/upload/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: nope\r\n"
+            b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + f"Content-Length: {declared}\r\n\r\n".encode()
+            + b'--b\r\nContent-Disposition: form-data; name="file"; filename="p.csv"\r\n\r\n'
+            + b"x" * 16 * 1024
+        )
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = connection.recv(4096)  # the socket's timeout is the deadline
+            assert chunk, f"the connection closed without an answer: {answer!r}"
+            answer += chunk
     assert answer.startswith(b"HTTP/1.1 401"), answer[:200]

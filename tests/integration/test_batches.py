@@ -28,9 +28,7 @@ async def test_events_arrive_in_batches_of_at_most_the_maximum_each_once(bus_set
     producer = EventProducer(bus_settings)
     try:
         await eventually(lambda: app.consumer.assignment(), 60, "an assignment")
-        events = [
-            RequestAccepted(request_id=mine, rows_total=n + 1, images_total=1) for n in range(20)
-        ]
+        events = [RequestAccepted(request_id=mine, rows_total=n + 1, images_total=1) for n in range(20)]
         await producer.publish_many(REQUESTS_ACCEPTED, events)
         ours = lambda: [v for batch in batches for v in batch if str(mine).encode() in v]  # noqa: E731
         await eventually(lambda: len(ours()) >= 20, 60, "all 20 events")

@@ -20,8 +20,8 @@ from imgpipe_bus import (
 )
 from imgpipe_schemas import ImageResult, RequestAccepted, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
-from tests.waiting import eventually
 from tests.integration.kafka_helpers import consume
+from tests.waiting import eventually
 
 
 def test_topics_are_created_explicitly_with_the_configured_partitions(bus_settings):
@@ -54,14 +54,18 @@ async def test_rows_spread_over_partitions_and_results_of_a_request_land_togethe
         await producer.publish_many(
             ROWS_SUBMITTED,
             [
-                RowSubmitted(request_id=request_id, row_index=i, serial=i + 1, product_name="P", image_urls=["http://x/y"])
+                RowSubmitted(
+                    request_id=request_id, row_index=i, serial=i + 1, product_name="P", image_urls=["http://x/y"]
+                )
                 for i in range(16)
             ],
         )
         await producer.publish_many(
             ROWS_PROCESSED,
             [
-                RowProcessed(request_id=request_id, row_index=i, images=[ImageResult(source_url="http://x/y", error_code="e")])
+                RowProcessed(
+                    request_id=request_id, row_index=i, images=[ImageResult(source_url="http://x/y", error_code="e")]
+                )
                 for i in range(16)
             ],
         )
@@ -91,7 +95,9 @@ def produce_in_one_partition(bootstrap: str, events: list) -> list[tuple[int, in
     stored: list[tuple[int, int]] = []
     for event in events:
         producer.produce(
-            REQUESTS_ACCEPTED.name, key=event.partition_key().encode(), value=encode(event),
+            REQUESTS_ACCEPTED.name,
+            key=event.partition_key().encode(),
+            value=encode(event),
             on_delivery=lambda err, msg: stored.append((msg.partition(), msg.offset())),
         )
     assert producer.flush(30) == 0

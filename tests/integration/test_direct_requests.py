@@ -32,13 +32,19 @@ async def adapters(mongo_settings, bus_settings):
 
 
 def accepted(request_id: uuid.UUID, rows: int) -> RequestAccepted:
-    return RequestAccepted(request_id=request_id, rows_total=rows, images_total=rows, webhook_url="https://hooks.example/x")
+    return RequestAccepted(
+        request_id=request_id, rows_total=rows, images_total=rows, webhook_url="https://hooks.example/x"
+    )
 
 
 def submitted(request_id: uuid.UUID, row: int, quality: int = 50) -> RowSubmitted:
     return RowSubmitted(
-        request_id=request_id, row_index=row, serial=row + 10, product_name=f"P{row}",
-        image_urls=[f"http://in/{row}"], quality=quality,
+        request_id=request_id,
+        row_index=row,
+        serial=row + 10,
+        product_name=f"P{row}",
+        image_urls=[f"http://in/{row}"],
+        quality=quality,
     )
 
 
@@ -65,7 +71,13 @@ async def test_results_before_rows_before_the_request_still_complete_it(adapters
 
     request = await store.get(str(request_id))
     assert request["status"] == "SUCCESS"
-    assert request["progress"] == {"rows_total": 2, "rows_done": 2, "images_total": 2, "images_ok": 2, "images_failed": 0}
+    assert request["progress"] == {
+        "rows_total": 2,
+        "rows_done": 2,
+        "images_total": 2,
+        "images_ok": 2,
+        "images_failed": 0,
+    }
     assert await output_table(adapters, request) == [
         ["S. No.", "Product Name", "Input Image Urls", "Output Image Urls", "Image Errors"],
         ["10", "P0", "http://in/0", "http://out/0", ""],
@@ -124,7 +136,13 @@ async def test_a_request_whose_rows_never_came_is_redriven_then_failed(adapters,
 
     request = await store.get(str(request_id))
     assert request["status"] == "FAILED"
-    assert request["progress"] == {"rows_total": 3, "rows_done": 1, "images_total": 3, "images_ok": 1, "images_failed": 0}
+    assert request["progress"] == {
+        "rows_total": 3,
+        "rows_done": 1,
+        "images_total": 3,
+        "images_ok": 1,
+        "images_failed": 0,
+    }
     assert [row[0] for row in (await output_table(adapters, request))[1:]] == ["10"]
 
 

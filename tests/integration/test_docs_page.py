@@ -23,7 +23,10 @@ ASSET_TYPES = {".js": ("text/javascript", "application/javascript"), ".css": ("t
 def client(bus_settings, mongo_settings):
     ensure_topics(bus_settings)
     settings = Settings(
-        kafka=bus_settings, mongo=mongo_settings, webhook_secret=generate_secret(), api_keys="docs-test-key-3b9e",
+        kafka=bus_settings,
+        mongo=mongo_settings,
+        webhook_secret=generate_secret(),
+        api_keys="docs-test-key-3b9e",
     )
     with TestClient(create_api(settings)) as test_client:
         yield test_client

@@ -88,7 +88,9 @@ async def test_429_is_retried_after_the_delay_the_server_asked_for(server):
     await fetcher.close()
 
 
-@pytest.mark.parametrize(("name", "code", "calls"), [("down", "http_503", 3), ("gone", "http_404", 1), ("huge", "too_large", 1)])
+@pytest.mark.parametrize(
+    ("name", "code", "calls"), [("down", "http_503", 3), ("gone", "http_404", 1), ("huge", "too_large", 1)]
+)
 async def test_transient_errors_are_retried_and_permanent_ones_are_not(server, name, code, calls):
     fetcher = downloader()
     with pytest.raises(FetchFailed) as failed:
@@ -132,7 +134,14 @@ async def test_every_redirect_hop_is_checked(server):
 
 @pytest.mark.parametrize(
     "url",
-    ["http://[::1", "not a url", "ftp://images.example/x.jpg", "https:///x.jpg", "http://a..b/x.jpg", f"http://{'a' * 64}.com/"],
+    [
+        "http://[::1",
+        "not a url",
+        "ftp://images.example/x.jpg",
+        "https:///x.jpg",
+        "http://a..b/x.jpg",
+        f"http://{'a' * 64}.com/",
+    ],
 )
 async def test_a_url_that_is_not_an_absolute_http_url_is_an_invalid_url(url):
     """Rows produced straight to Kafka skip ingest's CSV rules: the worker gives them a per-image error."""
@@ -143,7 +152,11 @@ async def test_a_url_that_is_not_an_absolute_http_url_is_an_invalid_url(url):
     await fetcher.close()
 
 
-UNICODE_LOOPBACK = ["http://１２７．０．０．１:{port}/ok", "http://127。0。0。1:{port}/ok", "http://①②⑦.0.0.1:{port}/ok"]
+UNICODE_LOOPBACK = [
+    "http://１２７．０．０．１:{port}/ok",
+    "http://127。0。0。1:{port}/ok",
+    "http://①②⑦.0.0.1:{port}/ok",
+]
 
 
 @pytest.mark.parametrize("spelling", UNICODE_LOOPBACK)

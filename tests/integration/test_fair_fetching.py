@@ -50,8 +50,14 @@ def production_worker() -> tuple[Adapters, Downloader]:
         connections_per_host=DEFAULTS["fetch_connections_per_host"],
     )
     adapters = Adapters(
-        fetch=fetcher.fetch, compress=compressed, blobs=None, producer=None, public_base_url="http://api",
-        sources=SharedSources(), image_budget_s=DEFAULTS["image_budget_s"], row_budget_s=DEFAULTS["row_budget_s"],
+        fetch=fetcher.fetch,
+        compress=compressed,
+        blobs=None,
+        producer=None,
+        public_base_url="http://api",
+        sources=SharedSources(),
+        image_budget_s=DEFAULTS["image_budget_s"],
+        row_budget_s=DEFAULTS["row_budget_s"],
         request_fetches=KeyedSlots(request_share(DEFAULTS["fetch_connections"])),
     )
     return adapters, fetcher
@@ -65,7 +71,7 @@ def row(request_id: uuid.UUID, index: int, urls: list[str]) -> RowSubmitted:
     return RowSubmitted(request_id=request_id, row_index=index, serial=index, product_name="P", image_urls=urls)
 
 
-async def test_a_request_whose_sources_stall_does_not_starve_another_requests_images(stalling, good_server):
+async def test_a_request_whose_sources_stall_does_not_starve_another_requests_images(stalling, good_server):  # noqa: F811
     """Request A: 8 rows of 20 sources spread over 8 hosts that never answer; then request B: 2 rows of 3
     good images. B's images are fetched while A's still stall, and A holds no more than its share."""
     worker, fetcher = production_worker()

@@ -46,8 +46,14 @@ Call = Callable[[], Awaitable[object]]
 
 
 def result(request_id: str, index: int, failed: int = 0) -> RowProcessed:
-    images = [ImageResult(source_url=f"http://in/{index}/{n}", output_url=f"http://out/{index}/{n}") for n in range(3 - failed)]
-    images += [ImageResult(source_url=f"http://in/{index}/x{n}", error_code="http_404", error_message="gone") for n in range(failed)]
+    images = [
+        ImageResult(source_url=f"http://in/{index}/{n}", output_url=f"http://out/{index}/{n}")
+        for n in range(3 - failed)
+    ]
+    images += [
+        ImageResult(source_url=f"http://in/{index}/x{n}", error_code="http_404", error_message="gone")
+        for n in range(failed)
+    ]
     return RowProcessed(request_id=uuid.UUID(request_id), row_index=index, images=images)
 
 
@@ -72,7 +78,11 @@ class World:
         while self.others < total:
             batch = range(self.others, min(total, self.others + 5_000))
             ids = [str(uuid.uuid4()) for _ in batch]
-            finished = {"status": RequestStatus.SUCCESS, "completion_published": True, "progress": Progress().model_dump()}
+            finished = {
+                "status": RequestStatus.SUCCESS,
+                "completion_published": True,
+                "progress": Progress().model_dump(),
+            }
             await self.db[REQUESTS].insert_many(
                 [{"_id": i, **self.request_document(RequestStatus.PROCESSING, LONG_AGO), **finished} for i in ids]
             )
@@ -81,12 +91,23 @@ class World:
             )
             await self.db[DELIVERIES].insert_many(
                 [
-                    {"_id": str(uuid.uuid4()), "request_id": i, "url": "https://h/x", "body": b"{}", "state": DELIVERED,
-                     "attempts": [], "next_attempt_at": None, "created_at": LONG_AGO, "updated_at": LONG_AGO}
+                    {
+                        "_id": str(uuid.uuid4()),
+                        "request_id": i,
+                        "url": "https://h/x",
+                        "body": b"{}",
+                        "state": DELIVERED,
+                        "attempts": [],
+                        "next_attempt_at": None,
+                        "created_at": LONG_AGO,
+                        "updated_at": LONG_AGO,
+                    }
                     for i in ids
                 ]
             )
-            await self.db[PUBLICATIONS].insert_many([new_publication(i, [0], [(0, n)], LONG_AGO) for n, i in enumerate(ids)])
+            await self.db[PUBLICATIONS].insert_many(
+                [new_publication(i, [0], [(0, n)], LONG_AGO) for n, i in enumerate(ids)]
+            )
             await self.db["idempotency_keys"].insert_many(
                 [{"_id": f"key-{i}", "digest": "d", "request_id": i, "created_at": NOW, "bound": True} for i in ids]
             )
@@ -95,14 +116,24 @@ class World:
     @staticmethod
     def request_document(status: RequestStatus, created: datetime, origin: Origin = Origin.UPLOAD) -> dict:
         return new_request(
-            status=status, origin=origin, columns=COLUMNS, rows_total=ROWS_PER_REQUEST, images_total=3 * ROWS_PER_REQUEST,
-            webhook_url="https://h/x", now=created, input_file="x/input.csv", quality=50, output_format="jpeg",
+            status=status,
+            origin=origin,
+            columns=COLUMNS,
+            rows_total=ROWS_PER_REQUEST,
+            images_total=3 * ROWS_PER_REQUEST,
+            webhook_url="https://h/x",
+            now=created,
+            input_file="x/input.csv",
+            quality=50,
+            output_format="jpeg",
         )
 
     @staticmethod
     def row_document(request_id: str, index: int) -> dict:
         urls = [f"http://in/{index}/{n}" for n in range(3)]
-        return new_row(request_id, index, serial=index + 1, product_name="P", image_urls=urls, cells=["1", "P", ",".join(urls)])
+        return new_row(
+            request_id, index, serial=index + 1, product_name="P", image_urls=urls, cells=["1", "P", ",".join(urls)]
+        )
 
     async def running_request(self, done: int = ROWS_PER_REQUEST // 2, status=RequestStatus.PROCESSING) -> dict:
         """A request of its own, with ``done`` of its rows done, a publication and a delivery."""
@@ -110,12 +141,17 @@ class World:
         await self.db[REQUESTS].insert_one({"_id": request_id, **self.request_document(status, LONG_AGO)})
         await self.db[ROWS].insert_many(
             [
-                {"_id": row_id(request_id, i), **self.row_document(request_id, i),
-                 **(row_results(result(request_id, i, failed=i % 2), LONG_AGO) if i < done else {})}
+                {
+                    "_id": row_id(request_id, i),
+                    **self.row_document(request_id, i),
+                    **(row_results(result(request_id, i, failed=i % 2), LONG_AGO) if i < done else {}),
+                }
                 for i in range(ROWS_PER_REQUEST)
             ]
         )
-        await self.db[PUBLICATIONS].insert_one(new_publication(request_id, list(range(ROWS_PER_REQUEST)), [(0, 1)] * ROWS_PER_REQUEST, LONG_AGO))
+        await self.db[PUBLICATIONS].insert_one(
+            new_publication(request_id, list(range(ROWS_PER_REQUEST)), [(0, 1)] * ROWS_PER_REQUEST, LONG_AGO)
+        )
         return await self.progress.get(request_id)
 
     async def many(self, count: int, **kwargs) -> list[dict]:
@@ -130,17 +166,27 @@ async def each(calls: list[Call]) -> None:
 # Each scenario prepares n calls of one hot query (its documents stored beforehand), to be timed.
 async def record_rows(w: World, n: int = 150) -> list[Call]:
     request = await w.running_request(done=0)
-    return [lambda i=i: w.progress.record_rows([result(request["_id"], i % ROWS_PER_REQUEST, failed=1 - i // ROWS_PER_REQUEST % 2)]) for i in range(n)]
+    return [
+        lambda i=i: w.progress.record_rows(
+            [result(request["_id"], i % ROWS_PER_REQUEST, failed=1 - i // ROWS_PER_REQUEST % 2)]
+        )
+        for i in range(n)
+    ]
 
 
 async def register_rows(w: World, n: int = 150) -> list[Call]:
     ids = [uuid.uuid4() for _ in range(n)]
-    rows = [RowSubmitted(request_id=i, row_index=0, serial=1, product_name="P", image_urls=["http://in/0"]) for i in ids]
+    rows = [
+        RowSubmitted(request_id=i, row_index=0, serial=1, product_name="P", image_urls=["http://in/0"]) for i in ids
+    ]
     return [lambda row=row: w.progress.register_rows([row]) for row in rows]
 
 
 async def register_request(w: World, n: int = 150) -> list[Call]:
-    return [lambda: w.progress.register_request(RequestAccepted(request_id=uuid.uuid4(), rows_total=1, images_total=1)) for _ in range(n)]
+    return [
+        lambda: w.progress.register_request(RequestAccepted(request_id=uuid.uuid4(), rows_total=1, images_total=1))
+        for _ in range(n)
+    ]
 
 
 async def completion_check(w: World, n: int = 150) -> list[Call]:
@@ -169,7 +215,9 @@ async def finish(w: World, n: int = 150) -> list[Call]:
     requests = await w.many(n, done=ROWS_PER_REQUEST)
 
     async def done(request) -> None:
-        finished = await w.progress.finish(request["_id"], RequestStatus.SUCCESS, "x/output.csv", Progress(), update=False)
+        finished = await w.progress.finish(
+            request["_id"], RequestStatus.SUCCESS, "x/output.csv", Progress(), update=False
+        )
         assert finished is not None
         await w.progress.mark_completion_published(request["_id"], finished["completion_event_id"])
         await w.progress.mark_output_built(request["_id"])
@@ -220,8 +268,12 @@ async def upload(w: World, n: int = 150) -> list[Call]:
 
         await w.requests.insert_rows(request_id, rows)
         await w.requests.insert_request(
-            request_id, CsvSummary(COLUMNS, ROWS_PER_REQUEST, ROWS_PER_REQUEST), input_file="x", webhook_url=None,
-            quality=50, output_format="jpeg",
+            request_id,
+            CsvSummary(COLUMNS, ROWS_PER_REQUEST, ROWS_PER_REQUEST),
+            input_file="x",
+            webhook_url=None,
+            quality=50,
+            output_format="jpeg",
         )
         await w.requests.record_publication(request_id, [0], [(0, 1)])
         await w.requests.mark_processing(request_id)
@@ -272,7 +324,9 @@ async def notifier_poll(w: World, n: int = 150) -> list[Call]:
         claimed = await w.deliveries.claim_due(lambda: NOW, lease_s=30, limit=1)
         assert claimed, "a due delivery"
         await w.deliveries.record(claimed[0][0]["_id"], 0, 200, DELIVERED, NOW)
-        assert not await w.deliveries.claim_due(lambda: LONG_AGO - timedelta(days=1), lease_s=30, limit=1)  # nothing due
+        assert not await w.deliveries.claim_due(
+            lambda: LONG_AGO - timedelta(days=1), lease_s=30, limit=1
+        )  # nothing due
         await w.deliveries.reopen(webhook_id, letter(replays=1), NOW, 30)  # a replayed completion
         await w.deliveries.record(webhook_id, 1, 200, DELIVERED, NOW)
 
@@ -280,8 +334,20 @@ async def notifier_poll(w: World, n: int = 150) -> list[Call]:
 
 
 SCENARIOS = [
-    record_rows, register_rows, register_request, completion_check, output_rows, finish, reconciler_pass, recount,
-    publications, upload, status_poll, rows_poll, idempotency_keys, notifier_poll,
+    record_rows,
+    register_rows,
+    register_request,
+    completion_check,
+    output_rows,
+    finish,
+    reconciler_pass,
+    recount,
+    publications,
+    upload,
+    status_poll,
+    rows_poll,
+    idempotency_keys,
+    notifier_poll,
 ]
 
 

@@ -98,7 +98,13 @@ def uploader(db, tmp_path, store):
 
     def upload():
         return accept_upload(
-            io.BytesIO(CSV), options, limits=Limits(), store=store, blobs=DirectoryBlobStore(tmp_path), keys=keys, lease_s=60
+            io.BytesIO(CSV),
+            options,
+            limits=Limits(),
+            store=store,
+            blobs=DirectoryBlobStore(tmp_path),
+            keys=keys,
+            lease_s=60,
         )
 
     return keys, upload

@@ -93,8 +93,14 @@ async def compressed(data: bytes, quality: int, output_format: str, stem: str) -
 
 def worker(fetcher: Downloader, image_budget_s: float, row_budget_s: float) -> Adapters:
     return Adapters(
-        fetch=fetcher.fetch, compress=compressed, blobs=None, producer=None, public_base_url="http://api",
-        sources=SharedSources(), image_budget_s=image_budget_s, row_budget_s=row_budget_s,
+        fetch=fetcher.fetch,
+        compress=compressed,
+        blobs=None,
+        producer=None,
+        public_base_url="http://api",
+        sources=SharedSources(),
+        image_budget_s=image_budget_s,
+        row_budget_s=row_budget_s,
         request_fetches=KeyedSlots(50),
     )
 

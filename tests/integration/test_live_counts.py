@@ -8,7 +8,7 @@ from imgpipe_runtime.documents import ROWS, live_counts, progress, rows_of
 from imgpipe_schemas import ImageResult, RowProcessed
 from tests.integration.uploads import store_upload
 
-CSV = b"S. No.,Product Name,Input Image Urls\n1,A,\"http://in/0,http://in/1\"\n2,B,http://in/2\n3,C,http://in/3\n"
+CSV = b'S. No.,Product Name,Input Image Urls\n1,A,"http://in/0,http://in/1"\n2,B,http://in/2\n3,C,http://in/3\n'
 
 
 def result(request_id: str, row: int, failed: int, images: int = 1) -> RowProcessed:
@@ -50,7 +50,9 @@ async def test_counts_short_of_the_rows_are_recounted_and_a_finished_request_cou
     request_id = str(uuid.uuid4())
     await store_upload(db, request_id, CSV)
     store = ProgressStore(db)
-    await store.record_rows([result(request_id, 0, failed=0, images=2), result(request_id, 1, failed=0), result(request_id, 2, failed=0)])
+    await store.record_rows(
+        [result(request_id, 0, failed=0, images=2), result(request_id, 1, failed=0), result(request_id, 2, failed=0)]
+    )
     await db["requests"].update_one({"_id": request_id}, {"$inc": {"live.rows_done": -1, "live.images_ok": -1}})
     short = await store.get(request_id)
     assert await store.rows_done(short) == 2
@@ -77,7 +79,9 @@ async def test_a_row_improved_just_before_a_crash_rebuilds_the_stored_output_on_
     await store_upload(db, request_id, CSV)
     store, producer, blobs = ProgressStore(db), RecordingProducer(), GridFsBlobStore(db)
     adapters = Adapters(store=store, blobs=blobs, producer=producer, public_base_url="http://api")
-    await record_results([result(request_id, 0, 0, images=2), result(request_id, 1, 1), result(request_id, 2, 0)], adapters)
+    await record_results(
+        [result(request_id, 0, 0, images=2), result(request_id, 1, 1), result(request_id, 2, 0)], adapters
+    )
     better = result(request_id, 1, failed=0)
     await store.record_rows([better])  # stored; the process stopped before rebuilding the output
     await record_results([better], adapters)

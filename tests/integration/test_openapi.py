@@ -57,7 +57,9 @@ def check_documented(app, response) -> None:
         return
     schema = app.openapi()
     documented = documented_statuses(schema)[(method, template)]
-    assert response.status_code in documented, f"{method} {path} answered {response.status_code}, documented {documented}"
+    assert response.status_code in documented, (
+        f"{method} {path} answered {response.status_code}, documented {documented}"
+    )
     body_schema = response_schema(schema, method, template, response.status_code)
     if body_schema is not None:
         response.read()
@@ -74,8 +76,12 @@ def answers_as_documented(client: TestClient) -> TestClient:
 def settings(bus_settings, mongo_settings, tmp_path) -> Settings:
     ensure_topics(bus_settings)
     return Settings(
-        kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=MAX_UPLOAD,
-        webhook_secret=generate_secret(), blobs=BlobSettings(store="directory", dir=tmp_path / "blobs"),
+        kafka=bus_settings,
+        mongo=mongo_settings,
+        port=8123,
+        max_upload_bytes=MAX_UPLOAD,
+        webhook_secret=generate_secret(),
+        blobs=BlobSettings(store="directory", dir=tmp_path / "blobs"),
     )
 
 
@@ -269,13 +275,24 @@ def test_the_document_declares_the_key_schemes_and_typed_payloads(keyed_client, 
     assert schema["components"]["securitySchemes"] == {
         "HTTPBearer": {"type": "http", "scheme": "bearer", "description": "One of IMGPIPE_API_KEYS, when set"},
         "APIKeyHeader": {
-            "type": "apiKey", "in": "header", "name": "X-API-Key", "description": "One of IMGPIPE_API_KEYS, when set",
+            "type": "apiKey",
+            "in": "header",
+            "name": "X-API-Key",
+            "description": "One of IMGPIPE_API_KEYS, when set",
         },
     }
-    keyed = {(path, method) for path, operations in schema["paths"].items() for method, op in operations.items()
-             if op.get("security")}
-    assert keyed == {("/api/upload/", "post"), ("/api/output/", "get"), ("/api/rows/", "get"),
-                     ("/api/files/{name}", "get")}
+    keyed = {
+        (path, method)
+        for path, operations in schema["paths"].items()
+        for method, op in operations.items()
+        if op.get("security")
+    }
+    assert keyed == {
+        ("/api/upload/", "post"),
+        ("/api/output/", "get"),
+        ("/api/rows/", "get"),
+        ("/api/files/{name}", "get"),
+    }
     assert schema["paths"]["/api/files/{name}"]["get"]["security"][0] == {}  # outputs need no key
     schemas = schema["components"]["schemas"]
     assert "HTTPValidationError" not in schemas and "ValidationError" not in schemas
@@ -289,8 +306,12 @@ def test_the_document_declares_the_key_schemes_and_typed_payloads(keyed_client, 
     status = schemas[payload("/api/output/", "get", "200")["$ref"].rsplit("/", 1)[1]]
     assert status["required"] == ["request_id", "status", "output_file_url", "progress", "rows_accepted", "webhooks"]
     assert payload("/api/output/", "get", "404") == {"type": "null", "title": "Payload"}
-    assert {option.get("$ref", "null").rsplit("/", 1)[-1] for option in payload("/api/upload/", "post", "400")["anyOf"]} == {
-        "CsvProblems", "FieldProblems", "null",
+    assert {
+        option.get("$ref", "null").rsplit("/", 1)[-1] for option in payload("/api/upload/", "post", "400")["anyOf"]
+    } == {
+        "CsvProblems",
+        "FieldProblems",
+        "null",
     }
     open_schema = open_client.app.openapi()
     assert open_schema["paths"]["/api/output/"]["get"]["security"] == []

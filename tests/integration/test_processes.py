@@ -8,12 +8,16 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.waiting import wait_for
 from imgpipe_ops.process_logs import LogLimits
 from imgpipe_ops.processes import GroupReaper, Process
+from tests.waiting import wait_for
 
 # A child that leaves a grandchild behind in its process group, as a dead image-worker leaves its codec processes.
-LEAVES_A_GRANDCHILD = [sys.executable, "-c", "import subprocess; print(subprocess.Popen(['sleep', '600']).pid, flush=True)"]
+LEAVES_A_GRANDCHILD = [
+    sys.executable,
+    "-c",
+    "import subprocess; print(subprocess.Popen(['sleep', '600']).pid, flush=True)",
+]
 HAS_A_GRANDCHILD = [LEAVES_A_GRANDCHILD[0], "-c", LEAVES_A_GRANDCHILD[2] + "; import time; time.sleep(600)"]
 
 
@@ -32,7 +36,9 @@ def kill_left(*pids: int) -> None:
 
 
 def grandchild_of(log: Path) -> int:
-    return wait_for(lambda: log.exists() and log.read_text().strip() and int(log.read_text()), 10, "the grandchild's pid")
+    return wait_for(
+        lambda: log.exists() and log.read_text().strip() and int(log.read_text()), 10, "the grandchild's pid"
+    )
 
 
 def killed_parent(tmp_path: Path, reaper: bool) -> list[int]:
@@ -48,8 +54,10 @@ def killed_parent(tmp_path: Path, reaper: bool) -> list[int]:
     """)
     popen = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
     try:
-        pids = [wait_for(lambda: out.exists() and out.read_text() and int(out.read_text()), 30, "the child's pid"),
-                grandchild_of(log)]
+        pids = [
+            wait_for(lambda: out.exists() and out.read_text() and int(out.read_text()), 30, "the child's pid"),
+            grandchild_of(log),
+        ]
         assert all(running(pid) for pid in pids)
     finally:
         popen.kill()
@@ -97,7 +105,8 @@ def test_a_stopped_child_is_forgotten_by_the_reaper_which_then_ends(tmp_path):
 
 # 2,000 numbered lines of 100 bytes each, to stdout and stderr in turn, as a chatty process writes them.
 TALKER = [
-    sys.executable, "-c",
+    sys.executable,
+    "-c",
     "import sys\nfor n in range(2000): print(f'{n:06d} ' + 'x' * 92, file=(sys.stdout, sys.stderr)[n % 2], flush=True)",
 ]
 
@@ -111,7 +120,8 @@ def test_a_process_log_is_rotated_at_its_size_keeping_its_latest_lines(tmp_path)
         process.kill()
     assert sorted(path.name for path in tmp_path.iterdir()) == ["talker.log", "talker.log.1", "talker.log.2"]
     kept = [
-        line for path in (log.with_name("talker.log.2"), log.with_name("talker.log.1"), log)
+        line
+        for path in (log.with_name("talker.log.2"), log.with_name("talker.log.1"), log)
         for line in path.read_text().splitlines()
     ]
     assert all(path.stat().st_size <= 20_000 for path in tmp_path.iterdir())

@@ -21,7 +21,7 @@ from tests.conftest import BACKEND
 from tests.integration.kafka_helpers import consume
 from tests.integration.uploads import store_upload
 
-CSV = b"S. No.,Product Name,Input Image Urls\n1,A,http://in/0\n2,B,\"http://in/1,http://in/2\"\n"
+CSV = b'S. No.,Product Name,Input Image Urls\n1,A,http://in/0\n2,B,"http://in/1,http://in/2"\n'
 STALL = 60
 # Stands for the assembler's consumer group, the same in every test: a result published by one test and read
 # past (results_read) is behind it for the next.
@@ -58,7 +58,9 @@ async def reconciler(db, bus_settings):
         async def results_queued(self) -> list:
             """Publishes a result of another request that the assembler has not read yet."""
             result = RowProcessed(
-                request_id=uuid.uuid4(), row_index=0, images=[ImageResult(source_url="http://in/0", error_code="timeout")]
+                request_id=uuid.uuid4(),
+                row_index=0,
+                images=[ImageResult(source_url="http://in/0", error_code="timeout")],
             )
             return await producer.publish_many(ROWS_PROCESSED, [result])
 
@@ -75,9 +77,7 @@ def commit_past(bootstrap: str, group: str, positions, topic: str = ROWS_SUBMITT
     ends: dict[int, int] = {}
     for partition, offset in positions:
         ends[partition] = max(ends.get(partition, 0), offset + 1)
-    consumer.commit(
-        offsets=[TopicPartition(topic, p, o) for p, o in ends.items()], asynchronous=False
-    )
+    consumer.commit(offsets=[TopicPartition(topic, p, o) for p, o in ends.items()], asynchronous=False)
     consumer.close()
 
 
@@ -86,7 +86,14 @@ def results_read_to_the_end(bootstrap: str) -> None:
     right; the embedded broker's are not, but each module has a broker of its own there)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": RESULTS_GROUP, "enable.auto.commit": False})
     partitions = consumer.list_topics(ROWS_PROCESSED.name, timeout=10).topics[ROWS_PROCESSED.name].partitions
-    ends = [TopicPartition(ROWS_PROCESSED.name, p, consumer.get_watermark_offsets(TopicPartition(ROWS_PROCESSED.name, p), timeout=10)[1]) for p in partitions]
+    ends = [
+        TopicPartition(
+            ROWS_PROCESSED.name,
+            p,
+            consumer.get_watermark_offsets(TopicPartition(ROWS_PROCESSED.name, p), timeout=10)[1],
+        )
+        for p in partitions
+    ]
     consumer.commit(offsets=ends, asynchronous=False)
     consumer.close()
 
@@ -104,7 +111,8 @@ async def test_a_request_never_published_is_published_once_and_then_waits(db, bu
     assert (request["status"], request["reconcile_rounds"]) == ("PROCESSING", 1)
     rows = events_of(bus_settings.bootstrap_servers, request_id, 2)
     assert sorted((e.row_index, e.quality, tuple(e.image_urls)) for _, _, e in rows) == [
-        (0, 40, ("http://in/0",)), (1, 40, ("http://in/1", "http://in/2")),
+        (0, 40, ("http://in/0",)),
+        (1, 40, ("http://in/1", "http://in/2")),
     ]
     assert sorted(await published_positions(db, request_id)) == [0, 1]
     # No worker reads them: they wait, however long, and are never published again nor given up.
@@ -125,7 +133,12 @@ async def test_rows_gone_from_the_topic_are_published_again_at_once(db, bus_sett
     try:
         other = await producer.publish_many(
             ROWS_SUBMITTED,
-            [RowSubmitted(request_id=uuid.uuid4(), row_index=n, serial=1, product_name="X", image_urls=["http://in/9"]) for n in range(2)],
+            [
+                RowSubmitted(
+                    request_id=uuid.uuid4(), row_index=n, serial=1, product_name="X", image_urls=["http://in/9"]
+                )
+                for n in range(2)
+            ],
         )
     finally:
         await producer.close()
@@ -151,9 +164,17 @@ async def test_rows_read_without_results_are_published_again_a_stall_later_then_
     assert (await reconciler.at(5 * STALL + 5, max_rounds=1))["gave_up"] == 1
     request = await reconciler.request(request_id)
     assert request["status"] == "FAILED"
-    assert request["progress"] == {"rows_total": 2, "rows_done": 2, "images_total": 3, "images_ok": 0, "images_failed": 3}
+    assert request["progress"] == {
+        "rows_total": 2,
+        "rows_done": 2,
+        "images_total": 3,
+        "images_ok": 0,
+        "images_failed": 3,
+    }
     assert await published_positions(db, request_id) == {}  # finished: never re-driven again
-    completed = consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 1, match=lambda e: str(e.request_id) == request_id)
+    completed = consume(
+        bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 1, match=lambda e: str(e.request_id) == request_id
+    )
     assert completed[0][2].status == "FAILED"
 
 
@@ -212,7 +233,9 @@ async def test_rows_the_broker_does_not_answer_for_are_published_again_without_a
     start = datetime.now(UTC)
 
     async def at(seconds: float) -> dict:
-        return await reconcile(adapters, Unanswering(bus_settings), policy=policy, now=start + timedelta(seconds=seconds))
+        return await reconcile(
+            adapters, Unanswering(bus_settings), policy=policy, now=start + timedelta(seconds=seconds)
+        )
 
     try:
         assert (await at(STALL + 1))["redriven"] == 1  # never published
@@ -271,7 +294,9 @@ async def test_positions_tell_waiting_read_and_gone_apart(bus_settings):
     group = f"readers-{uuid.uuid4().hex[:8]}"
     key = str(request_id).encode()
     commit = Consumer({"bootstrap.servers": bus_settings.bootstrap_servers, "group.id": group})
-    commit.commit(offsets=[TopicPartition(REQUESTS_ACCEPTED.name, first.partition, first.offset + 1)], asynchronous=False)
+    commit.commit(
+        offsets=[TopicPartition(REQUESTS_ACCEPTED.name, first.partition, first.offset + 1)], asynchronous=False
+    )
     commit.close()
     found = states(bus_settings, group, REQUESTS_ACCEPTED.name, {first: key, second: key, third: b"someone else"})
     assert found == {first: State.READ, second: State.WAITING, third: State.GONE}
@@ -315,7 +340,9 @@ async def test_a_stored_row_beyond_the_events_bounds_is_failed_not_published_aga
     assert "not a valid row event" in row["images"][0]["error_message"]
 
 
-async def test_a_completion_with_no_delivery_a_stall_later_is_announced_again_until_the_notifier_records_it(db, bus_settings, reconciler):
+async def test_a_completion_with_no_delivery_a_stall_later_is_announced_again_until_the_notifier_records_it(
+    db, bus_settings, reconciler
+):
     """The broker acknowledged the completion and lost it before the notifier read it: it is published
     again, with its event id, a stall after each try, until a delivery of it is recorded."""
     hooked, silent = str(uuid.uuid4()), str(uuid.uuid4())
@@ -323,19 +350,30 @@ async def test_a_completion_with_no_delivery_a_stall_later_is_announced_again_un
     await store_upload(db, silent, CSV)
     store = ProgressStore(db)
     for request_id in (hooked, silent):
-        rows = [RowProcessed(request_id=uuid.UUID(request_id), row_index=index, images=[
-            ImageResult(source_url=f"http://in/{n}", output_url=f"http://out/{n}") for n in urls
-        ]) for index, urls in ((0, [0]), (1, [1, 2]))]
+        rows = [
+            RowProcessed(
+                request_id=uuid.UUID(request_id),
+                row_index=index,
+                images=[ImageResult(source_url=f"http://in/{n}", output_url=f"http://out/{n}") for n in urls],
+            )
+            for index, urls in ((0, [0]), (1, [1, 2]))
+        ]
         await record_results(rows, reconciler.adapters)
     request = await store.get(hooked)
     assert (request["status"], request["completion_published"]) == ("SUCCESS", True)
 
     def announced(count: int) -> list:
-        return consume(bus_settings.bootstrap_servers, REQUESTS_COMPLETED, count, match=lambda e: str(e.request_id) == hooked)
+        return consume(
+            bus_settings.bootstrap_servers, REQUESTS_COMPLETED, count, match=lambda e: str(e.request_id) == hooked
+        )
 
     assert (await reconciler.at(STALL + 1))["reannounced"] == 1  # the request without a webhook is let be
     first, again = (event for _, _, event in announced(2))
-    assert (again.event_id, again.event_type, again.webhook_url) == (first.event_id, "request.completed", "http://hooks.test/h")
+    assert (again.event_id, again.event_type, again.webhook_url) == (
+        first.event_id,
+        "request.completed",
+        "http://hooks.test/h",
+    )
     assert (await reconciler.at(STALL + 2))["reannounced"] == 0  # a stall after each try
     assert (await reconciler.at(2 * STALL + 2))["reannounced"] == 1
     await db.deliveries.insert_one({"_id": str(first.event_id), "request_id": hooked, "state": "delivered"})
@@ -346,13 +384,20 @@ async def test_a_completion_with_no_delivery_a_stall_later_is_announced_again_un
         announced(4)
 
 
-async def test_a_completion_whose_delivery_never_comes_is_announced_again_only_max_rounds_times(db, bus_settings, reconciler):
+async def test_a_completion_whose_delivery_never_comes_is_announced_again_only_max_rounds_times(
+    db, bus_settings, reconciler
+):
     """No notifier reads the completions (not deployed, or not given the URL): the reconciler stops, loudly."""
     request_id = str(uuid.uuid4())
     await store_upload(db, request_id, CSV, webhook_url="http://hooks.test/h")
-    rows = [RowProcessed(request_id=uuid.UUID(request_id), row_index=index, images=[
-        ImageResult(source_url=f"http://in/{n}", output_url=f"http://out/{n}") for n in urls
-    ]) for index, urls in ((0, [0]), (1, [1, 2]))]
+    rows = [
+        RowProcessed(
+            request_id=uuid.UUID(request_id),
+            row_index=index,
+            images=[ImageResult(source_url=f"http://in/{n}", output_url=f"http://out/{n}") for n in urls],
+        )
+        for index, urls in ((0, [0]), (1, [1, 2]))
+    ]
     await record_results(rows, reconciler.adapters)
     counts = [(await reconciler.at(n * (STALL + 1)))["reannounced"] for n in range(1, 6)]
     assert counts == [1, 1, 0, 0, 0]  # max_rounds = 2

@@ -17,7 +17,15 @@ from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.api import create_api
 from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.blob_directory import DirectoryBlobStore
-from imgpipe_runtime.documents import DELIVERIES, IDEMPOTENCY_KEYS, PUBLICATIONS, REQUESTS, ROWS, ensure_indexes, record_publication
+from imgpipe_runtime.documents import (
+    DELIVERIES,
+    IDEMPOTENCY_KEYS,
+    PUBLICATIONS,
+    REQUESTS,
+    ROWS,
+    ensure_indexes,
+    record_publication,
+)
 from imgpipe_runtime.mongo import connect
 from imgpipe_runtime.retention import prune
 from imgpipe_runtime.settings import BlobSettings
@@ -30,7 +38,9 @@ NOW = datetime.now(UTC)
 DAY = timedelta(days=1)
 
 
-async def stored_request(mongo_settings, blobs: DirectoryBlobStore, status: str, finished_days_ago: float | None) -> str:
+async def stored_request(
+    mongo_settings, blobs: DirectoryBlobStore, status: str, finished_days_ago: float | None
+) -> str:
     """A request with its rows, files, a delivery and a publication; finished that many days ago (None: running)."""
     db = connect(mongo_settings)
     try:
@@ -44,8 +54,14 @@ async def stored_request(mongo_settings, blobs: DirectoryBlobStore, status: str,
         for name in ("input.csv", "output-tok.csv", "images/0-0.jpg", "images/1-0.jpg"):
             await blobs.put(f"{request_id}/{name}", b"data", "")
         await db[DELIVERIES].insert_one(
-            {"_id": str(uuid.uuid4()), "request_id": request_id, "url": "https://h/x", "state": "delivered", "attempts": [],
-             "created_at": NOW - 40 * DAY}
+            {
+                "_id": str(uuid.uuid4()),
+                "request_id": request_id,
+                "url": "https://h/x",
+                "state": "delivered",
+                "attempts": [],
+                "created_at": NOW - 40 * DAY,
+            }
         )
         await record_publication(db, request_id, [0, 1], [(0, 1), (1, 1)])
         return request_id
@@ -92,18 +108,27 @@ def test_an_expired_request_goes_with_everything_it_had_and_answers_410(bus_sett
     asyncio.run(old_claims())
 
     env = {
-        **os.environ, "IMGPIPE_MONGO_URL": mongo_settings.url, "IMGPIPE_MONGO_DATABASE": mongo_settings.database,
-        "IMGPIPE_BLOB_STORE": "directory", "IMGPIPE_BLOB_DIR": str(tmp_path / "blobs"),
+        **os.environ,
+        "IMGPIPE_MONGO_URL": mongo_settings.url,
+        "IMGPIPE_MONGO_DATABASE": mongo_settings.database,
+        "IMGPIPE_BLOB_STORE": "directory",
+        "IMGPIPE_BLOB_DIR": str(tmp_path / "blobs"),
     }
     imgpipe = str(Path(sys.executable).with_name("imgpipe"))
-    dry = subprocess.run([imgpipe, "prune", "--older-than", "30d", "--dry-run"], env=env, capture_output=True, text=True, timeout=60)
+    dry = subprocess.run(
+        [imgpipe, "prune", "--older-than", "30d", "--dry-run"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert dry.returncode == 0, dry.stderr
     assert "would delete 2 finished request(s)" in dry.stdout and old in dry.stdout and failed in dry.stdout
     assert asyncio.run(counts(mongo_settings, old))[ROWS] == 2  # a dry run deletes nothing
 
-    done = subprocess.run([imgpipe, "prune", "--older-than", "30d"], env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [imgpipe, "prune", "--older-than", "30d"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("deleted 2 request(s) (4 rows, 8 files, 2 webhook deliveries), 1 Idempotency-Key claim(s)")
+    assert done.stdout.startswith(
+        "deleted 2 request(s) (4 rows, 8 files, 2 webhook deliveries), 1 Idempotency-Key claim(s)"
+    )
 
     for gone in (old, failed):
         left = asyncio.run(counts(mongo_settings, gone))
@@ -116,7 +141,10 @@ def test_an_expired_request_goes_with_everything_it_had_and_answers_410(bus_sett
         assert len(list((tmp_path / "blobs" / kept).rglob("*.*"))) == 4
 
     settings = Settings(
-        kafka=bus_settings, mongo=mongo_settings, port=8123, webhook_secret=generate_secret(),
+        kafka=bus_settings,
+        mongo=mongo_settings,
+        port=8123,
+        webhook_secret=generate_secret(),
         blobs=BlobSettings(store="directory", dir=tmp_path / "blobs"),
     )
     with TestClient(create_api(settings)) as raw:
@@ -153,7 +181,10 @@ def test_files_are_never_sniffed_and_outputs_are_not_immutable(bus_settings, mon
     blobs = DirectoryBlobStore(tmp_path / "blobs")
     request_id = asyncio.run(stored_request(mongo_settings, blobs, "SUCCESS", finished_days_ago=1))
     settings = Settings(
-        kafka=bus_settings, mongo=mongo_settings, port=8123, webhook_secret=generate_secret(),
+        kafka=bus_settings,
+        mongo=mongo_settings,
+        port=8123,
+        webhook_secret=generate_secret(),
         blobs=BlobSettings(store="directory", dir=tmp_path / "blobs"),
     )
     with TestClient(create_api(settings)) as client:

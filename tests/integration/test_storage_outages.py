@@ -36,17 +36,20 @@ class FullDisk(DirectoryBlobStore):
 def client(bus_settings, mongo_settings, tmp_path):
     ensure_topics(bus_settings)
     settings = Settings(
-        kafka=bus_settings, mongo=mongo_settings, port=8123, max_upload_bytes=10_000, fetch_allow="127.0.0.1:9",
-        webhook_secret=generate_secret(), blobs=BlobSettings(store="directory", dir=tmp_path / "blobs"),
+        kafka=bus_settings,
+        mongo=mongo_settings,
+        port=8123,
+        max_upload_bytes=10_000,
+        fetch_allow="127.0.0.1:9",
+        webhook_secret=generate_secret(),
+        blobs=BlobSettings(store="directory", dir=tmp_path / "blobs"),
     )
     with TestClient(create_api(settings)) as test_client:
         yield answers_as_documented(test_client)
 
 
 def upload(client, key: str):
-    return client.post(
-        "/api/upload/", files={"file": ("p.csv", CSV, "text/csv")}, headers={"Idempotency-Key": key}
-    )
+    return client.post("/api/upload/", files={"file": ("p.csv", CSV, "text/csv")}, headers={"Idempotency-Key": key})
 
 
 def unavailable(response) -> bool:
@@ -70,9 +73,13 @@ def test_a_full_blob_store_is_503_with_retry_after_and_the_upload_succeeds_once_
     assert accepted.status_code == 200, accepted.text
     request_id = accepted.json()["payload"]["request_id"]
     status = wait_for(
-        lambda: (answer := client.get("/api/output/", params={"request_id": request_id}).json())["payload"]["status"]
-        == "PROCESSING" and answer,
-        30, "the rows accepted",
+        lambda: (
+            (answer := client.get("/api/output/", params={"request_id": request_id}).json())["payload"]["status"]
+            == "PROCESSING"
+            and answer
+        ),
+        30,
+        "the rows accepted",
     )
     assert status["payload"]["rows_accepted"] == 2
     assert client.get(f"/api/files/{request_id}/input.csv").content == CSV

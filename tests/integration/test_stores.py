@@ -54,7 +54,9 @@ async def test_a_blob_of_several_chunks_is_replaced_whole_and_read_from_a_file_w
     assert (reader.length, [chunk async for chunk in reader.chunks()]) == (0, [])
 
 
-@pytest.mark.parametrize("name", ["../escape.jpg", "r/../../escape.jpg", "/etc/passwd", "r//x.jpg", "r/./x.jpg", "", "r\\x"])
+@pytest.mark.parametrize(
+    "name", ["../escape.jpg", "r/../../escape.jpg", "/etc/passwd", "r//x.jpg", "r/./x.jpg", "", "r\\x"]
+)
 async def test_a_name_that_could_leave_the_blob_directory_is_never_a_file(blob_store, name, tmp_path):
     assert await blob_store.open(name) is None
     if isinstance(blob_store, DirectoryBlobStore):
@@ -111,7 +113,13 @@ async def test_duplicated_results_count_once_and_the_request_completes_once(db, 
 
         request = await requests.get(request_id)
         assert request["status"] == "SUCCESS"
-        assert request["progress"] == {"rows_total": 3, "rows_done": 3, "images_total": 3, "images_ok": 2, "images_failed": 1}
+        assert request["progress"] == {
+            "rows_total": 3,
+            "rows_done": 3,
+            "images_total": 3,
+            "images_ok": 2,
+            "images_failed": 1,
+        }
         table = list(csv.reader(io.StringIO((await read(blobs, request["output_file"]))[0].decode())))
         assert [row[0] for row in table[1:]] == ["1", "2", "3"]
         assert [row[3] for row in table[1:]] == ["http://out/0", "http://out/1", ""]

@@ -43,7 +43,7 @@ def production_sender() -> WebhookSender:
     )
 
 
-async def test_a_subscriber_that_never_answers_does_not_hold_up_another_subscribers_webhook(stalling, subscriber):
+async def test_a_subscriber_that_never_answers_does_not_hold_up_another_subscribers_webhook(stalling, subscriber):  # noqa: F811
     """More attempts to the slow subscriber than a default HTTP client pool holds (100)."""
     sender = production_sender()
     per_host = DEFAULTS["webhook_connections_per_host"]

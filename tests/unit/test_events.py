@@ -38,7 +38,10 @@ def test_events_round_trip_as_json_with_id_version_and_time():
 
 def test_rows_of_a_request_spread_and_results_share_a_key():
     request_id = uuid.uuid4()
-    rows = [RowSubmitted(request_id=request_id, row_index=i, serial=i + 1, product_name="P", image_urls=["http://a/b"]) for i in range(3)]
+    rows = [
+        RowSubmitted(request_id=request_id, row_index=i, serial=i + 1, product_name="P", image_urls=["http://a/b"])
+        for i in range(3)
+    ]
     assert len({row.partition_key() for row in rows}) == 3
     results = [
         RowProcessed(request_id=request_id, row_index=i, images=[ImageResult(source_url="http://a/b", error_code="x")])
@@ -140,8 +143,10 @@ def test_the_largest_valid_row_result_is_far_below_a_kafka_message():
     from imgpipe_schemas.events import MAX_ERROR_MESSAGE, MAX_IMAGES_PER_ROW, MAX_URL_CHARS
 
     image = ImageResult(
-        source_url="http://x/" + "\u20ac" * (MAX_URL_CHARS - 9), output_url="http://o/" + "\u20ac" * (MAX_URL_CHARS - 9),
-        error_code="e" * 100, error_message="\u20ac" * MAX_ERROR_MESSAGE,
+        source_url="http://x/" + "\u20ac" * (MAX_URL_CHARS - 9),
+        output_url="http://o/" + "\u20ac" * (MAX_URL_CHARS - 9),
+        error_code="e" * 100,
+        error_message="\u20ac" * MAX_ERROR_MESSAGE,
     )
     result = RowProcessed(request_id=uuid.uuid4(), row_index=2**62, images=[image] * MAX_IMAGES_PER_ROW)
     assert len(encode(result)) < 1_000_000 // 2
@@ -152,7 +157,12 @@ def test_only_broker_trouble_is_an_outage():
 
     from imgpipe_bus.producer import MessageRejected, send_failure
 
-    for code in (KafkaError._MSG_TIMED_OUT, KafkaError._TRANSPORT, KafkaError.LEADER_NOT_AVAILABLE, KafkaError._ALL_BROKERS_DOWN):
+    for code in (
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError._ALL_BROKERS_DOWN,
+    ):
         assert isinstance(send_failure(KafkaError(code), "t", 1), KafkaException)
     for code in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG, KafkaError.RECORD_LIST_TOO_LARGE):
         assert isinstance(send_failure(KafkaError(code), "t", 1), MessageRejected)

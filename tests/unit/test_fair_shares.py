@@ -98,8 +98,15 @@ class HangingSources:
 
 def wired(fake: HangingSources, share: int, image_budget_s: float = 30) -> Adapters:
     return Adapters(
-        fetch=fake.fetch, compress=fake.compress, blobs=None, producer=None, public_base_url="http://api",
-        sources=SharedSources(), image_budget_s=image_budget_s, row_budget_s=60, request_fetches=KeyedSlots(share),
+        fetch=fake.fetch,
+        compress=fake.compress,
+        blobs=None,
+        producer=None,
+        public_base_url="http://api",
+        sources=SharedSources(),
+        image_budget_s=image_budget_s,
+        row_budget_s=60,
+        request_fetches=KeyedSlots(share),
     )
 
 

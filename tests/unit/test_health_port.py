@@ -102,12 +102,19 @@ async def test_the_port_serves_healthz_and_the_metrics_of_its_registry():
             assert body == {
                 "status": "error",
                 "message": "the consumer has not completed its first partition assignment",
-                "payload": {"ready": False, "reasons": ["the consumer has not completed its first partition assignment"]},
+                "payload": {
+                    "ready": False,
+                    "reasons": ["the consumer has not completed its first partition assignment"],
+                },
             }
             app.first_rebalance_done = True
             async with http.get(f"{base}/healthz") as response:
                 assert response.status == 200
-                assert await response.json() == {"status": "success", "message": "ok", "payload": {"ready": True, "reasons": []}}
+                assert await response.json() == {
+                    "status": "success",
+                    "message": "ok",
+                    "payload": {"ready": True, "reasons": []},
+                }
             async with http.get(f"{base}/metrics") as response:
                 assert response.status == 200 and response.content_type == "text/plain"
                 assert "imgpipe_probe_total 3.0" in await response.text()
@@ -142,8 +149,13 @@ def test_the_local_stack_gives_each_process_a_metrics_port_of_its_own():
     try:
         ports = [
             int(stack.process_env(name, label)["IMGPIPE_METRICS_PORT"])
-            for name, label in [("ingest", "ingest"), ("image-worker", "image-worker-1"), ("image-worker", "image-worker-2"),
-                                ("assembler", "assembler"), ("notifier", "notifier")]
+            for name, label in [
+                ("ingest", "ingest"),
+                ("image-worker", "image-worker-1"),
+                ("image-worker", "image-worker-2"),
+                ("assembler", "assembler"),
+                ("notifier", "notifier"),
+            ]
         ]
         assert len(set(ports)) == 5 and 9101 not in ports and stack.config.api_port not in ports
         assert stack.metrics_url("image-worker-2") == f"http://127.0.0.1:{ports[2]}"

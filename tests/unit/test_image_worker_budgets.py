@@ -18,6 +18,7 @@ from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_schemas import RowSubmitted
 
+
 async def granted(reservation: asyncio.Task) -> bool:
     """Whether a pending reservation is granted once the loop has run everything that is ready."""
     for _ in range(3):
@@ -128,8 +129,14 @@ class Hanging:
 
 def wired(fake: Hanging, image_budget_s: float, row_budget_s: float, sources: SharedSources | None = None) -> Adapters:
     return Adapters(
-        fetch=fake.fetch, compress=fake.compress, blobs=fake, producer=None, public_base_url="http://api",
-        sources=sources or SharedSources(), image_budget_s=image_budget_s, row_budget_s=row_budget_s,
+        fetch=fake.fetch,
+        compress=fake.compress,
+        blobs=fake,
+        producer=None,
+        public_base_url="http://api",
+        sources=sources or SharedSources(),
+        image_budget_s=image_budget_s,
+        row_budget_s=row_budget_s,
         request_fetches=KeyedSlots(50),
     )
 

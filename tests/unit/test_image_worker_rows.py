@@ -34,14 +34,22 @@ class FakeSources:
 
 def adapters(fake: FakeSources) -> Adapters:
     return Adapters(
-        fetch=fake.fetch, compress=fake.compress, blobs=None, producer=None,
-        public_base_url="http://api", sources=SharedSources(), image_budget_s=30, row_budget_s=30,
+        fetch=fake.fetch,
+        compress=fake.compress,
+        blobs=None,
+        producer=None,
+        public_base_url="http://api",
+        sources=SharedSources(),
+        image_budget_s=30,
+        row_budget_s=30,
         request_fetches=KeyedSlots(50),
     )
 
 
 def row(request_id: uuid.UUID, index: int, urls: list[str], quality: int = 50) -> RowSubmitted:
-    return RowSubmitted(request_id=request_id, row_index=index, serial=index + 1, product_name="P", image_urls=urls, quality=quality)
+    return RowSubmitted(
+        request_id=request_id, row_index=index, serial=index + 1, product_name="P", image_urls=urls, quality=quality
+    )
 
 
 async def test_a_source_repeated_across_rows_is_fetched_and_compressed_once():

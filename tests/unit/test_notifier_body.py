@@ -50,7 +50,9 @@ async def test_a_webhook_url_that_can_never_work_is_a_final_outcome_not_an_excep
     assert answer.startswith(outcome) and not retryable(answer)
 
 
-@pytest.mark.parametrize(("outcome", "again"), [(500, True), (503, True), (408, True), (429, True), ("timeout", True),
-                                                 (400, False), (404, False), (301, False)])
+@pytest.mark.parametrize(
+    ("outcome", "again"),
+    [(500, True), (503, True), (408, True), (429, True), ("timeout", True), (400, False), (404, False), (301, False)],
+)
 def test_which_answers_are_worth_another_attempt(outcome, again):
     assert retryable(outcome) is again

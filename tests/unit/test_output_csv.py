@@ -11,7 +11,10 @@ def test_keeps_input_columns_and_order_and_aligns_output_urls_with_input_urls():
     ok3 = ImageResult(source_url="http://in/3.jpg", output_url="http://out/0-2.jpg")
     rows = [
         (["1", "Shirt", "http://in/1.jpg,http://in/2.jpg,http://in/3.jpg", "blue"], [ok, failed, ok3]),
-        (["2", "Hat, red", "http://in/4.jpg", ""], [ImageResult(source_url="http://in/4.jpg", output_url="http://out/1-0.jpg")]),
+        (
+            ["2", "Hat, red", "http://in/4.jpg", ""],
+            [ImageResult(source_url="http://in/4.jpg", output_url="http://out/1-0.jpg")],
+        ),
     ]
     text = build_output_csv(["S. No.", "Product Name", "Input Image Urls", "Colour"], rows).decode()
     parsed = list(csv.reader(io.StringIO(text)))
@@ -28,6 +31,11 @@ def test_keeps_input_columns_and_order_and_aligns_output_urls_with_input_urls():
 
 
 def test_a_row_stored_unpadded_is_padded_to_the_header_in_the_output():
-    rows = [(["1", "Shirt", "http://in/1.jpg"], [ImageResult(source_url="http://in/1.jpg", output_url="http://out/0-0.jpg")])]
+    rows = [
+        (
+            ["1", "Shirt", "http://in/1.jpg"],
+            [ImageResult(source_url="http://in/1.jpg", output_url="http://out/0-0.jpg")],
+        )
+    ]
     text = build_output_csv(["S. No.", "Product Name", "Input Image Urls", "Colour", "Size"], rows).decode()
     assert list(csv.reader(io.StringIO(text)))[1] == ["1", "Shirt", "http://in/1.jpg", "", "", "http://out/0-0.jpg", ""]

@@ -3,10 +3,8 @@ taken for gone (which would re-publish at once, and count a round for, a row tha
 range as the broker reports it: the embedded broker reports it wrong."""
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
 
-from imgpipe_bus import BusSettings
-from imgpipe_bus import positions
+from imgpipe_bus import BusSettings, positions
 from imgpipe_bus.positions import Position, State
 
 
@@ -49,5 +47,7 @@ def test_a_position_that_a_slow_broker_does_not_serve_is_unknown_whatever_its_wa
 def test_the_positions_between_two_unanswered_ones_are_unknown_too(slow_broker):
     """Not read (that would cost a probe's time each), and not taken for waiting either."""
     middles = [Position(0, offset) for offset in range(6, 9)]
-    found = positions.states(SETTINGS, "workers", "rows", {Position(0, 5): b"k", **dict.fromkeys(middles, b"k"), Position(0, 9): b"k"})
+    found = positions.states(
+        SETTINGS, "workers", "rows", {Position(0, 5): b"k", **dict.fromkeys(middles, b"k"), Position(0, 9): b"k"}
+    )
     assert set(found.values()) == {State.UNKNOWN}

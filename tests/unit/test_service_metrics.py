@@ -18,7 +18,6 @@ from imgpipe_ingest.metrics import MetricsPort
 from imgpipe_notifier import handlers as notifier
 from imgpipe_notifier.metrics import answer_class
 from imgpipe_ops.processes import free_port
-from imgpipe_schemas import ImageResult, RowProcessed
 from tests.unit.test_assembler_completion import Assembler
 from tests.unit.test_image_worker_rows import FakeSources, adapters, row
 
@@ -91,7 +90,13 @@ async def test_the_assembler_counts_a_request_and_its_rows_once_however_often_re
 
 def test_webhook_answers_are_labelled_by_class_not_by_their_text():
     assert [answer_class(outcome) for outcome in (200, 204, 301, 404, 410, 503, 42)] == [
-        "2xx", "2xx", "3xx", "4xx", "4xx", "5xx", "other",
+        "2xx",
+        "2xx",
+        "3xx",
+        "4xx",
+        "4xx",
+        "5xx",
+        "other",
     ]
     assert answer_class("timeout") == "timeout"
     assert answer_class("blocked_address: 10.0.0.1 is private") == "blocked_address"
@@ -116,14 +121,21 @@ async def test_the_notifier_counts_every_attempt_by_what_became_of_its_delivery(
     letter = Letter("imgpipe.requests.completed", 0, 7, None, b"k", b"v", [])
     dead_letters = DeadLetters(Recorder(), group="notifier")
     wired = notifier.Adapters(
-        deliveries=FakeDeliveries(), sender=FakeSender(503, 200, "timeout", 404), dead_letters=dead_letters,
-        schedule=notifier.Schedule((1.0,), lease_s=30), default_url=None,
+        deliveries=FakeDeliveries(),
+        sender=FakeSender(503, 200, "timeout", 404),
+        dead_letters=dead_letters,
+        schedule=notifier.Schedule((1.0,), lease_s=30),
+        default_url=None,
     )
 
     def delivery(attempts: int) -> dict:
         return {
-            "_id": str(uuid.uuid4()), "request_id": "r", "url": "http://hook/", "body": b"{}",
-            "attempts": [{"at": NOW}] * attempts, "letter": letter.to_document(),
+            "_id": str(uuid.uuid4()),
+            "request_id": "r",
+            "url": "http://hook/",
+            "body": b"{}",
+            "attempts": [{"at": NOW}] * attempts,
+            "letter": letter.to_document(),
         }
 
     samples = Samples()
@@ -182,8 +194,10 @@ def test_ingest_labels_each_request_by_its_route_template_never_by_its_path():
     assert counted("GET", "unmatched", "404") == 1
     assert counted("GET", "/api/upload/", "405") == 1
     assert counted("POST", "/api/upload/", "413") == 1
-    assert samples.moved("imgpipe_http_request_seconds_count", method="GET",
-                         route="/api/files/{request_id}/output.csv") == 3
+    assert (
+        samples.moved("imgpipe_http_request_seconds_count", method="GET", route="/api/files/{request_id}/output.csv")
+        == 3
+    )
 
 
 def test_ingest_serves_no_metrics_on_the_api_port():

@@ -47,7 +47,9 @@ class FakeStack:
 
     def __init__(self, clock: Clock) -> None:
         self.broker, self.database = FakeProcess("broker", clock), FakeProcess("database", clock)
-        self.services = [FakeProcess(name, clock) for name in ("ingest", "image-worker-1", "image-worker-2", "assembler", "notifier")]
+        self.services = [
+            FakeProcess(name, clock) for name in ("ingest", "image-worker-1", "image-worker-2", "assembler", "notifier")
+        ]
         self.topics_created = 0
 
     def processes(self):

@@ -34,7 +34,10 @@ def ensure_topics(settings: BusSettings, timeout: float = 30.0) -> list[str]:
     if not missing:
         return []
     futures = admin.create_topics(
-        [NewTopic(name, settings.partitions, settings.replication_factor, config=topic_config(name)) for name in missing],
+        [
+            NewTopic(name, settings.partitions, settings.replication_factor, config=topic_config(name))
+            for name in missing
+        ],
         operation_timeout=timeout,
     )
     created = []

@@ -63,7 +63,12 @@ class Letter:
     @classmethod
     def of(cls, message: Any) -> "Letter":
         return cls(
-            message.topic, message.partition, message.offset, message.timestamp, message.key, message.value,
+            message.topic,
+            message.partition,
+            message.offset,
+            message.timestamp,
+            message.key,
+            message.value,
             _headers(message),
         )
 
@@ -118,13 +123,17 @@ class DeadLetters:
         try:
             await self._producer.publish_raw(topic, message.key, message.value, headers)
         except MessageRejected as exc:
-            log.error("dead letter of %s[%s]@%s stored cut short: %s", message.topic, message.partition, message.offset, exc)
+            log.error(
+                "dead letter of %s[%s]@%s stored cut short: %s", message.topic, message.partition, message.offset, exc
+            )
             try:
                 await self._producer.publish_raw(topic, *cut_short(message.key, message.value, headers))
             except MessageRejected:
                 log.critical(
                     "dead letter of %s[%s]@%s stored with its context only: even its cut copy was refused",
-                    message.topic, message.partition, message.offset,
+                    message.topic,
+                    message.partition,
+                    message.offset,
                 )
                 await self._producer.publish_raw(topic, None, None, cut_short(None, None, headers, keep_own=False)[2])
         DEAD_LETTERS.labels(message.topic, failure.stage).inc()

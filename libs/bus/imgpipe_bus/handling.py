@@ -149,7 +149,8 @@ async def handle_each(
                 continue
             returned: list[Any] = []
 
-            async def call(event=event, letter=Letter.of(item.message), returned=returned) -> None:
+            # Bound now, per message: the call runs later, and again on each retry.
+            async def call(event=event, letter=Letter.of(item.message), returned=returned) -> None:  # noqa: B008
                 returned.append(await handler(event, letter))
 
             with about(event) if about else contextlib.nullcontext():
@@ -173,6 +174,7 @@ async def handle_batches(
     if with_letters:
         call = handler
     else:
+
         async def call(events: Sequence[Event], letters: Sequence[Letter]) -> Any:
             return await handler(events)
 
@@ -201,10 +203,14 @@ async def _decode_or_dead_letter(stage: Stage, message: Any) -> Event | None:
         return decode(stage.topic, message.value)
     except PoisonMessage as exc:
         if not stage.dead_letter_poison:
-            log.warning("poison message at %s[%s]@%s skipped: %s", message.topic, message.partition, message.offset, exc)
+            log.warning(
+                "poison message at %s[%s]@%s skipped: %s", message.topic, message.partition, message.offset, exc
+            )
             return None
         now = datetime.now(UTC)
-        log.error("poison message at %s[%s]@%s dead-lettered: %s", message.topic, message.partition, message.offset, exc)
+        log.error(
+            "poison message at %s[%s]@%s dead-lettered: %s", message.topic, message.partition, message.offset, exc
+        )
         await _dead_letter(stage, message, Failure(stage.name, exc, 1, now, now))
         return None
 
@@ -215,7 +221,11 @@ async def _handle(stage: Stage, messages: list[Any], call: Callable[[], Awaitabl
         for message in messages:
             log.error(
                 "message at %s[%s]@%s dead-lettered after %d attempts: %r",
-                message.topic, message.partition, message.offset, failure.attempts, failure.exception,
+                message.topic,
+                message.partition,
+                message.offset,
+                failure.attempts,
+                failure.exception,
             )
             await _dead_letter(stage, message, failure)
 
@@ -235,7 +245,7 @@ async def _attempt(stage: Stage, call: Callable[[], Awaitable[Any]], give_up: bo
         except Unprocessable as exc:
             now = datetime.now(UTC)
             return Failure(stage.name, exc, failures + 1, first or now, now) if give_up else False
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a handler's failure, whatever it is: retried, then dead-lettered
             if policy.is_outage(exc):
                 outages += 1
                 log.warning("%s: infrastructure unavailable (%r); retrying", stage.name, exc)
@@ -259,7 +269,7 @@ async def _dead_letter(stage: Stage, message: Any, failure: Failure) -> None:
             return
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - acknowledging the message without its letter would lose it
             tries += 1
             log.warning("%s: dead letter not stored yet (%r); retrying", stage.name, exc)
             await asyncio.sleep(stage.policy.delay(min(tries, 10)))

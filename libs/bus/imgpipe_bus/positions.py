@@ -133,7 +133,9 @@ def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Posi
     def torn(first: Position, last: Position) -> bool:
         return (there(first) and gone(last)) or (gone(first) and there(last))
 
-    middles = [position for positions in unread.values() if torn(positions[0], positions[-1]) for position in positions[1:-1]]
+    middles = [
+        position for positions in unread.values() if torn(positions[0], positions[-1]) for position in positions[1:-1]
+    ]
     keys.update(keys_at(settings, topic, middles))
     found = {}
     for position in messages:

@@ -20,17 +20,43 @@ from imgpipe_bus.positions import Position
 from imgpipe_bus.settings import BusSettings
 from imgpipe_schemas import Event, Topic
 
-
 _OUTAGE_CODES = frozenset(
     getattr(KafkaError, name)
     for name in (
-        "_TRANSPORT", "_MSG_TIMED_OUT", "_TIMED_OUT", "_TIMED_OUT_QUEUE", "_ALL_BROKERS_DOWN", "_RESOLVE",
-        "_QUEUE_FULL", "_WAIT_COORD", "_UNKNOWN_TOPIC", "_UNKNOWN_PARTITION", "_DESTROY", "_NODE_UPDATE",
-        "_PREV_IN_PROGRESS", "_IN_PROGRESS", "_NOENT", "UNKNOWN", "REQUEST_TIMED_OUT", "NETWORK_EXCEPTION",
-        "LEADER_NOT_AVAILABLE", "NOT_LEADER_FOR_PARTITION", "NOT_LEADER_OR_FOLLOWER", "UNKNOWN_TOPIC_OR_PART",
-        "BROKER_NOT_AVAILABLE", "REPLICA_NOT_AVAILABLE", "NOT_ENOUGH_REPLICAS", "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-        "NOT_CONTROLLER", "KAFKA_STORAGE_ERROR", "FENCED_LEADER_EPOCH", "UNKNOWN_LEADER_EPOCH",
-        "THROTTLING_QUOTA_EXCEEDED", "COORDINATOR_NOT_AVAILABLE", "NOT_COORDINATOR", "COORDINATOR_LOAD_IN_PROGRESS",
+        "_TRANSPORT",
+        "_MSG_TIMED_OUT",
+        "_TIMED_OUT",
+        "_TIMED_OUT_QUEUE",
+        "_ALL_BROKERS_DOWN",
+        "_RESOLVE",
+        "_QUEUE_FULL",
+        "_WAIT_COORD",
+        "_UNKNOWN_TOPIC",
+        "_UNKNOWN_PARTITION",
+        "_DESTROY",
+        "_NODE_UPDATE",
+        "_PREV_IN_PROGRESS",
+        "_IN_PROGRESS",
+        "_NOENT",
+        "UNKNOWN",
+        "REQUEST_TIMED_OUT",
+        "NETWORK_EXCEPTION",
+        "LEADER_NOT_AVAILABLE",
+        "NOT_LEADER_FOR_PARTITION",
+        "NOT_LEADER_OR_FOLLOWER",
+        "UNKNOWN_TOPIC_OR_PART",
+        "BROKER_NOT_AVAILABLE",
+        "REPLICA_NOT_AVAILABLE",
+        "NOT_ENOUGH_REPLICAS",
+        "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+        "NOT_CONTROLLER",
+        "KAFKA_STORAGE_ERROR",
+        "FENCED_LEADER_EPOCH",
+        "UNKNOWN_LEADER_EPOCH",
+        "THROTTLING_QUOTA_EXCEEDED",
+        "COORDINATOR_NOT_AVAILABLE",
+        "NOT_COORDINATOR",
+        "COORDINATOR_LOAD_IN_PROGRESS",
     )
     if hasattr(KafkaError, name)
 )

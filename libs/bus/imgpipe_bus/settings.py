@@ -19,14 +19,20 @@ class BusSettings(BaseSettings):
     idle_after_s: float = Field(5.0, ge=0, description="How long without messages before a consumer counts as idle.")
     linger_ms: int = Field(5, ge=0)
     max_message_bytes: int = Field(
-        1_000_000, ge=1000, description="The largest message a producer sends (the broker's limit, Kafka's default 1 MB)."
+        1_000_000,
+        ge=1000,
+        description="The largest message a producer sends (the broker's limit, Kafka's default 1 MB).",
     )
     delivery_timeout_s: float = Field(15.0, gt=0, description="A message not acknowledged by then fails.")
     session_timeout_s: float = Field(6.0, gt=0)
     heartbeat_interval_s: float = Field(1.0, gt=0)
     client_id: str = "imgpipe"
     probe_timeout_s: float = Field(
-        2.0, gt=0, description="How long a read of one offset waits for the broker (a row not read by then is looked at again later)."
+        2.0,
+        gt=0,
+        description=(
+            "How long a read of one offset waits for the broker (a row not read by then is looked at again later)."
+        ),
     )
     drain_timeout_s: float = Field(30.0, ge=0, description="On SIGTERM, how long work in flight may take to finish.")
 

@@ -3,9 +3,10 @@
 Each document has one writer. Ingest stores an upload's request and rows; the assembler stores the rows'
 results, the finished request's progress and output, and the request and rows of a request produced
 straight to Kafka; the notifier stores webhook deliveries. Publications (where rows were published) are
-only ever inserted, by whoever published: ingest, and the assembler's reconciler when it re-drives. Writers build the first version of a document
-with the builders here, and a service reading another's document uses the readers here, so that the
-services agree on names, ids and indexes by importing them rather than by repeating them.
+only ever inserted, by whoever published: ingest, and the assembler's reconciler when it re-drives.
+Writers build the first version of a document with the builders here, and a service reading another's
+document uses the readers here, so that the services agree on names, ids and indexes by importing them
+rather than by repeating them.
 """
 
 import asyncio
@@ -42,11 +43,15 @@ class Origin(StrEnum):
 # every find_one_and_update that matches: so those shapes stay off the hot paths.
 INDEXES: dict[str, list[list[tuple[str, int]]]] = {
     # Running requests (the reconciler's stalled ones): few, whatever the stack has done.
-    REQUESTS: [[("status", 1)], [("completion_published", 1), ("updated_at", 1)],
-               # Retention: finished requests by age, and their tombstones (imgpipe_runtime.retention).
-               [("completed_at", 1)], [("expired_at", 1)],
-               # Finished requests whose webhook delivery is not yet seen (the reconciler).
-               [("delivery_pending", 1)]],
+    REQUESTS: [
+        [("status", 1)],
+        [("completion_published", 1), ("updated_at", 1)],
+        # Retention: finished requests by age, and their tombstones (imgpipe_runtime.retention).
+        [("completed_at", 1)],
+        [("expired_at", 1)],
+        # Finished requests whose webhook delivery is not yet seen (the reconciler).
+        [("delivery_pending", 1)],
+    ],
     # Claims by age (retention) and by expiry, which retention deletes. Not a TTL index: the embedded
     # database's TTL sweep reads the whole collection every minute (measured: every hot query of the
     # database cost three times as much with 100,000 claims stored).
@@ -190,7 +195,12 @@ def progress(request: Mapping, rows: Iterable[Mapping]) -> Progress:
 
 async def counted_progress(db: AsyncDatabase, request: Mapping) -> Progress:
     """progress() of the rows done so far, summed by the database (a big request's rows are not fetched)."""
-    sums = {"_id": None, "done": {"$sum": 1}, "images_ok": {"$sum": "$images_ok"}, "images_failed": {"$sum": "$images_failed"}}
+    sums = {
+        "_id": None,
+        "done": {"$sum": 1},
+        "images_ok": {"$sum": "$images_ok"},
+        "images_failed": {"$sum": "$images_failed"},
+    }
     pipeline = [{"$match": {**rows_of(request), "done": True}}, {"$group": sums}]
     groups = await (await db[ROWS].aggregate(pipeline)).to_list()
     done = groups[0] if groups else {"done": 0, "images_ok": 0, "images_failed": 0}

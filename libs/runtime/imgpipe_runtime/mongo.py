@@ -21,7 +21,7 @@ async def database_reachable(db: AsyncDatabase) -> bool:
     try:
         await db.command("ping")
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - any failure to answer means not reachable
         return False
 
 

@@ -152,7 +152,9 @@ class GuardedResolver(AbstractResolver):
         self._policy = policy
         self._resolver = resolver or DefaultResolver()
 
-    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
         results = await self._resolver.resolve(host, port, family)
         permitted = []
         refusal: BlockedAddress | None = None

@@ -56,7 +56,9 @@ async def prune(db: AsyncDatabase, blobs: BlobStore, before: datetime, *, dry_ru
     seen: set[str] = set()
     while True:
         # completed_at is set only when a request finishes, and removed from its tombstone.
-        cursor = requests.find({"completed_at": {"$lt": before}}, {"status": 1, "owner": 1, "created_at": 1, "completed_at": 1})
+        cursor = requests.find(
+            {"completed_at": {"$lt": before}}, {"status": 1, "owner": 1, "created_at": 1, "completed_at": 1}
+        )
         batch = [request async for request in cursor.limit(REQUESTS_PER_ROUND) if request["status"] in FINISHED]
         batch = [request for request in batch if request["_id"] not in seen]
         if not batch:

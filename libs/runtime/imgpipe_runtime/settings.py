@@ -1,8 +1,6 @@
-from pathlib import Path
-from typing import Literal
-
 import sys
-from typing import TypeVar
+from pathlib import Path
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict

@@ -40,7 +40,8 @@ RECEIVED_RESULTS = Counter(
     "imgpipe_row_results", "Row results the assembler received (a redelivered or replayed one counts again)."
 )
 COMPLETED_REQUESTS = Counter(
-    "imgpipe_requests_completed", "Requests finished, by final status (an update of a finished one is not counted).",
+    "imgpipe_requests_completed",
+    "Requests finished, by final status (an update of a finished one is not counted).",
     ["status"],
 )
 COMPLETED_ROWS = Counter("imgpipe_rows_completed", "Rows done in the requests finished, counted once, as they finish.")
@@ -134,7 +135,11 @@ async def complete_if_done(
             if not give_up and built.progress.rows_done < request["rows_total"]:
                 return  # a live count ahead of the rows: the missing ones complete it when they come
             unchanged = (built.status, built.progress) == (request["status"], stored_progress(request))
-            if finished and unchanged and built.digest == await _stored_digest(adapters.blobs, request.get("output_file")):
+            if (
+                finished
+                and unchanged
+                and built.digest == await _stored_digest(adapters.blobs, request.get("output_file"))
+            ):
                 await adapters.store.mark_output_built(request_id)
                 return
             spool.seek(0)
@@ -230,8 +235,11 @@ class Tally:
         request = self._request
         failed = self.rows < request["rows_total"] or not self.processed_any
         counted = Progress(
-            rows_total=request["rows_total"], rows_done=self.rows_done, images_total=request["images_total"],
-            images_ok=self.images_ok, images_failed=self.images_failed,
+            rows_total=request["rows_total"],
+            rows_done=self.rows_done,
+            images_total=request["images_total"],
+            images_ok=self.images_ok,
+            images_failed=self.images_failed,
         )
         return (RequestStatus.FAILED if failed else RequestStatus.SUCCESS), counted
 

@@ -29,10 +29,10 @@ from imgpipe_bus import (
 from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.documents import ensure_indexes_when_up
 from imgpipe_runtime.logs import configure_logging
-from imgpipe_runtime.retention import Pruned, expire_claims, prune
-from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.outages import is_outage
+from imgpipe_runtime.retention import Pruned, expire_claims, prune
+from imgpipe_runtime.settings import load_settings
 from imgpipe_schemas.topics import ASSEMBLER_GROUP, REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,9 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
         if pruned.requests or pruned.tombstones or pruned.idempotency_keys:
             log.info(
                 "retention: %d request(s) expired, %d tombstone(s) and %d Idempotency-Key claim(s) deleted",
-                pruned.requests, pruned.tombstones, pruned.idempotency_keys,
+                pruned.requests,
+                pruned.tombstones,
+                pruned.idempotency_keys,
             )
 
     # One actor: results of a request share a partition, so a request is assembled by one actor at a time.

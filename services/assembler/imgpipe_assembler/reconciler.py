@@ -51,7 +51,15 @@ async def reconcile(
     and re-announced."""
     now = now or datetime.now(UTC)
     before = now - timedelta(seconds=policy.stall_s)
-    counts = {"redriven": 0, "waiting": 0, "gave_up": 0, "recounted": 0, "republished": 0, "reannounced": 0, "failed": 0}
+    counts = {
+        "redriven": 0,
+        "waiting": 0,
+        "gave_up": 0,
+        "recounted": 0,
+        "republished": 0,
+        "reannounced": 0,
+        "failed": 0,
+    }
     for status in (RequestStatus.PENDING, RequestStatus.PROCESSING):
         for request in await adapters.store.stalled(status, before):
             with about_request(request["_id"]):
@@ -67,7 +75,9 @@ async def reconcile(
     for request in await adapters.store.undelivered_completions(before):
         with about_request(request["_id"]):
             try:
-                counts["reannounced"] += await _announce_undelivered(request["_id"], request["completion_event_id"], adapters, policy, now)
+                counts["reannounced"] += await _announce_undelivered(
+                    request["_id"], request["completion_event_id"], adapters, policy, now
+                )
             except Exception:  # one request's trouble must not hold up the others, nor stop the service
                 log.exception("request %s: its delivery not looked for in this pass", request["_id"])
                 counts["failed"] += 1
@@ -93,11 +103,15 @@ async def _announce_undelivered(
     if request.get("reannounced", 0) >= policy.max_rounds:
         log.error(
             "request %s: no webhook delivery of its %s after it was published %d more times; is the notifier running?",
-            request_id, request["completion_type"], policy.max_rounds,
+            request_id,
+            request["completion_type"],
+            policy.max_rounds,
         )
         await store.confirm_delivery(request_id, event_id)
         return False
-    log.warning("request %s: its %s has no webhook delivery yet; published again", request_id, request["completion_type"])
+    log.warning(
+        "request %s: its %s has no webhook delivery yet; published again", request_id, request["completion_type"]
+    )
     await announce(request, adapters)
     await store.await_delivery(request_id, event_id, now)
     return True
@@ -122,12 +136,18 @@ async def _reconcile_request(
     if redrive:
         # The other unanswered rows stay noted, from now: each gets a stall of its own.
         rest = [row["row_index"] for row in unanswered if row not in ripe]
-        counted = {row["row_index"] for row in redrive if row["row_index"] in published and found[row["row_index"]] != State.UNKNOWN}
+        counted = {
+            row["row_index"]
+            for row in redrive
+            if row["row_index"] in published and found[row["row_index"]] != State.UNKNOWN
+        }
         return await _redrive(request, redrive, counted, rest, adapters, policy, now)
     if missing:
         log.debug(
             "request %s: %d row(s) wait in the rows topic, %d read and not yet answered",
-            request_id, waiting, len(missing) - waiting,
+            request_id,
+            waiting,
+            len(missing) - waiting,
         )
         return "waiting"
     if request.get("rows_accepted", request["rows_total"]) < request["rows_total"]:
@@ -148,7 +168,9 @@ async def _reconcile_request(
     return "recounted"
 
 
-async def _ripe(request: dict, unanswered: list[dict], store: ProgressStore, policy: ReconcilePolicy, now: datetime) -> list[dict]:
+async def _ripe(
+    request: dict, unanswered: list[dict], store: ProgressStore, policy: ReconcilePolicy, now: datetime
+) -> list[dict]:
     """The unanswered rows to publish again: those already unanswered a stall ago, whose results are not
     merely on their way. Rows first seen unanswered are noted, with the time, and wait for a later pass."""
     since = request.get("unanswered_since")
@@ -201,7 +223,9 @@ async def _redrive(
         log.warning("request %s: re-publishing %d lost or unanswered row(s)", request_id, len(events))
         positions = await adapters.producer.publish_many(ROWS_SUBMITTED, events)
         await adapters.store.record_publication(request_id, [event.row_index for event in events], positions)
-        await adapters.store.count_redrives(request_id, [event.row_index for event in events if event.row_index in counted])
+        await adapters.store.count_redrives(
+            request_id, [event.row_index for event in events if event.row_index in counted]
+        )
     await adapters.store.mark_redriven(request_id, now, unanswered)
     await complete_if_done(request_id, adapters)
     return "gave_up" if spent and not events else "redriven"

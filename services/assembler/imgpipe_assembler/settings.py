@@ -14,7 +14,9 @@ class Settings(PublicUrlSettings):
         None, description="The notifier's: where a completion without a webhook URL is sent, so one is expected."
     )
     retention_days: float = Field(
-        30, ge=0, description="Finished requests older than this are deleted, with their rows and files (0: kept for ever)."
+        30,
+        ge=0,
+        description="Finished requests older than this are deleted, with their rows and files (0: kept for ever).",
     )
     retention_interval_s: float = Field(3600, gt=0, description="How often the assembler deletes expired requests.")
 

@@ -86,7 +86,8 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
             if image.width * image.height > policy.max_pixels:
                 raise ImageRejected(
                     "too_many_pixels",
-                    f"{image.width}×{image.height} is {image.width * image.height} pixels; the cap is {policy.max_pixels}",
+                    f"{image.width}×{image.height} is {image.width * image.height} pixels; "
+                    f"the cap is {policy.max_pixels}",
                 )
             source_format = image.format
             image.load()
@@ -103,7 +104,9 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
     except UnidentifiedImageError as exc:
         raise ImageRejected("not_an_image", "the content is not an image of a supported format") from exc
     except Exception as exc:  # noqa: BLE001 - any decoder or encoder failure is this image's own error
-        raise ImageRejected("undecodable_image", f"the image could not be decoded: {exc.__class__.__name__}: {exc}"[:300]) from exc
+        raise ImageRejected(
+            "undecodable_image", f"the image could not be decoded: {exc.__class__.__name__}: {exc}"[:300]
+        ) from exc
     if out.tell() >= len(data) and source_format in SOURCE_TYPES:
         extension, content_type = SOURCE_TYPES[source_format]
         return Compressed(data, extension, content_type, len(data), kept_source=True)
@@ -120,7 +123,9 @@ def _target(output_format: str, source_format: str | None) -> str:
 def _save(image: Image.Image, out: io.BytesIO, target: str, policy: Policy, icc_profile: bytes | None) -> None:
     quality = policy.quality
     if target == "JPEG":
-        _jpeg_compatible(image).save(out, "JPEG", quality=quality, optimize=policy.jpeg_optimize, icc_profile=icc_profile)
+        _jpeg_compatible(image).save(
+            out, "JPEG", quality=quality, optimize=policy.jpeg_optimize, icc_profile=icc_profile
+        )
     elif target == "WEBP":
         _rgb_or_rgba(image).save(out, "WEBP", quality=quality, method=4, icc_profile=icc_profile)
     else:

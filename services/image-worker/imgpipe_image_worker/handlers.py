@@ -77,7 +77,9 @@ async def process_row(row: RowSubmitted, adapters: Adapters) -> RowProcessed:
         await asyncio.wait(late)
         log.info("row %s/%s: %d image(s) not done within its budget", row.request_id, row.row_index, len(late))
     message = f"the row's time budget of {adapters.row_budget_s:g} s ran out before this image was done"
-    images = [over_budget(url, message) if task.cancelled() else task.result() for task, url in zip(work, urls)]
+    images = [
+        over_budget(url, message) if task.cancelled() else task.result() for task, url in zip(work, urls, strict=True)
+    ]
     return RowProcessed(request_id=row.request_id, row_index=row.row_index, images=images)
 
 

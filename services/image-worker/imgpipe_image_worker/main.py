@@ -20,15 +20,15 @@ from imgpipe_image_worker import handlers
 from imgpipe_image_worker.adapters.codec_pool import CodecPool
 from imgpipe_image_worker.adapters.downloader import Downloader
 from imgpipe_image_worker.budgets import ByteBudget
-from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.compress import Policy
+from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.logs import about_request, configure_logging
-from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
+from imgpipe_runtime.settings import load_settings
 from imgpipe_schemas import RowSubmitted
 from imgpipe_schemas.topics import IMAGE_WORKER_GROUP, ROWS_SUBMITTED
 

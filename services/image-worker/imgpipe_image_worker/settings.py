@@ -36,7 +36,9 @@ class Settings(PublicUrlSettings):
         validate_default=True,
         description="Source bytes one worker process holds at once, downloading or waiting to be compressed.",
     )
-    jpeg_optimize: bool = Field(False, description="Per-image Huffman tables: ~12 % fewer bytes, ~20 % more encoder CPU.")
+    jpeg_optimize: bool = Field(
+        False, description="Per-image Huffman tables: ~12 % fewer bytes, ~20 % more encoder CPU."
+    )
 
     @field_validator("download_bytes_in_flight")
     @classmethod

@@ -135,7 +135,11 @@ class Acceptances:
         with about_request(request["_id"]):
             try:
                 await accept_rows(
-                    request, store=self._store, blobs=self._blobs, producer=self._producer, lease_s=self._lease_s,
+                    request,
+                    store=self._store,
+                    blobs=self._blobs,
+                    producer=self._producer,
+                    lease_s=self._lease_s,
                     chunk_rows=self._chunk_rows,
                 )
             except Exception:  # its lease runs out and it is resumed: nothing is lost

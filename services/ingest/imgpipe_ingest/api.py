@@ -1,13 +1,13 @@
 """The REST contract: the seed's paths and its {"status", "message", "payload"} envelope, wired together."""
 
 from contextlib import asynccontextmanager
-
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from imgpipe_bus import EventProducer
+from imgpipe_ingest import metrics
 from imgpipe_ingest.acceptance import Acceptances
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
@@ -15,7 +15,6 @@ from imgpipe_ingest.auth import ApiKeys
 from imgpipe_ingest.body_limit import BodyLimit
 from imgpipe_ingest.docs import serve_docs
 from imgpipe_ingest.envelope import EXCEPTION_HANDLERS
-from imgpipe_ingest import metrics
 from imgpipe_ingest.routes import files, health, pages, requests, upload, webhook
 from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.blobs import open_blob_store

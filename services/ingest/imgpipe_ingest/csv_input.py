@@ -123,7 +123,9 @@ def validate_csv(source: BinaryIO, limits: Limits = Limits()) -> CsvSummary:
         elif row is not None:
             images_total += len(row.image_urls)
     if rows_total > limits.max_rows:
-        raise CsvRejected([Problem(None, None, f"the file has {rows_total} rows; at most {limits.max_rows} are accepted")])
+        raise CsvRejected(
+            [Problem(None, None, f"the file has {rows_total} rows; at most {limits.max_rows} are accepted")]
+        )
     if rows_total == 0:
         raise CsvRejected([Problem(None, None, "the file has a header but no data rows")])
     if problems:
@@ -165,7 +167,9 @@ def _records(source: BinaryIO) -> Iterator[list[str]]:
             if any(field.strip() for field in record):
                 yield record
     except csv.Error as exc:
-        raise CsvRejected([Problem(None, None, f"the file is not a readable CSV: line {reader.line_num}: {exc}")]) from exc
+        raise CsvRejected(
+            [Problem(None, None, f"the file is not a readable CSV: line {reader.line_num}: {exc}")]
+        ) from exc
     finally:
         text.detach()  # the caller's file stays open
 
@@ -181,7 +185,9 @@ def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[P
         number = index + 1
         if len(cells) > len(columns):
             if any(cell.strip() for cell in cells[len(columns) :]):
-                problems.append(Problem(number, None, f"{len(cells)} fields, but the header names {len(columns)} columns"))
+                problems.append(
+                    Problem(number, None, f"{len(cells)} fields, but the header names {len(columns)} columns")
+                )
                 yield None
                 continue
             cells = cells[: len(columns)]  # trailing empty fields, as spreadsheets export them
@@ -193,14 +199,20 @@ def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[P
         serial = _serial(cells[serial_col], columns[serial_col], number, problems)
         if serial is not None:
             if serial in seen_serials:
-                problems.append(Problem(number, columns[serial_col], f"serial {serial} repeats row {seen_serials[serial]}"))
+                problems.append(
+                    Problem(number, columns[serial_col], f"serial {serial} repeats row {seen_serials[serial]}")
+                )
             seen_serials.setdefault(serial, number)
         product = cells[product_col].strip()
         if not product:
             problems.append(Problem(number, columns[product_col], "product name is empty"))
         elif len(product) > MAX_PRODUCT_CHARS:
             problems.append(
-                Problem(number, columns[product_col], f"product name has {len(product)} characters; at most {MAX_PRODUCT_CHARS}")
+                Problem(
+                    number,
+                    columns[product_col],
+                    f"product name has {len(product)} characters; at most {MAX_PRODUCT_CHARS}",
+                )
             )
             product = ""
         urls = _urls(cells[urls_col], columns[urls_col], number, limits, problems)

@@ -35,7 +35,8 @@ class RequestExpired(LookupError):
         super().__init__(
             f"request {request_id} finished on {finished:%Y-%m-%d} and expired on {expired:%Y-%m-%d}: "
             "its status, rows and files were deleted after the retention period"
-            if finished else f"request {request_id} expired on {expired:%Y-%m-%d}: its rows and files were deleted"
+            if finished
+            else f"request {request_id} expired on {expired:%Y-%m-%d}: its rows and files were deleted"
         )
 
 
@@ -130,7 +131,9 @@ async def accept_upload(
     with about_request(request_id):
         try:
             async with _renewing(keys, key, request_id, options.owner):
-                request = await _store(source, request_id, options, limits=limits, store=store, blobs=blobs, lease_s=lease_s)
+                request = await _store(
+                    source, request_id, options, limits=limits, store=store, blobs=blobs, lease_s=lease_s
+                )
         except CsvRejected:
             if key is not None:  # refused before anything was stored
                 await keys.release(key, request_id, owner=options.owner)
@@ -184,7 +187,7 @@ async def _release_unless_stored(
             await keys.bind(key, request_id, owner=owner)
         else:
             await keys.release(key, request_id, owner=owner)
-    except Exception as exc:  # the upload's own failure is what the client is told
+    except Exception as exc:  # noqa: BLE001 - the upload's own failure is what the client is told
         log.warning("Idempotency-Key of request %s left to its lease: %r", request_id, exc)
 
 

@@ -25,9 +25,7 @@ log = logging.getLogger(__name__)
 UNMATCHED = "unmatched"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
-HTTP_REQUESTS = Counter(
-    "imgpipe_http_requests", "HTTP requests answered by ingest.", ["method", "route", "status"]
-)
+HTTP_REQUESTS = Counter("imgpipe_http_requests", "HTTP requests answered by ingest.", ["method", "route", "status"])
 HTTP_SECONDS = Histogram(
     "imgpipe_http_request_seconds",
     "Time from an HTTP request's arrival until its answer was sent, whole body included.",

@@ -57,7 +57,9 @@ class RowOutcome(Payload):
     serial: int
     product_name: str
     done: bool = Field(description="Every image of the row has an outcome")
-    images: list[ImageOutcome] = Field(default_factory=list, description="In the row's input URL order; empty until the row is done")
+    images: list[ImageOutcome] = Field(
+        default_factory=list, description="In the row's input URL order; empty until the row is done"
+    )
 
 
 class RowsPayload(Payload):
@@ -95,4 +97,3 @@ class Health(Envelope[HealthPayload]):
 
 class Received(Envelope[None]):
     """The webhook's signature was verified."""
-

@@ -19,7 +19,6 @@ from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_runtime.logs import about_request
 from imgpipe_schemas import RequestCompleted
 
-
 log = logging.getLogger(__name__)
 
 RECORD_RETRY_S, RECORD_RETRY_MAX_S = 0.1, 5.0
@@ -102,8 +101,12 @@ async def _accept(
             log.info("webhook %s of request %s reopened by replay %d", event.event_id, event.request_id, letter.replays)
     if delivery is None:
         if letter.replays:
-            log.info("webhook %s of request %s not reopened by replay %d: delivered, or still on its schedule",
-                     event.event_id, event.request_id, letter.replays)
+            log.info(
+                "webhook %s of request %s not reopened by replay %d: delivered, or still on its schedule",
+                event.event_id,
+                event.request_id,
+                letter.replays,
+            )
         return None
     return await attempt(delivery, adapters, now=now)
 
@@ -127,7 +130,9 @@ async def deliver_due(adapters: Adapters, *, concurrency: int, clock: Callable[[
         )
         for (delivery, _), outcome in zip(claimed, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                log.warning("webhook %s: attempt not recorded (%r); tried again after its lease", delivery["_id"], outcome)
+                log.warning(
+                    "webhook %s: attempt not recorded (%r); tried again after its lease", delivery["_id"], outcome
+                )
         attempted += len(claimed)
     return attempted
 
@@ -149,7 +154,9 @@ async def _attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
     delays = adapters.schedule.delays_s
     if isinstance(outcome, int) and 200 <= outcome < 300:
         state = DELIVERED
-        log.info("webhook %s for request %s delivered to %s (attempt %d)", webhook_id, delivery["request_id"], url, number)
+        log.info(
+            "webhook %s for request %s delivered to %s (attempt %d)", webhook_id, delivery["request_id"], url, number
+        )
     elif outcome == 410:
         state = GONE
         log.warning("webhook %s: %s answered 410 Gone; not retried", webhook_id, url)
@@ -173,7 +180,9 @@ async def _attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
     return state
 
 
-async def _record(adapters: Adapters, webhook_id: str, replay: int, outcome, state: str, now: datetime, next_at=None) -> None:
+async def _record(
+    adapters: Adapters, webhook_id: str, replay: int, outcome, state: str, now: datetime, next_at=None
+) -> None:
     """Records an attempt already made, waiting out the database: an attempt left unrecorded is made again
     when its lease ends, and a webhook delivered (or dead-lettered) would be sent (or dead-lettered) twice."""
     adapters.recording.add(webhook_id)

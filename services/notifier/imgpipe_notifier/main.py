@@ -28,16 +28,17 @@ from imgpipe_notifier.handlers import Schedule
 from imgpipe_notifier.settings import Settings
 from imgpipe_runtime.documents import ensure_indexes_when_up
 from imgpipe_runtime.logs import about_request, configure_logging
-from imgpipe_runtime.settings import load_settings
 from imgpipe_runtime.mongo import connect
-from imgpipe_runtime.outages import is_outage
 from imgpipe_runtime.netpolicy import NetPolicy
+from imgpipe_runtime.outages import is_outage
+from imgpipe_runtime.settings import load_settings
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 log = logging.getLogger(__name__)
 
 # /metrics and /healthz, unless IMGPIPE_METRICS_PORT says otherwise.
 METRICS_PORT = 9103
+
 
 # Every database error is waited out, not only a lost connection: the notifier writes only documents it
 # built itself, so a write refused (no primary, a write concern not met, a full disk) is never the
@@ -84,7 +85,9 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
     @app.agent(faust_topic(app, REQUESTS_COMPLETED), concurrency=settings.notifier_concurrency)
     async def deliver(stream):
         await handle_each(
-            stream, stage, functools.partial(handlers.accept, adapters=adapters),
+            stream,
+            stage,
+            functools.partial(handlers.accept, adapters=adapters),
             about=lambda event: about_request(event.request_id),
         )
 

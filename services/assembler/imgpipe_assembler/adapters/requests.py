@@ -125,7 +125,11 @@ class ProgressStore:
         if live_counts(request) is None:
             return
         counted = await counted_progress(self._db, request)
-        fields = {"rows_done": counted.rows_done, "images_ok": counted.images_ok, "images_failed": counted.images_failed}
+        fields = {
+            "rows_done": counted.rows_done,
+            "images_ok": counted.images_ok,
+            "images_failed": counted.images_failed,
+        }
         await self._requests.update_one({"_id": request["_id"]}, {"$set": {LIVE_COUNTS: fields}})
 
     async def iter_rows(self, request: dict, chunk: int = ROWS_PER_READ) -> AsyncIterator[dict]:
@@ -294,7 +298,9 @@ class ProgressStore:
     async def published_positions(self, request_id: str) -> dict[int, tuple[int, int]]:
         return await published_positions(self._db, request_id)
 
-    async def record_publication(self, request_id: str, rows: Sequence[int], positions: Sequence[tuple[int, int]]) -> None:
+    async def record_publication(
+        self, request_id: str, rows: Sequence[int], positions: Sequence[tuple[int, int]]
+    ) -> None:
         await record_publication(self._db, request_id, rows, positions)
 
     async def forget_publications(self, request_id: str) -> None:

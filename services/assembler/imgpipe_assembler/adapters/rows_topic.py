@@ -10,7 +10,9 @@ from imgpipe_schemas.topics import ASSEMBLER_GROUP, IMAGE_WORKER_GROUP, ROWS_PRO
 
 
 class RowsTopic:
-    def __init__(self, settings: BusSettings, group: str = IMAGE_WORKER_GROUP, results_group: str = ASSEMBLER_GROUP) -> None:
+    def __init__(
+        self, settings: BusSettings, group: str = IMAGE_WORKER_GROUP, results_group: str = ASSEMBLER_GROUP
+    ) -> None:
         self._settings = settings
         self._group = group
         self._results_group = results_group

@@ -22,6 +22,7 @@ A codec process ends when the worker that started it dies, however it dies: afte
 worker its processes, which wait on their pipes, would otherwise live on forever."""
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -157,10 +158,8 @@ class Task:
 
     def settle(self, outcome: tuple[bool, object] | str) -> None:
         """Hands ``outcome`` to the caller's event loop, unless the caller or its loop is gone."""
-        try:
+        with contextlib.suppress(RuntimeError):  # the loop is closed
             self.loop.call_soon_threadsafe(_settle, self.outcome, outcome)
-        except RuntimeError:  # the loop is closed
-            pass
 
 
 def _settle(future: asyncio.Future, outcome: object) -> None:

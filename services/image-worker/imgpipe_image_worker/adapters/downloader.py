@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import aiohttp
 from yarl import URL
+
 from imgpipe_image_worker.budgets import ByteBudget, Reservation
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_runtime.netpolicy import (
@@ -134,7 +135,7 @@ class Downloader:
             if isinstance(exc.os_error, BlockedAddress):
                 raise FetchFailed("blocked_address", str(exc.os_error), transient=False) from exc
             raise FetchFailed("dns_error", f"{url}: host not found", transient=False) from exc
-        except (asyncio.TimeoutError, TimeoutError) as exc:
+        except TimeoutError as exc:
             raise FetchFailed("timeout", f"{url}: timed out", transient=True) from exc
         except (aiohttp.InvalidURL, ValueError) as exc:  # yarl and the IDNA codec refuse some URLs late
             raise FetchFailed("invalid_url", f"{url}: invalid URL ({exc})", transient=False) from exc

@@ -37,7 +37,12 @@ class IdempotencyKeys:
         now = now or datetime.now(UTC)
         key = _scoped(key, owner)
         claim = {
-            "_id": key, "digest": digest, "request_id": request_id, "created_at": now, "leased_at": now, "bound": False,
+            "_id": key,
+            "digest": digest,
+            "request_id": request_id,
+            "created_at": now,
+            "leased_at": now,
+            "bound": False,
             "expires_at": now + self._ttl,  # retention deletes it after that (imgpipe_runtime.retention)
         }
         for _ in range(3):
@@ -54,10 +59,13 @@ class IdempotencyKeys:
                 return existing
             if age <= self._ttl and await self._requests.find_one({"_id": existing["request_id"]}, {"_id": 1}):
                 # Its upload stored the request, then failed to bind it: it is the answer.
-                await self._keys.update_one({"_id": key, "request_id": existing["request_id"]}, {"$set": {"bound": True}})
+                await self._keys.update_one(
+                    {"_id": key, "request_id": existing["request_id"]}, {"$set": {"bound": True}}
+                )
                 return {**existing, "bound": True}
             taken = await self._keys.update_one(
-                {"_id": key, "request_id": existing["request_id"]}, {"$set": {k: v for k, v in claim.items() if k != "_id"}}
+                {"_id": key, "request_id": existing["request_id"]},
+                {"$set": {k: v for k, v in claim.items() if k != "_id"}},
             )
             if taken.modified_count:
                 return claim
@@ -66,7 +74,9 @@ class IdempotencyKeys:
     async def bind(self, key: str, request_id: str, *, owner: str | None = None) -> bool:
         """The request is stored: from now on the key answers with it, whatever happens next. False when
         the claim is no longer this upload's (it was taken over after its lease ran out)."""
-        bound = await self._keys.update_one({"_id": _scoped(key, owner), "request_id": request_id}, {"$set": {"bound": True}})
+        bound = await self._keys.update_one(
+            {"_id": _scoped(key, owner), "request_id": request_id}, {"$set": {"bound": True}}
+        )
         return bool(bound.matched_count)
 
     async def renew(self, key: str, request_id: str, now: datetime | None = None, *, owner: str | None = None) -> None:

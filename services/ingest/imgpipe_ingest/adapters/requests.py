@@ -114,7 +114,9 @@ class RequestStore:
         )
         return bool(taken.modified_count)
 
-    async def record_publication(self, request_id: str, rows: Sequence[int], positions: Sequence[tuple[int, int]]) -> None:
+    async def record_publication(
+        self, request_id: str, rows: Sequence[int], positions: Sequence[tuple[int, int]]
+    ) -> None:
         await documents.record_publication(self._db, request_id, rows, positions)
 
     async def mark_processing(self, request_id: str) -> None:

@@ -6,8 +6,8 @@ from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import JSONResponse
 
 from imgpipe_ingest import handlers
-from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
 from imgpipe_ingest.auth import KeyedRoute
+from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
 from imgpipe_ingest.deps import AcceptancesDep, Blobs, Keys, Owner, Policy, SettingsDep, Store
 from imgpipe_ingest.envelope import ClientError, envelope, errors
 from imgpipe_ingest.payloads import Uploaded, UploadPayload

@@ -46,9 +46,7 @@ class DeliveryLog:
             return None
         return delivery
 
-    async def claim_due(
-        self, clock: Callable[[], datetime], lease_s: float, limit: int
-    ) -> list[tuple[dict, datetime]]:
+    async def claim_due(self, clock: Callable[[], datetime], lease_s: float, limit: int) -> list[tuple[dict, datetime]]:
         """Up to ``limit`` open deliveries whose next attempt is due, each leased to the caller, with the
         time of its claim. Each claim reads ``clock`` anew: its lease runs from when it was taken, not
         from when the caller started, so a slow pass never holds a lease that has already run out."""

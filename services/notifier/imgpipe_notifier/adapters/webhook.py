@@ -7,8 +7,6 @@ so another subscriber's attempt never waits for a connection behind it. Give ``t
 ``sock_connect`` for the TCP connect, not ``connect``, which in aiohttp also counts the wait for the pool.
 """
 
-import asyncio
-
 import aiohttp
 
 from imgpipe_runtime.netpolicy import BlockedAddress, GuardedClient, InvalidUrl, NetPolicy, check_literal
@@ -38,8 +36,10 @@ class WebhookSender:
         except InvalidUrl as exc:
             return f"invalid_url: {exc}"
         except aiohttp.ClientConnectorDNSError as exc:
-            return f"blocked_address: {exc.os_error}" if isinstance(exc.os_error, BlockedAddress) else f"dns_error: {exc}"
-        except (asyncio.TimeoutError, TimeoutError):
+            return (
+                f"blocked_address: {exc.os_error}" if isinstance(exc.os_error, BlockedAddress) else f"dns_error: {exc}"
+            )
+        except TimeoutError:
             return "timeout"
         except (aiohttp.ClientError, ConnectionError) as exc:
             return f"{exc.__class__.__name__}: {exc}"[:300]
