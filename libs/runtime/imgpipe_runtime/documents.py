@@ -50,7 +50,7 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
         [("completed_at", 1)],
         [("expired_at", 1)],
         # Finished requests whose webhook delivery is not yet seen (the reconciler).
-        [("delivery_pending", 1)],
+        [("delivery_pending", 1), ("delivery_pending_since", 1)],
     ],
     # Claims by age (retention) and by expiry, which retention deletes. Not a TTL index: the embedded
     # database's TTL sweep reads the whole collection every minute (measured: every hot query of the

@@ -193,15 +193,12 @@ class ProgressStore:
 
     async def undelivered_completions(self, before: datetime, limit: int = 1000) -> list[dict]:
         """Up to ``limit`` finished requests whose completion (or update) was announced before ``before``
-        and whose delivery the notifier has not been seen to record (see confirm_delivery). Read by an
-        equality on an indexed flag, and the time checked here: a range on a field most requests lack
-        is a scan on the embedded database, whose index holds them all as null."""
-        before = _naive(before)
-        return [
-            request
-            async for request in self._requests.find({"delivery_pending": True}).limit(limit)
-            if _naive(request["delivery_pending_since"]) < before
-        ]
+        and whose delivery the notifier has not been seen to record (see confirm_delivery). By the flag
+        and the time together (one compound index): a range on a field most requests lack is a scan on the
+        embedded database, whose index holds them all as null, and the flag alone would read every
+        completion of the last stall on every pass."""
+        query = {"delivery_pending": True, "delivery_pending_since": {"$lt": _naive(before)}}
+        return await self._requests.find(query).limit(limit).to_list()
 
     async def delivery_recorded(self, request: dict) -> bool:
         return await delivery_recorded(self._db, request["completion_event_id"])
