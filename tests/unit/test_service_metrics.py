@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from imgpipe_bus import DeadLetters, Failure, Letter
+from imgpipe_bus.health import MetricsPort
 from imgpipe_image_worker.handlers import handle_row
 from imgpipe_ingest import metrics as ingest_metrics
 from imgpipe_ingest.body_limit import BodyLimit
-from imgpipe_ingest.metrics import MetricsPort
 from imgpipe_notifier import handlers as notifier
 from imgpipe_notifier.metrics import answer_class
 from imgpipe_ops.processes import free_port

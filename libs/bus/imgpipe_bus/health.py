@@ -98,7 +98,43 @@ class ConsumerLag(Collector):
         return consumer_lag(highwaters, self._app.monitor.tp_read_offsets)
 
 
-class HealthServer:
+class MetricsPort:
+    """GET /metrics on an address of its own, served from the caller's event loop (ingest's, beside its API)."""
+
+    served = "/metrics"
+
+    def __init__(self, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> None:
+        self.host, self.port = host, port
+        self._registry = registry
+        self._runner: web.AppRunner | None = None
+
+    def routes(self, web_app: web.Application) -> None:
+        web_app.router.add_get("/metrics", make_aiohttp_handler(self._registry))
+
+    async def start(self) -> None:
+        web_app = web.Application()
+        self.routes(web_app)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.host, self.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise OSError(f"cannot listen on {self.host}:{self.port} (IMGPIPE_METRICS_PORT): {exc}") from exc
+        self._runner = runner
+        log.info("%s on http://%s:%d", self.served, self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class HealthServer(MetricsPort):
+    """A faust service's port: /metrics, and /healthz (ready once the app runs and its database answers)."""
+
+    served = "/metrics and /healthz"
+
     def __init__(
         self,
         app: Any,
@@ -109,29 +145,13 @@ class HealthServer:
         ping_timeout_s: float = 2.0,
         registry: CollectorRegistry = REGISTRY,
     ) -> None:
-        self.app, self.host, self.port = app, host, port
+        super().__init__(host, port, registry)
+        self.app = app
         self._ping, self._ping_timeout_s = ping, ping_timeout_s
-        self._registry = registry
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
-        web_app = web.Application()
-        web_app.router.add_get("/metrics", make_aiohttp_handler(self._registry))
+    def routes(self, web_app: web.Application) -> None:
+        super().routes(web_app)
         web_app.router.add_get("/healthz", self.healthz)
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise OSError(f"cannot listen on {self.host}:{self.port} (IMGPIPE_METRICS_PORT): {exc}") from exc
-        self._runner = runner
-        log.info("/metrics and /healthz on http://%s:%d", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
     async def healthz(self, request: web.Request) -> web.Response:
         reasons = await unready_reasons(self.app, self._ping, self._ping_timeout_s)

@@ -7,8 +7,8 @@ import sys
 import uvicorn
 
 from imgpipe_bus import HealthSettings, ensure_topics
+from imgpipe_bus.health import MetricsPort
 from imgpipe_ingest.api import create_api
-from imgpipe_ingest.metrics import MetricsPort
 from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.settings import load_settings

@@ -12,11 +12,8 @@ routing (a body refused with 413) is labelled with the route it was sent to.
 import logging
 import time
 
-from aiohttp import web
 from fastapi import FastAPI
-from prometheus_client import REGISTRY, Counter, Histogram
-from prometheus_client.aiohttp import make_aiohttp_handler
-from prometheus_client.registry import CollectorRegistry
+from prometheus_client import Counter, Histogram
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -37,33 +34,6 @@ HTTP_SECONDS = Histogram(
 def instrument(app: FastAPI) -> None:
     """Counts and times every request (the outermost middleware of those added so far)."""
     app.add_middleware(HttpMetrics, routes=app.router.routes)
-
-
-class MetricsPort:
-    """GET /metrics on its own address, served from the API's event loop; nothing else answers there."""
-
-    def __init__(self, host: str, port: int, registry: CollectorRegistry = REGISTRY) -> None:
-        self.host, self.port = host, port
-        self._registry = registry
-        self._runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        web_app = web.Application()
-        web_app.router.add_get("/metrics", make_aiohttp_handler(self._registry))
-        runner = web.AppRunner(web_app, access_log=None)
-        await runner.setup()
-        try:
-            await web.TCPSite(runner, self.host, self.port).start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise OSError(f"cannot listen on {self.host}:{self.port} (IMGPIPE_METRICS_PORT): {exc}") from exc
-        self._runner = runner
-        log.info("/metrics on http://%s:%d", self.host, self.port)
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
 
 
 def flat_routes(routes) -> list:
