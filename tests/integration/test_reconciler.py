@@ -98,6 +98,19 @@ def results_read_to_the_end(bootstrap: str) -> None:
     consumer.close()
 
 
+async def every_image_done(request_id: str, adapters: Adapters) -> None:
+    """Records a result for every image of CSV's two rows: the request completes."""
+    rows = [
+        RowProcessed(
+            request_id=uuid.UUID(request_id),
+            row_index=index,
+            images=[ImageResult(source_url=f"http://in/{n}", output_url=f"http://out/{n}") for n in urls],
+        )
+        for index, urls in ((0, [0]), (1, [1, 2]))
+    ]
+    await record_results(rows, adapters)
+
+
 def events_of(bootstrap: str, request_id: str, count: int, timeout: float = 30.0) -> list:
     return consume(bootstrap, ROWS_SUBMITTED, count, timeout, match=lambda event: str(event.request_id) == request_id)
 
@@ -350,15 +363,7 @@ async def test_a_completion_with_no_delivery_a_stall_later_is_announced_again_un
     await store_upload(db, silent, CSV)
     store = ProgressStore(db)
     for request_id in (hooked, silent):
-        rows = [
-            RowProcessed(
-                request_id=uuid.UUID(request_id),
-                row_index=index,
-                images=[ImageResult(source_url=f"http://in/{n}", output_url=f"http://out/{n}") for n in urls],
-            )
-            for index, urls in ((0, [0]), (1, [1, 2]))
-        ]
-        await record_results(rows, reconciler.adapters)
+        await every_image_done(request_id, reconciler.adapters)
     request = await store.get(hooked)
     assert (request["status"], request["completion_published"]) == ("SUCCESS", True)
 
@@ -390,15 +395,7 @@ async def test_a_completion_whose_delivery_never_comes_is_announced_again_only_m
     """No notifier reads the completions (not deployed, or not given the URL): the reconciler stops, loudly."""
     request_id = str(uuid.uuid4())
     await store_upload(db, request_id, CSV, webhook_url="http://hooks.test/h")
-    rows = [
-        RowProcessed(
-            request_id=uuid.UUID(request_id),
-            row_index=index,
-            images=[ImageResult(source_url=f"http://in/{n}", output_url=f"http://out/{n}") for n in urls],
-        )
-        for index, urls in ((0, [0]), (1, [1, 2]))
-    ]
-    await record_results(rows, reconciler.adapters)
+    await every_image_done(request_id, reconciler.adapters)
     counts = [(await reconciler.at(n * (STALL + 1)))["reannounced"] for n in range(1, 6)]
     assert counts == [1, 1, 0, 0, 0]  # max_rounds = 2
     assert "delivery_pending" not in await ProgressStore(db).get(request_id)
