@@ -63,7 +63,7 @@ def plain_loop(data: bytes) -> int:
 
 
 def project_compress(data: bytes) -> int:
-    return len(compress(data).data)
+    return compress(data).length
 
 
 def pool_rate(function, images: list[bytes], processes: int) -> tuple[float, int]:
@@ -142,6 +142,8 @@ def rss_mb(stack: LocalStack) -> dict[str, float]:
 def big_upload(stack: LocalStack, rows: int, source: str) -> dict:
     """Seconds to the 200 answer of a ``rows``-row upload, and ingest's peak RSS growth meanwhile."""
     ingest = stack.service("ingest").pid
+    if ingest is None:
+        raise RuntimeError("ingest is not running")
     base = proc_stats.rss_of(ingest)
     peak = [base]
     done = threading.Event()
@@ -154,6 +156,7 @@ def big_upload(stack: LocalStack, rows: int, source: str) -> dict:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     started = time.perf_counter()
+    status: int | str
     try:
         status = httpx.post(
             f"{stack.api_url}/api/upload/", files={"file": ("big.csv", data, "text/csv")}, timeout=UPLOAD_TIMEOUT_S

@@ -12,6 +12,7 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 from pymongo import MongoClient
@@ -73,7 +74,7 @@ def preload(mongo_url: str, rows: int) -> float:
     """``rows`` rows of earlier, finished requests written straight to the database; seconds taken."""
     started = time.perf_counter()
     long_ago = datetime.now(UTC) - timedelta(days=1)
-    with MongoClient(mongo_url) as client:
+    with MongoClient[dict[str, Any]](mongo_url) as client:
         db = client["imgpipe"]
         for _ in tqdm(range(rows // ROWS_PER_EARLIER_REQUEST), desc="preloading earlier requests", unit="request"):
             request_id = str(uuid.uuid4())
@@ -137,7 +138,7 @@ def output_of_a_finished_request(stack: LocalStack, rows: int) -> float:
     from imgpipe_schemas.topics import ROWS_PROCESSED
 
     request_id, now = str(uuid.uuid4()), datetime.now(UTC)
-    with MongoClient(stack.mongo_url) as client:
+    with MongoClient[dict[str, Any]](stack.mongo_url) as client:
         db = client["imgpipe"]
         request = new_request(
             status=RequestStatus.PROCESSING,

@@ -4,6 +4,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 
@@ -84,13 +85,14 @@ def read(bootstrap: str, filters: Filters, idle_s: float = 2.0) -> Iterator[Dead
             if message is None or message.error():
                 continue
             last = time.monotonic()
+            # A message read without an error has its topic, partition and offset.
             letter = DeadLetter(
-                message.topic(),
-                message.partition(),
-                message.offset(),
+                cast(str, message.topic()),
+                cast(int, message.partition()),
+                cast(int, message.offset()),
                 message.key(),
                 message.value(),
-                list(message.headers() or []),
+                cast(list[tuple[str, bytes]], message.headers() or []),
             )
             if filters.match(letter):
                 yield letter
@@ -123,7 +125,7 @@ def replay(bootstrap: str, letters: list[DeadLetter], timeout_s: float = 30.0) -
             letter.origin,
             key=letter.key,
             value=letter.value,
-            headers=headers,
+            headers=cast(Any, headers),
             on_delivery=lambda err, _: errors.append(str(err)) if err else None,
         )
     undelivered = producer.flush(timeout_s)

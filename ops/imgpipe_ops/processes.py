@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, BinaryIO, TextIO, cast
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
@@ -81,10 +82,11 @@ def _die_with_parent() -> Callable[[], None] | None:
 _starter = ThreadPoolExecutor(1, thread_name_prefix="process-starter")
 
 
-def _popen(argv: list[str], **kwargs) -> subprocess.Popen:
-    return _starter.submit(
-        subprocess.Popen, argv, start_new_session=True, preexec_fn=_die_with_parent(), **kwargs
-    ).result()
+def _popen(argv: list[str], **kwargs: Any) -> subprocess.Popen[Any]:
+    def start() -> subprocess.Popen[Any]:
+        return subprocess.Popen(argv, start_new_session=True, preexec_fn=_die_with_parent(), **kwargs)
+
+    return _starter.submit(start).result()
 
 
 _REAPER = """
@@ -111,6 +113,7 @@ class GroupReaper:
         self._popen = subprocess.Popen(
             [sys.executable, "-I", "-S", "-c", _REAPER], stdin=subprocess.PIPE, text=True, start_new_session=True
         )
+        self._stdin = cast(TextIO, self._popen.stdin)  # a pipe: stdin=PIPE
         self._lock = threading.Lock()
 
     @property
@@ -126,15 +129,15 @@ class GroupReaper:
     def _send(self, line: str) -> None:
         with self._lock:
             try:
-                self._popen.stdin.write(line + "\n")
-                self._popen.stdin.flush()
+                self._stdin.write(line + "\n")
+                self._stdin.flush()
             except (OSError, ValueError):
                 pass
 
     def close(self) -> None:
         """Kills what is still watched, then ends."""
         with self._lock:
-            self._popen.stdin.close()
+            self._stdin.close()
         self._popen.wait(10)
 
 
@@ -158,7 +161,7 @@ class Process:
         self._output = ProcessLog(self.log, log_limits) if self.log else None
         self._copier: threading.Thread | None = None
         self.reaper = reaper
-        self.popen: subprocess.Popen | None = None
+        self.popen: subprocess.Popen[Any] | None = None
         self.started_at = 0.0
         self._lock = threading.Lock()
 
@@ -167,10 +170,16 @@ class Process:
         self.popen = _popen(self.argv, env=self.env, **output)
         self.started_at = time.monotonic()
         if self._output is not None:
-            self._copier = self._output.follow(self.popen.stdout)
+            self._copier = self._output.follow(cast(BinaryIO, self.popen.stdout))
         if self.reaper:
             self.reaper.watch(self.popen.pid)
         return self
+
+    @property
+    def _started(self) -> subprocess.Popen[Any]:
+        if self.popen is None:
+            raise RuntimeError(f"{self.name} was never started")
+        return self.popen
 
     @property
     def pid(self) -> int | None:
@@ -193,23 +202,23 @@ class Process:
     def _end_group(self) -> None:
         """Kills the group before the child is reaped, while its pid (the group's id) is not free for reuse."""
         self._signal_group(signal.SIGKILL)
-        self.popen.wait()
+        self._started.wait()
         if self.reaper:
-            self.reaper.forget(self.popen.pid)
+            self.reaper.forget(self._started.pid)
         if self._copier is not None:  # its last lines are in the log once its exit is seen
             self._copier.join(COPY_END_S)
 
     def _exited(self) -> bool:
         if not hasattr(os, "waitid"):
-            return self.popen.poll() is not None
+            return self._started.poll() is not None
         try:
-            return os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+            return os.waitid(os.P_PID, self._started.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
         except ChildProcessError:
             return True
 
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.popen.pid, sig)
+            os.killpg(self._started.pid, sig)
 
     def wait_until(
         self, ready: Callable[[], bool], timeout: float, what: str, cancelled: Callable[[], bool] = lambda: False
@@ -220,7 +229,7 @@ class Process:
                 raise StartCancelled(f"stopped before {what}")
             if not self.alive():
                 raise StartFailed(
-                    f"{self.name} exited with code {self.popen.returncode} before {what}{self._log_tail()}"
+                    f"{self.name} exited with code {self._started.returncode} before {what}{self._log_tail()}"
                 )
             if ready():
                 return
@@ -230,7 +239,7 @@ class Process:
     def terminate(self) -> None:
         """SIGTERM to the child alone: it stops what it started itself."""
         if self.alive():
-            self.popen.send_signal(signal.SIGTERM)
+            self._started.send_signal(signal.SIGTERM)
 
     def kill(self) -> None:
         """SIGKILL to the whole group."""
@@ -310,7 +319,7 @@ def broker_answers(bootstrap: str, timeout: float = 1.0) -> bool:
 
 def database_answers(url: str, timeout_ms: int = 500) -> bool:
     try:
-        with MongoClient(url, serverSelectionTimeoutMS=timeout_ms) as client:
+        with MongoClient[dict[str, Any]](url, serverSelectionTimeoutMS=timeout_ms) as client:
             client.admin.command("ping")
         return True
     except PyMongoError:

@@ -75,8 +75,12 @@ class LocalStack:
         self._stop_requests = 0
         self._restarts = Restarts(self, database_ready_s=config.database_ready_s)
         self.metrics_ports: dict[str, int] = {}
-        self._blob_tmp = None if config.blob_dir else tempfile.TemporaryDirectory(prefix="imgpipe-blobs-")
-        self.blob_dir = config.blob_dir or Path(self._blob_tmp.name)
+        self._blob_tmp: tempfile.TemporaryDirectory[str] | None = None
+        if config.blob_dir is not None:
+            self.blob_dir = config.blob_dir
+        else:
+            self._blob_tmp = tempfile.TemporaryDirectory(prefix="imgpipe-blobs-")
+            self.blob_dir = Path(self._blob_tmp.name)
         # No secret is built in: a run without IMGPIPE_WEBHOOK_SECRET signs with one of its own.
         self.webhook_secret = os.environ.get("IMGPIPE_WEBHOOK_SECRET") or generate_secret()
 

@@ -6,12 +6,12 @@ build these from the JSON Schema documents under ``schemas/json/v1/``.
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID, uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 
 OutputFormat = Literal["jpeg", "webp", "png", "keep"]
 MAX_ERROR_MESSAGE = 500
@@ -40,7 +40,7 @@ class WireModel(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _complete_on_the_wire(cls, data, info: ValidationInfo):
+    def _complete_on_the_wire(cls, data: Any, info: ValidationInfo) -> Any:
         if info.context == WIRE and isinstance(data, dict):
             missing = [name for name in cls.model_fields if name not in data]
             if missing:

@@ -13,7 +13,7 @@ from imgpipe_bus.handling import (
 from imgpipe_bus.health import HealthSettings, serve_health
 from imgpipe_bus.producer import EventProducer
 from imgpipe_bus.settings import BusSettings
-from imgpipe_bus.stream import create_app, faust_topic, run_worker
+from imgpipe_bus.stream import ServiceApp, create_app, faust_topic, run_worker
 
 __all__ = [
     "BusSettings",
@@ -25,6 +25,7 @@ __all__ = [
     "Letter",
     "PoisonMessage",
     "RetryPolicy",
+    "ServiceApp",
     "Stage",
     "Unprocessable",
     "agent_stage",

@@ -4,7 +4,8 @@ import logging
 import time
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
 
 from imgpipe_bus.dead_letters import dlq_name
 from imgpipe_bus.settings import BusSettings

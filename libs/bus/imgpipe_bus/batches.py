@@ -16,12 +16,16 @@ from mode.utils.aiter import aiter
 from mode.utils.futures import notify
 
 
-async def take_batches(stream: faust.StreamT, max_events: int, within_s: float) -> AsyncIterator[Sequence[Any]]:
+async def take_batches(
+    agent_stream: faust.StreamT[Any], max_events: int, within_s: float
+) -> AsyncIterator[Sequence[Any]]:
     """Lists of at most ``max_events`` events: flushed when full, or ``within_s`` after the first one."""
+    # faust's Stream, whose private parts this drives; its annotations are narrower than what it accepts.
+    stream: Any = agent_stream
     buffer: list[Any] = []
     events: list[Any] = []
     first, full, consumed = asyncio.Event(), asyncio.Event(), asyncio.Event()
-    consuming: asyncio.Future | None = None
+    consuming: asyncio.Future[None] | None = None
 
     async def add_to_buffer(value: Any) -> Any:
         nonlocal consuming

@@ -76,11 +76,11 @@ class Letter:
     def replays(self) -> int:
         return replay_count(self.headers)
 
-    def to_document(self) -> dict:
+    def to_document(self) -> dict[str, Any]:
         return {**self.__dict__, "headers": [list(header) for header in self.headers]}
 
     @classmethod
-    def from_document(cls, document: dict) -> "Letter":
+    def from_document(cls, document: dict[str, Any]) -> "Letter":
         return cls(**{**document, "headers": [(key, bytes(value)) for key, value in document["headers"]]})
 
 

@@ -29,8 +29,8 @@ class AdaptiveFetchWait:
         fetcher._fetch_max_wait_ms = self.busy_ms
 
         async def fetch_and_adapt(*args: Any, **kwargs: Any) -> bool:
-            had_records = await fetch(*args, **kwargs)
-            fetcher._fetch_max_wait_ms = self.observe(bool(had_records))
+            had_records = bool(await fetch(*args, **kwargs))
+            fetcher._fetch_max_wait_ms = self.observe(had_records)
             return had_records
 
         fetcher._proc_fetch_request = fetch_and_adapt

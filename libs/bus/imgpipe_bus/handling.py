@@ -19,12 +19,13 @@ What a handler gets and gives back:
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faust
 from confluent_kafka import KafkaException
@@ -33,6 +34,9 @@ from imgpipe_bus.batches import take_batches
 from imgpipe_bus.codec import PoisonMessage, decode
 from imgpipe_bus.dead_letters import DeadLetters, Failure, Letter
 from imgpipe_schemas import Event, Topic
+
+if TYPE_CHECKING:
+    from imgpipe_bus.stream import ServiceApp
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +92,7 @@ class InFlight:
         self._unfinished: dict[Any, list[int]] = {}
 
     @contextlib.asynccontextmanager
-    async def track(self, messages: Sequence[Any]):
+    async def track(self, messages: Sequence[Any]) -> AsyncIterator[None]:
         """Around the handling of ``messages`` (faust messages): they stay unfinished unless the block
         ends normally."""
         for message in messages:
@@ -134,10 +138,10 @@ class Stage:
 
 
 async def handle_each(
-    stream: faust.StreamT,
+    stream: faust.StreamT[Any],
     stage: Stage,
     handler: Callable[[Event, Letter], Awaitable[Any]],
-    about: Callable[[Event], contextlib.AbstractContextManager] | None = None,
+    about: Callable[[Event], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> None:
     """One message at a time, ``handler(event, letter)``; a DeadLetterCopy it returns dead-letters a copy of
     the message with that reason, as one attempt. ``about(event)`` is entered around the handling of each
@@ -150,7 +154,11 @@ async def handle_each(
             returned: list[Any] = []
 
             # Bound now, per message: the call runs later, and again on each retry.
-            async def call(event=event, letter=Letter.of(item.message), returned=returned) -> None:  # noqa: B008
+            async def call(
+                event: Event = event,
+                letter: Letter = Letter.of(item.message),  # noqa: B008
+                returned: list[Any] = returned,
+            ) -> None:
                 returned.append(await handler(event, letter))
 
             with about(event) if about else contextlib.nullcontext():
@@ -161,7 +169,7 @@ async def handle_each(
 
 
 async def handle_batches(
-    stream: faust.StreamT,
+    stream: faust.StreamT[Any],
     stage: Stage,
     handler: Callable[..., Awaitable[Any]],
     max_events: int,
@@ -183,8 +191,8 @@ async def handle_batches(
             await _handle_batch(stage, call, batch)
 
 
-async def _handle_batch(stage: Stage, handler: Callable[..., Awaitable[Any]], batch) -> None:
-    decoded = []
+async def _handle_batch(stage: Stage, handler: Callable[..., Awaitable[Any]], batch: Sequence[Any]) -> None:
+    decoded: list[tuple[Any, Event]] = []
     for item in batch:
         if (event := await _decode_or_dead_letter(stage, item.message)) is not None:
             decoded.append((item.message, event))
@@ -195,7 +203,7 @@ async def _handle_batch(stage: Stage, handler: Callable[..., Awaitable[Any]], ba
     if await _attempt(stage, lambda: handler(events, letters=letters)):
         return
     for (message, event), letter in zip(decoded, letters, strict=True):
-        await _handle(stage, [message], lambda event=event, letter=letter: handler([event], letters=[letter]))
+        await _handle(stage, [message], functools.partial(handler, [event], letters=[letter]))
 
 
 async def _decode_or_dead_letter(stage: Stage, message: Any) -> Event | None:
@@ -276,7 +284,7 @@ async def _dead_letter(stage: Stage, message: Any, failure: Failure) -> None:
 
 
 def agent_stage(
-    app: faust.App,
+    app: "ServiceApp",
     topic: Topic,
     producer: Any,
     outages: Callable[[BaseException], bool] = lambda exc: False,

@@ -76,7 +76,7 @@ class ConsumerLag(Collector):
     def __init__(self, app: Any) -> None:
         self._app = app
 
-    def describe(self) -> list:
+    def describe(self) -> list[GaugeMetricFamily]:
         return []  # no sample before the consumer has started: nothing to check against the registry
 
     def collect(self) -> Iterator[GaugeMetricFamily]:

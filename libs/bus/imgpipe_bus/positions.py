@@ -12,7 +12,7 @@ asked, as the embedded broker reports it wrong.
 import time
 from collections.abc import Iterable, Mapping
 from enum import StrEnum
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
 
@@ -62,7 +62,7 @@ def keys_at(
     by_partition: dict[int, list[int]] = {}
     for position in set(positions):
         by_partition.setdefault(position.partition, []).append(position.offset)
-    found: dict[Position, bytes | None] = {}
+    found: dict[Position, bytes | None | _Unanswered] = {}
     if not by_partition:
         return found
     consumer = Consumer({**_config(settings, PROBE_GROUP), "auto.offset.reset": "error", "fetch.wait.max.ms": 10})
@@ -77,7 +77,12 @@ def keys_at(
     return found
 
 
-def _read_heads(consumer: Consumer, pending: dict[int, list[int]], found: dict, timeout_s: float) -> None:
+def _read_heads(
+    consumer: Consumer,
+    pending: dict[int, list[int]],
+    found: dict[Position, bytes | None | _Unanswered],
+    timeout_s: float,
+) -> None:
     """Reads the first message of each partition assigned at ``pending[partition][0]``; pops that offset."""
     waiting = {partition: offsets[0] for partition, offsets in pending.items()}
     deadline = time.monotonic() + timeout_s
@@ -156,7 +161,7 @@ def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Posi
     return found
 
 
-def _config(settings: BusSettings, group: str) -> dict:
+def _config(settings: BusSettings, group: str) -> dict[str, Any]:
     return {"bootstrap.servers": settings.bootstrap_servers, "group.id": group, "enable.auto.commit": False}
 
 

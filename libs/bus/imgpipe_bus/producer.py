@@ -12,8 +12,9 @@ message behind it. librdkafka marks few delivery errors ``retriable()``, so the 
 import asyncio
 import threading
 from collections.abc import Iterable
+from typing import Any, cast
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from imgpipe_bus.codec import encode
 from imgpipe_bus.positions import Position
@@ -113,7 +114,7 @@ class EventProducer:
         """Returns once the broker has acknowledged every event, with where each was stored, in order;
         raises if any was not delivered."""
         loop = asyncio.get_running_loop()
-        pending = []
+        pending: list[asyncio.Future[Position]] = []
         for event in events:
             future = loop.create_future()
             pending.append(future)
@@ -129,16 +130,27 @@ class EventProducer:
         self._produce(topic, key, value, headers, future, loop)
         await future
 
-    def _produce(self, topic, key, value, headers, future, loop) -> None:
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: dict[str, bytes] | list[tuple[str, bytes]] | None,
+        future: asyncio.Future[Position],
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
         size = len(value or b"") + len(key or b"")
 
-        def delivered(err, msg) -> None:
-            outcome = send_failure(err, topic, size) if err else Position(msg.partition(), msg.offset())
+        def delivered(err: KafkaError | None, msg: Message) -> None:
+            # A delivered message has both; only one that failed may lack them.
+            outcome = (
+                send_failure(err, topic, size) if err else Position(cast(int, msg.partition()), cast(int, msg.offset()))
+            )
             loop.call_soon_threadsafe(_resolve, future, outcome)
 
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers, on_delivery=delivered)
+                self._producer.produce(topic, value=value, key=key, headers=cast(Any, headers), on_delivery=delivered)
                 return
             except BufferError:
                 self._producer.poll(0.05)
@@ -149,10 +161,10 @@ class EventProducer:
         await asyncio.to_thread(self._producer.flush, timeout)
         self._stopping.set()
         await asyncio.to_thread(self._poller.join)
-        self._producer = None  # releases librdkafka's handle and its connection threads now
+        del self._producer  # releases librdkafka's handle and its connection threads now
 
 
-def _resolve(future: asyncio.Future, outcome: Position | Exception) -> None:
+def _resolve(future: asyncio.Future[Position], outcome: Position | Exception) -> None:
     if future.done():
         return
     if isinstance(outcome, Exception):

@@ -4,7 +4,7 @@ import logging
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -17,7 +17,7 @@ from imgpipe_schemas import Topic
 log = logging.getLogger(__name__)
 
 
-def create_app(name: str, settings: BusSettings, **conf: Any) -> faust.App:
+def create_app(name: str, settings: BusSettings, **conf: Any) -> "ServiceApp":
     """A faust app whose consumer waits at most ``settings.fetch_max_wait_ms`` per fetch while
     messages flow, and ``settings.idle_fetch_max_wait_ms`` once idle (see fetch_wait).
 
@@ -25,7 +25,7 @@ def create_app(name: str, settings: BusSettings, **conf: Any) -> faust.App:
     values are applied by the transport classes below, the one place that builds the consumer.
     """
     datadir = Path(tempfile.gettempdir()) / f"imgpipe-faust-{name}"
-    app = _TunedApp(
+    app = ServiceApp(
         name,
         broker=settings.faust_broker,
         datadir=str(datadir),
@@ -54,9 +54,9 @@ def faust_topic(app: faust.App, topic: Topic) -> faust.TopicT:
 
 
 class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport):
+    def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        wait = self.app.fetch_wait()
+        wait = cast(ServiceApp, self.app).fetch_wait()
         consumer._fetch_max_wait_ms = wait.busy_ms
         start = consumer.start
 
@@ -69,15 +69,15 @@ class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
 
 
 class _TunedConsumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self):
+    def _new_consumer_thread(self) -> "_TunedConsumerThread":
         return _TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
-    def _new_offset(self, tp):
+    def _new_offset(self, tp: Any) -> int | None:
         """The offset faust would commit, but never past a message that was taken and not handled (see
         InFlight). faust commits the first run of acknowledged offsets, and it acknowledges the messages
         of an agent cancelled at stop as if they were handled; the offsets acknowledged beyond an
         unfinished message are kept for a later commit."""
-        lowest = self.app.in_flight.lowest_unfinished(tp)
+        lowest = cast(ServiceApp, self.app).in_flight.lowest_unfinished(tp)
         acked = self._acked[tp]
         if lowest is None or not acked:
             return super()._new_offset(tp)
@@ -93,7 +93,10 @@ class _TunedTransport(faust_aiokafka.Transport):
     Consumer = _TunedConsumer
 
 
-class _TunedApp(faust.App):
+class ServiceApp(faust.App):
+    """The app every service runs: tuned fetch waits, in-flight tracking and a drain on stop, a start hook
+    for the health port, and closers run at shutdown."""
+
     fetch_wait: Callable[[], AdaptiveFetchWait] = staticmethod(lambda: AdaptiveFetchWait(1500, 1500, 1.0))
 
     drain_timeout_s: float = 30.0
@@ -139,7 +142,7 @@ class _TunedApp(faust.App):
             except Exception:
                 log.exception("error while closing %s", close)
 
-    def _new_transport(self):
+    def _new_transport(self) -> "_TunedTransport":
         return _TunedTransport(self.conf.broker_consumer, self)
 
 

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 READ_BYTES = 1024 * 1024
 CONTENT_TYPES = {
@@ -46,7 +46,7 @@ class DirectoryBlobStore:
             raise ValueError(f"{name[:100]!r} is not a blob name")
         return self.root.joinpath(*parts)
 
-    def write(self, name: str, data: bytes | BinaryIO, content_type: str = "") -> None:
+    def write(self, name: str, data: bytes | IO[bytes], content_type: str = "") -> None:
         """Stores ``data`` (bytes, or a file read from where it stands) under ``name``, replacing what was
         there. ``content_type`` is implied by the name's extension."""
         path = self.path(name)
@@ -63,7 +63,7 @@ class DirectoryBlobStore:
             temporary.unlink(missing_ok=True)
             raise
 
-    async def put(self, name: str, data: bytes | BinaryIO, content_type: str) -> None:
+    async def put(self, name: str, data: bytes | IO[bytes], content_type: str) -> None:
         await asyncio.to_thread(self.write, name, data, content_type)
 
     async def delete_prefix(self, prefix: str) -> int:

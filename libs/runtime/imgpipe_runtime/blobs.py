@@ -7,22 +7,27 @@ import io
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import BinaryIO, Protocol
+from typing import IO, Protocol
 
 from pymongo.asynchronous.collection import AsyncCollection
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from imgpipe_runtime.blob_directory import DirectoryBlobStore
+from imgpipe_runtime.mongo import Database, Document
 from imgpipe_runtime.settings import BlobSettings
 
 CHUNK_BYTES = 255 * 1024  # GridFS's default chunk size
 
 
 class BlobReader(Protocol):
-    name: str
-    content_type: str
-    length: int
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def length(self) -> int: ...
 
     def chunks(self) -> AsyncIterator[bytes]: ...
 
@@ -30,7 +35,7 @@ class BlobReader(Protocol):
 class BlobStore(Protocol):
     """What the services need of a file store; GridFsBlobStore and DirectoryBlobStore provide it."""
 
-    async def put(self, name: str, data: bytes | BinaryIO, content_type: str) -> None: ...
+    async def put(self, name: str, data: bytes | IO[bytes], content_type: str) -> None: ...
 
     async def open(self, name: str) -> BlobReader | None: ...
 
@@ -46,12 +51,12 @@ class GridFsBlobStore:
     tool), written and read a chunk at a time: pymongo's own GridFS buffers up to 32 MB on upload and
     fetches up to 16 MB per batch on download, so a large file would sit in memory whole."""
 
-    def __init__(self, db: AsyncDatabase, bucket: str = "blobs") -> None:
+    def __init__(self, db: Database, bucket: str = "blobs") -> None:
         self._files = db[f"{bucket}.files"]
         self._chunks = db[f"{bucket}.chunks"]
         self._indexed = False
 
-    async def put(self, name: str, data: bytes | BinaryIO, content_type: str) -> None:
+    async def put(self, name: str, data: bytes | IO[bytes], content_type: str) -> None:
         """Stores ``data`` (bytes, or a file read from where it stands) under ``name``, replacing what was
         there: writing the same output twice is harmless."""
         if not self._indexed:
@@ -67,7 +72,7 @@ class GridFsBlobStore:
             source.seek(start)
             await self._write(name, source, content_type)
 
-    async def _write(self, name: str, source: BinaryIO, content_type: str) -> None:
+    async def _write(self, name: str, source: IO[bytes], content_type: str) -> None:
         length = number = 0
         while chunk := source.read(CHUNK_BYTES):
             await self._chunks.insert_one({"files_id": name, "n": number, "data": chunk})
@@ -112,7 +117,7 @@ class GridFsBlob:
     name: str
     content_type: str
     length: int
-    chunk_collection: AsyncCollection
+    chunk_collection: AsyncCollection[Document]
 
     async def chunks(self) -> AsyncIterator[bytes]:
         """The file's bytes, about a megabyte fetched at a time."""
@@ -125,7 +130,7 @@ class GridFsBlob:
             yield bytes(chunk["data"])
 
 
-def open_blob_store(settings: BlobSettings, db: AsyncDatabase) -> BlobStore:
+def open_blob_store(settings: BlobSettings, db: Database) -> BlobStore:
     if settings.store == "directory":
         return DirectoryBlobStore(settings.dir)
     return GridFsBlobStore(db)

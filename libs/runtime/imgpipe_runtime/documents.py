@@ -15,10 +15,10 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
-from pymongo.asynchronous.database import AsyncDatabase
-
+from imgpipe_runtime.mongo import Database
 from imgpipe_runtime.outages import is_outage
 from imgpipe_schemas import Progress, RequestStatus, RowProcessed
 
@@ -65,7 +65,7 @@ INDEXES: dict[str, list[list[tuple[str, int]]]] = {
 }
 
 
-async def ensure_indexes(db: AsyncDatabase) -> None:
+async def ensure_indexes(db: Database) -> None:
     """Creates every index the shared collections' queries need. Each service calls it once at start-up,
     so that no service depends on another having started first; creating an existing index is a no-op."""
     for collection, indexes in INDEXES.items():
@@ -73,7 +73,7 @@ async def ensure_indexes(db: AsyncDatabase) -> None:
             await db[collection].create_index(keys)
 
 
-async def ensure_indexes_when_up(db: AsyncDatabase, retry_s: float = 5.0) -> None:
+async def ensure_indexes_when_up(db: Database, retry_s: float = 5.0) -> None:
     """ensure_indexes for a faust service's start-up task: the database may still be starting."""
     while True:
         try:
@@ -104,7 +104,7 @@ def new_request(
     quality: int | None = None,
     output_format: str | None = None,
     owner: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """A request as first stored, without its ``_id`` (the request id). A request produced straight to
     Kafka has no input file, and its encoder options are on each row. Only an upload has live counts:
     it is stored before any of its rows can have results, so counting from zero misses nothing, whereas
@@ -131,7 +131,7 @@ def new_request(
     }
 
 
-def visible_to(request: Mapping, owner: str | None) -> bool:
+def visible_to(request: Mapping[str, Any], owner: str | None) -> bool:
     """Whether a caller may read the request: its owner may, and so may anyone when either side has no
     owner (a request produced straight to Kafka or stored while no API keys were configured; a caller
     while none are)."""
@@ -148,7 +148,7 @@ def new_row(
     cells: Sequence[str],
     quality: int | None = None,
     output_format: str | None = None,
-) -> dict:
+) -> dict[str, Any]:
     """A row's input as first stored, not yet done, without its ``_id`` (see row_id). ``cells`` are the
     input CSV's cells, which the output CSV repeats. An upload's rows take the request's encoder options;
     a row produced straight to Kafka carries its own."""
@@ -165,7 +165,7 @@ def new_row(
     }
 
 
-def row_results(result: RowProcessed, now: datetime) -> dict:
+def row_results(result: RowProcessed, now: datetime) -> dict[str, Any]:
     """The fields a row's results set: what progress counts and the output CSV shows."""
     failed = sum(not image.ok for image in result.images)
     return {
@@ -178,13 +178,13 @@ def row_results(result: RowProcessed, now: datetime) -> dict:
     }
 
 
-def rows_of(request: Mapping) -> dict:
+def rows_of(request: Mapping[str, Any]) -> dict[str, Any]:
     """The query for the rows that make up a request: input known, within its row count (a direct
     producer may send results, or rows, that the request does not have)."""
     return {"request_id": request["_id"], "cells": {"$exists": True}, "row_index": {"$lt": request["rows_total"]}}
 
 
-def progress(request: Mapping, rows: Iterable[Mapping]) -> Progress:
+def progress(request: Mapping[str, Any], rows: Iterable[Mapping[str, Any]]) -> Progress:
     """A request's progress, counted from its rows (those rows_of finds): a row is done once its results
     are in. The status API shows it while the request runs; the assembler stores it when it finishes one."""
     done = [row for row in rows if row.get("done")]
@@ -193,7 +193,7 @@ def progress(request: Mapping, rows: Iterable[Mapping]) -> Progress:
     )
 
 
-async def counted_progress(db: AsyncDatabase, request: Mapping) -> Progress:
+async def counted_progress(db: Database, request: Mapping[str, Any]) -> Progress:
     """progress() of the rows done so far, summed by the database (a big request's rows are not fetched)."""
     sums = {
         "_id": None,
@@ -207,7 +207,7 @@ async def counted_progress(db: AsyncDatabase, request: Mapping) -> Progress:
     return _counted(request, done["done"], done["images_ok"], done["images_failed"])
 
 
-def live_counts(request: Mapping) -> Progress | None:
+def live_counts(request: Mapping[str, Any]) -> Progress | None:
     """An upload's progress as the assembler keeps it while the request runs (no rows read); None for a
     request without live counts (produced straight to Kafka)."""
     live = request.get(LIVE_COUNTS)
@@ -216,7 +216,7 @@ def live_counts(request: Mapping) -> Progress | None:
     return _counted(request, min(live["rows_done"], request["rows_total"]), live["images_ok"], live["images_failed"])
 
 
-def _counted(request: Mapping, rows_done: int, images_ok: int, images_failed: int) -> Progress:
+def _counted(request: Mapping[str, Any], rows_done: int, images_ok: int, images_failed: int) -> Progress:
     return Progress(
         rows_total=request["rows_total"],
         rows_done=rows_done,
@@ -226,23 +226,23 @@ def _counted(request: Mapping, rows_done: int, images_ok: int, images_failed: in
     )
 
 
-def stored_progress(request: Mapping) -> Progress | None:
+def stored_progress(request: Mapping[str, Any]) -> Progress | None:
     """The progress the assembler stored when it finished the request; None while it runs."""
     return Progress.model_validate(request["progress"]) if request.get("progress") else None
 
 
-async def request_progress(db: AsyncDatabase, request: Mapping) -> Progress:
+async def request_progress(db: Database, request: Mapping[str, Any]) -> Progress:
     """The status API's progress: as stored once finished, else the live counts of an upload, else
     counted from the rows done so far."""
     return stored_progress(request) or live_counts(request) or await counted_progress(db, request)
 
 
-async def delivery_recorded(db: AsyncDatabase, webhook_id: str) -> bool:
+async def delivery_recorded(db: Database, webhook_id: str) -> bool:
     """Whether the notifier has recorded a delivery of the completion event ``webhook_id`` (its webhook id)."""
     return await db[DELIVERIES].find_one({"_id": webhook_id}, {"_id": 1}) is not None
 
 
-async def webhook_deliveries(db: AsyncDatabase, request_id: str) -> list[dict]:
+async def webhook_deliveries(db: Database, request_id: str) -> list[dict[str, Any]]:
     """Each webhook the notifier sent for the request, oldest first, with its attempts, as the status API
     shows them. The notifier writes these documents (imgpipe_notifier.adapters.deliveries); this is the
     one reader of their fields outside it."""
@@ -266,8 +266,8 @@ ROW_OUTCOME_FIELDS = {"_id": 0, "row_index": 1, "serial": 1, "product_name": 1, 
 
 
 async def request_rows(
-    db: AsyncDatabase, request: Mapping, *, offset: int, limit: int, failed_only: bool = False
-) -> tuple[list[dict], bool]:
+    db: Database, request: Mapping[str, Any], *, offset: int, limit: int, failed_only: bool = False
+) -> tuple[list[dict[str, Any]], bool]:
     """A page of the request's rows (rows_of) in input order, with their results so far, and whether more
     follow; ``failed_only``: the rows with a failed image. A page of all rows is read by its rows' ids (an
     upload's row indexes are 0 … rows_total - 1), never by a scan of the request's rows; the failed rows are
@@ -285,7 +285,9 @@ async def request_rows(
     return sorted(page, key=lambda row: row["row_index"]), end < request["rows_total"]
 
 
-def new_publication(request_id: str, rows: Sequence[int], positions: Sequence[Sequence[int]], now: datetime) -> dict:
+def new_publication(
+    request_id: str, rows: Sequence[int], positions: Sequence[Sequence[int]], now: datetime
+) -> dict[str, Any]:
     """Where the row events of ``rows`` (row indexes) were stored in the rows topic: ``positions`` are their
     (partition, offset), in the same order. Lets the reconciler tell a row waiting in the topic from one the
     broker lost. One document per publishing, without its ``_id``: a request's rows can be re-published."""
@@ -298,18 +300,18 @@ def new_publication(request_id: str, rows: Sequence[int], positions: Sequence[Se
 
 
 async def record_publication(
-    db: AsyncDatabase, request_id: str, rows: Sequence[int], positions: Sequence[Sequence[int]]
+    db: Database, request_id: str, rows: Sequence[int], positions: Sequence[Sequence[int]]
 ) -> None:
     """Whoever publishes rows records where they went (see new_publication)."""
     await db[PUBLICATIONS].insert_one(new_publication(request_id, rows, positions, datetime.now(UTC)))
 
 
-async def forget_publications(db: AsyncDatabase, request_id: str) -> None:
+async def forget_publications(db: Database, request_id: str) -> None:
     """A finished request is never re-driven: where its rows were published is of no more use."""
     await db[PUBLICATIONS].delete_many({"request_id": str(request_id)})
 
 
-async def published_positions(db: AsyncDatabase, request_id: str) -> dict[int, tuple[int, int]]:
+async def published_positions(db: Database, request_id: str) -> dict[int, tuple[int, int]]:
     """Where each published row of the request was last published: row index to (partition, offset)."""
     latest: dict[int, tuple[int, int]] = {}
     async for publication in db[PUBLICATIONS].find({"request_id": request_id}, sort=[("published_at", 1), ("_id", 1)]):

@@ -12,16 +12,17 @@ from collections.abc import Iterator
 from uuid import UUID
 
 import structlog
+from structlog.types import EventDict, Processor
 
 from imgpipe_runtime.settings import LogSettings
 
 
 def configure_logging(service: str, settings: LogSettings) -> None:
-    def add_service(_, __, event_dict):
+    def add_service(_: object, __: str, event_dict: EventDict) -> EventDict:
         event_dict.setdefault("service", service)
         return event_dict
 
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         add_service,
         structlog.stdlib.add_log_level,
@@ -52,7 +53,7 @@ def configure_logging(service: str, settings: LogSettings) -> None:
 @contextlib.contextmanager
 def about_request(request_id: str | UUID | None, row_index: int | None = None) -> Iterator[None]:
     """Every line logged inside (by this task) carries ``request_id`` and, if given, ``row_index``."""
-    fields = {"request_id": str(request_id)} if request_id is not None else {}
+    fields: dict[str, str | int] = {"request_id": str(request_id)} if request_id is not None else {}
     if row_index is not None:
         fields["row_index"] = row_index
     with structlog.contextvars.bound_contextvars(**fields):

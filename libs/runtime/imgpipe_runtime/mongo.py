@@ -1,12 +1,19 @@
+from collections.abc import Mapping
+from typing import Any
+
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from imgpipe_runtime.outages import is_outage
 from imgpipe_runtime.settings import MongoSettings
 
+# A stored document as the services read and write it, and a database of them.
+Document = dict[str, Any]
+Database = AsyncDatabase[Document]
 
-def connect(settings: MongoSettings) -> AsyncDatabase:
-    client = AsyncMongoClient(
+
+def connect(settings: MongoSettings) -> Database:
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
         settings.url,
         serverSelectionTimeoutMS=settings.timeout_ms,
         # Pooled connections are dropped before a server's idle timeout can close them under us
@@ -17,7 +24,7 @@ def connect(settings: MongoSettings) -> AsyncDatabase:
     return client[settings.database]
 
 
-async def database_reachable(db: AsyncDatabase) -> bool:
+async def database_reachable(db: Database) -> bool:
     try:
         await db.command("ping")
         return True
@@ -33,7 +40,7 @@ OUTAGES = is_outage
 DUPLICATE_KEY = 11000
 
 
-def only_duplicate_keys(details: dict) -> bool:
+def only_duplicate_keys(details: Mapping[str, Any]) -> bool:
     """Whether every write error of a bulk write (BulkWriteError.details) is a duplicate key: an insert of
     a document already stored, or a conditional upsert whose condition failed on an existing one."""
     return all(error["code"] == DUPLICATE_KEY for error in details["writeErrors"])

@@ -14,11 +14,14 @@ literals (GuardedConnector) and the upload-time checks read the host through yar
 import asyncio
 import ipaddress
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from aiohttp.tracing import Trace
 from yarl import URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -142,7 +145,7 @@ async def check_url(url: str, policy: NetPolicy) -> None:
     except socket.gaierror as exc:
         raise BlockedAddress(f"{host} does not resolve: {exc}") from exc
     for *_, sockaddr in infos:
-        policy.check(host, port, sockaddr[0])
+        policy.check(host, port, str(sockaddr[0]))
 
 
 class GuardedResolver(AbstractResolver):
@@ -176,11 +179,11 @@ class GuardedConnector(aiohttp.TCPConnector):
     """A connector that judges every host it is about to connect to: names through GuardedResolver, and
     IP literals (which aiohttp never hands to a resolver) here, on the host string it really uses."""
 
-    def __init__(self, policy: NetPolicy, **kwargs) -> None:
+    def __init__(self, policy: NetPolicy, **kwargs: Any) -> None:
         super().__init__(resolver=GuardedResolver(policy), **kwargs)
         self._policy = policy
 
-    async def _resolve_host(self, host: str, port: int, traces=None) -> list[ResolveResult]:
+    async def _resolve_host(self, host: str, port: int, traces: Sequence[Trace] | None = None) -> list[ResolveResult]:
         if ip_literal(host) is not None:
             self._policy.check(host, port, host)
         elif ":" in host:  # aiohttp takes it for an IPv6 literal and asks no resolver: refuse what we cannot read

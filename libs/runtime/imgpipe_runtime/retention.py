@@ -14,11 +14,11 @@ one by hand.
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-
-from pymongo.asynchronous.database import AsyncDatabase
+from typing import Any
 
 from imgpipe_runtime.blobs import BlobStore
 from imgpipe_runtime.documents import DELIVERIES, IDEMPOTENCY_KEYS, PUBLICATIONS, REQUESTS, ROWS
+from imgpipe_runtime.mongo import Database
 from imgpipe_schemas import FINISHED
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,12 @@ class Pruned:
     request_ids: list[str] = field(default_factory=list)
 
 
-def is_tombstone(request: dict) -> bool:
+def is_tombstone(request: dict[str, Any]) -> bool:
     """An expired request: only its id, owner and dates are left."""
     return EXPIRED_AT in request
 
 
-async def prune(db: AsyncDatabase, blobs: BlobStore, before: datetime, *, dry_run: bool = False) -> Pruned:
+async def prune(db: Database, blobs: BlobStore, before: datetime, *, dry_run: bool = False) -> Pruned:
     """Deletes what finished before ``before``; with ``dry_run``, only finds the requests it would delete."""
     pruned = Pruned()
     requests = db[REQUESTS]
@@ -74,13 +74,13 @@ async def prune(db: AsyncDatabase, blobs: BlobStore, before: datetime, *, dry_ru
     return pruned
 
 
-async def expire_claims(db: AsyncDatabase, now: datetime) -> int:
+async def expire_claims(db: Database, now: datetime) -> int:
     """Deletes the Idempotency-Key claims that expired before ``now``: they answer nothing any more, whatever
     the retention. Returns how many."""
     return (await db[IDEMPOTENCY_KEYS].delete_many({"expires_at": {"$lt": now}})).deleted_count
 
 
-async def _expire(db: AsyncDatabase, blobs: BlobStore, request: dict, pruned: Pruned) -> None:
+async def _expire(db: Database, blobs: BlobStore, request: dict[str, Any], pruned: Pruned) -> None:
     request_id = request["_id"]
     pruned.files += await blobs.delete_prefix(f"{request_id}/")
     pruned.rows += (await db[ROWS].delete_many({"request_id": request_id})).deleted_count

@@ -66,7 +66,10 @@ def load_settings(settings_class: type[SettingsType], service: str) -> SettingsT
     except ValidationError as exc:
         # A nested group (IMGPIPE_MONGO_*, IMGPIPE_LOG_*) fails on its own, under its own prefix.
         nested = (field.annotation for field in settings_class.model_fields.values())
-        groups = [settings_class, *(g for g in nested if isinstance(g, type) and issubclass(g, BaseSettings))]
+        groups: list[type[BaseSettings]] = [
+            settings_class,
+            *(g for g in nested if isinstance(g, type) and issubclass(g, BaseSettings)),
+        ]
         group = next((g for g in groups if g.__name__ == exc.title), settings_class)
         prefix = group.model_config.get("env_prefix", "")
         for error in exc.errors():

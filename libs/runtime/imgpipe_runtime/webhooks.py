@@ -63,7 +63,7 @@ def sign_headers(secret: str, message_id: str, body: bytes, now: datetime | None
 def verify(secret: str, body: bytes, headers: dict[str, str]) -> object:
     """The parsed JSON body when a signature holds for any secret in ``secret`` and the timestamp is within
     5 minutes; WebhookVerificationError otherwise."""
-    failure: Exception | None = None
+    failure: WebhookVerificationError | None = None
     for one in secrets_of(secret):
         try:
             return Webhook(one).verify(body, headers)
@@ -71,4 +71,4 @@ def verify(secret: str, body: bytes, headers: dict[str, str]) -> object:
             failure = exc
         except (ValueError, TypeError) as exc:
             failure = WebhookVerificationError(f"malformed signature headers: {exc}")
-    raise failure
+    raise failure or WebhookVerificationError("no secret to verify with")

@@ -7,7 +7,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 from prometheus_client import Counter
 
@@ -190,7 +190,7 @@ class BuiltOutput:
     digest: str
 
 
-async def write_output(request: dict, store: ProgressStore, out: BinaryIO) -> BuiltOutput:
+async def write_output(request: dict, store: ProgressStore, out: IO[bytes]) -> BuiltOutput:
     """Writes the request's output CSV into ``out`` from its rows, read a chunk at a time in input order,
     and finds how it finishes in the same pass: memory does not grow with the request's rows."""
     writer = OutputCsvWriter(request["columns"], out)

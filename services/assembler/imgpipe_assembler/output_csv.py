@@ -4,7 +4,7 @@ import csv
 import hashlib
 import io
 from collections.abc import Iterable, Sequence
-from typing import BinaryIO
+from typing import IO
 
 from imgpipe_schemas import ImageResult
 
@@ -21,7 +21,7 @@ class OutputCsvWriter:
     are stored without trailing empty ones, and padded to the header's width here.
     """
 
-    def __init__(self, columns: Sequence[str], out: BinaryIO) -> None:
+    def __init__(self, columns: Sequence[str], out: IO[bytes]) -> None:
         self._width = len(columns)
         self._out = out
         self._buffer = io.StringIO()

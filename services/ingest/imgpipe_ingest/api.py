@@ -2,6 +2,7 @@
 
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -66,21 +67,22 @@ def _document_only_what_is_sent(app: FastAPI, keyed: bool) -> None:
     requirement and no 401 (the schemes stay declared, for the deployments that set keys)."""
     generate = app.openapi
 
-    def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = generate()
-            for operations in schema["paths"].values():
-                for operation in operations.values():
-                    for code in UNSENT:
-                        operation["responses"].pop(code, None)
-                    if not keyed and "security" in operation:
-                        operation["security"] = []
-                        operation["responses"].pop("401", None)
-            for name in UNSENT_SCHEMAS:
-                schema.get("components", {}).get("schemas", {}).pop(name, None)
-        return app.openapi_schema
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()  # kept by the app as its openapi_schema: changed in place, built once
+        for operations in schema["paths"].values():
+            for operation in operations.values():
+                for code in UNSENT:
+                    operation["responses"].pop(code, None)
+                if not keyed and "security" in operation:
+                    operation["security"] = []
+                    operation["responses"].pop("401", None)
+        for name in UNSENT_SCHEMAS:
+            schema.get("components", {}).get("schemas", {}).pop(name, None)
+        return schema
 
-    app.openapi = openapi
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to change the schema
 
 
 @asynccontextmanager

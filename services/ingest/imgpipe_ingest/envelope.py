@@ -2,12 +2,13 @@
 the OpenAPI document describes it: a typed envelope per answer, and each route's real error statuses."""
 
 import logging
+from collections.abc import Callable, Coroutine
 from typing import Any, Generic, Literal, TypeVar
 
 from confluent_kafka import KafkaException
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from pymongo.errors import PyMongoError
 from starlette.exceptions import HTTPException
@@ -131,7 +132,7 @@ async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
     return envelope(exc.status_code, str(exc.detail))
 
 
-EXCEPTION_HANDLERS = {
+EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]] = {
     ClientError: _client_error,
     PyMongoError: _unavailable_or_fault,
     OSError: _unavailable_or_fault,

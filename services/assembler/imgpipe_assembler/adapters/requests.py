@@ -62,7 +62,8 @@ class ProgressStore:
                 best[key] = (result, fields)
         stored = self._rows.find({"_id": {"$in": list(best)}}, {"done": 1, "images_ok": 1, "images_failed": 1})
         before = {row["_id"]: row async for row in stored}
-        updates, deltas = [], {}
+        updates: list[UpdateOne] = []
+        deltas: dict[str, dict[str, int]] = {}
         for key, (result, fields) in best.items():
             old = before.get(key, {})
             if old.get("done") and old["images_failed"] <= fields["images_failed"]:

@@ -50,7 +50,7 @@ class DeliveryLog:
         """Up to ``limit`` open deliveries whose next attempt is due, each leased to the caller, with the
         time of its claim. Each claim reads ``clock`` anew: its lease runs from when it was taken, not
         from when the caller started, so a slow pass never holds a lease that has already run out."""
-        claimed = []
+        claimed: list[tuple[dict, datetime]] = []
         while len(claimed) < limit:
             now = clock()
             delivery = await self._deliveries.find_one(
