@@ -1,3 +1,4 @@
+from imgpipe_bus.faust_internals import install_fetch_wait
 from imgpipe_bus.fetch_wait import AdaptiveFetchWait
 
 
@@ -32,7 +33,7 @@ class FakeFetcher:
 async def test_installed_on_a_fetcher_each_fetch_sets_the_next_wait():
     clock = Clock()
     fetcher = FakeFetcher([False, True, False])
-    AdaptiveFetchWait(busy_ms=10, idle_ms=250, idle_after_s=1.0, clock=clock).install(fetcher)
+    install_fetch_wait(fetcher, AdaptiveFetchWait(busy_ms=10, idle_ms=250, idle_after_s=1.0, clock=clock))
     assert fetcher._fetch_max_wait_ms == 10
     clock.now += 2
     assert await fetcher._proc_fetch_request(None, 0, None) is False

@@ -12,6 +12,7 @@ from imgpipe_bus.handling import (
 )
 from imgpipe_bus.health import HealthSettings, serve_health
 from imgpipe_bus.producer import EventProducer
+from imgpipe_bus.service import run_service
 from imgpipe_bus.settings import BusSettings
 from imgpipe_bus.stream import ServiceApp, create_app, faust_topic, run_worker
 
@@ -39,6 +40,7 @@ __all__ = [
     "handle_batches",
     "handle_each",
     "origin_of",
+    "run_service",
     "run_worker",
     "serve_health",
     "topic_names",

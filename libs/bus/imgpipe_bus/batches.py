@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import faust
-from mode.utils.aiter import aiter
 from mode.utils.futures import notify
+
+from imgpipe_bus.faust_internals import read_passively, remove_processor
 
 
 async def take_batches(
@@ -46,7 +47,7 @@ async def take_batches(
     acks = stream.enable_acks
     stream.enable_acks = False
     stream.add_processor(add_to_buffer)
-    stream._enable_passive(aiter(stream.channel))
+    read_passively(stream)
     try:
         while not stream.should_stop:
             await stream.wait_for_stopped(first)
@@ -68,4 +69,4 @@ async def take_batches(
                 consumed.set()
     finally:
         stream.enable_acks = acks
-        stream._processors.remove(add_to_buffer)
+        remove_processor(stream, add_to_buffer)

@@ -1,16 +1,15 @@
 """A consumer's fetch wait that follows its traffic: short while messages flow, long once idle.
 
-The embedded broker holds every fetch for the client's whole max wait, even when data is waiting, so
-the wait is both the latency of a hop and, when nothing flows, the rate at which every consumer and the
-broker wake up (10 ms: ~100 fetches a second per consumer). One fixed value cannot serve both. While
-fetches bring records the wait is ``busy_ms``; after ``idle_after_s`` without any it becomes ``idle_ms``,
-and the first fetch that brings a record again switches back. The first message after a quiet spell pays
-at most ``idle_ms`` once per hop; a stream of messages pays ``busy_ms``.
+The embedded broker holds every fetch for the client's whole max wait, even when data is waiting, so the
+wait is both the latency of a hop and, when nothing flows, the rate at which every consumer and the broker
+wake up (10 ms: ~100 fetches a second per consumer). One fixed value cannot serve both. While fetches bring
+records the wait is ``busy_ms``; after ``idle_after_s`` without any it becomes ``idle_ms``, and the first
+fetch that brings a record again switches back (faust_internals.install_fetch_wait). The first message after
+a quiet spell pays at most ``idle_ms`` once per hop; a stream of messages pays ``busy_ms``.
 """
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 
 class AdaptiveFetchWait:
@@ -22,18 +21,6 @@ class AdaptiveFetchWait:
         self.idle_after_s = idle_after_s
         self._clock = clock
         self._last_records = clock()
-
-    def install(self, fetcher: Any) -> None:
-        """Wraps aiokafka's Fetcher: each fetch's outcome (records or none) sets the wait of the next."""
-        fetch = fetcher._proc_fetch_request
-        fetcher._fetch_max_wait_ms = self.busy_ms
-
-        async def fetch_and_adapt(*args: Any, **kwargs: Any) -> bool:
-            had_records = bool(await fetch(*args, **kwargs))
-            fetcher._fetch_max_wait_ms = self.observe(had_records)
-            return had_records
-
-        fetcher._proc_fetch_request = fetch_and_adapt
 
     def observe(self, had_records: bool) -> int:
         """The wait for the next fetch, given whether the last one brought records."""

@@ -4,11 +4,11 @@ import logging
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import faust
-from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from imgpipe_bus.faust_internals import TunedTransport, new_transport
 from imgpipe_bus.fetch_wait import AdaptiveFetchWait
 from imgpipe_bus.handling import InFlight
 from imgpipe_bus.settings import BusSettings
@@ -51,46 +51,6 @@ def create_app(name: str, settings: BusSettings, **conf: Any) -> "ServiceApp":
 
 def faust_topic(app: faust.App, topic: Topic) -> faust.TopicT:
     return app.topic(topic.name, key_serializer="raw", value_serializer="raw")
-
-
-class _TunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
-    def _create_worker_consumer(self, transport: Any) -> Any:
-        consumer = super()._create_worker_consumer(transport)
-        wait = cast(ServiceApp, self.app).fetch_wait()
-        consumer._fetch_max_wait_ms = wait.busy_ms
-        start = consumer.start
-
-        async def start_then_adapt() -> None:
-            await start()
-            wait.install(consumer._fetcher)  # the fetcher exists once the consumer has started
-
-        consumer.start = start_then_adapt
-        return consumer
-
-
-class _TunedConsumer(faust_aiokafka.Consumer):
-    def _new_consumer_thread(self) -> "_TunedConsumerThread":
-        return _TunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
-
-    def _new_offset(self, tp: Any) -> int | None:
-        """The offset faust would commit, but never past a message that was taken and not handled (see
-        InFlight). faust commits the first run of acknowledged offsets, and it acknowledges the messages
-        of an agent cancelled at stop as if they were handled; the offsets acknowledged beyond an
-        unfinished message are kept for a later commit."""
-        lowest = cast(ServiceApp, self.app).in_flight.lowest_unfinished(tp)
-        acked = self._acked[tp]
-        if lowest is None or not acked:
-            return super()._new_offset(tp)
-        beyond = [offset for offset in acked if offset >= lowest]
-        acked[:] = [offset for offset in acked if offset < lowest]
-        try:
-            return super()._new_offset(tp)
-        finally:
-            acked.extend(beyond)
-
-
-class _TunedTransport(faust_aiokafka.Transport):
-    Consumer = _TunedConsumer
 
 
 class ServiceApp(faust.App):
@@ -142,8 +102,8 @@ class ServiceApp(faust.App):
             except Exception:
                 log.exception("error while closing %s", close)
 
-    def _new_transport(self) -> "_TunedTransport":
-        return _TunedTransport(self.conf.broker_consumer, self)
+    def _new_transport(self) -> TunedTransport:
+        return new_transport(self)
 
 
 def run_worker(app: faust.App, log_level: str) -> None:

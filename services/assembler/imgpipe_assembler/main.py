@@ -6,7 +6,6 @@ import functools
 import logging
 from datetime import UTC, datetime, timedelta
 
-import faust
 from confluent_kafka import KafkaException
 
 from imgpipe_assembler import handlers, reconciler
@@ -17,22 +16,21 @@ from imgpipe_assembler.settings import Settings
 from imgpipe_bus import (
     EventProducer,
     HealthSettings,
+    ServiceApp,
     Stage,
     agent_stage,
     create_app,
     ensure_topics,
     faust_topic,
     handle_batches,
-    run_worker,
+    run_service,
     serve_health,
 )
 from imgpipe_runtime.blobs import open_blob_store
 from imgpipe_runtime.documents import ensure_indexes_when_up
-from imgpipe_runtime.logs import configure_logging
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.outages import is_outage
 from imgpipe_runtime.retention import Pruned, expire_claims, prune
-from imgpipe_runtime.settings import load_settings
 from imgpipe_schemas.topics import ASSEMBLER_GROUP, REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
@@ -41,7 +39,7 @@ log = logging.getLogger(__name__)
 METRICS_PORT = 9102
 
 
-def build_app(settings: Settings, health: HealthSettings) -> faust.App:
+def build_app(settings: Settings, health: HealthSettings) -> ServiceApp:
     app = create_app(ASSEMBLER_GROUP, settings.kafka)
     db = connect(settings.mongo)
     store = ProgressStore(db)
@@ -134,11 +132,7 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
 
 
 def main() -> None:
-    settings = load_settings(Settings, "assembler")
-    health = load_settings(HealthSettings, "assembler")
-    configure_logging("assembler", settings.log)
-    ensure_topics(settings.kafka)
-    run_worker(build_app(settings, health), settings.log.level)
+    run_service("assembler", Settings, build_app)
 
 
 if __name__ == "__main__":

@@ -3,17 +3,16 @@
 import functools
 
 import aiohttp
-import faust
 
 from imgpipe_bus import (
     EventProducer,
     HealthSettings,
+    ServiceApp,
     agent_stage,
     create_app,
-    ensure_topics,
     faust_topic,
     handle_each,
-    run_worker,
+    run_service,
     serve_health,
 )
 from imgpipe_image_worker import handlers
@@ -25,10 +24,9 @@ from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.blobs import open_blob_store
-from imgpipe_runtime.logs import about_request, configure_logging
+from imgpipe_runtime.logs import about_request
 from imgpipe_runtime.mongo import OUTAGES, connect
 from imgpipe_runtime.netpolicy import NetPolicy
-from imgpipe_runtime.settings import load_settings
 from imgpipe_schemas import RowSubmitted
 from imgpipe_schemas.topics import IMAGE_WORKER_GROUP, ROWS_SUBMITTED
 
@@ -36,7 +34,7 @@ from imgpipe_schemas.topics import IMAGE_WORKER_GROUP, ROWS_SUBMITTED
 METRICS_PORT = 9101
 
 
-def build_app(settings: Settings, health: HealthSettings) -> faust.App:
+def build_app(settings: Settings, health: HealthSettings) -> ServiceApp:
     app = create_app(IMAGE_WORKER_GROUP, settings.kafka)
     db = connect(settings.mongo)
     blobs = open_blob_store(settings.blobs, db)
@@ -91,11 +89,7 @@ def about_row(row: RowSubmitted):
 
 
 def main() -> None:
-    settings = load_settings(Settings, "image-worker")
-    health = load_settings(HealthSettings, "image-worker")
-    configure_logging("image-worker", settings.log)
-    ensure_topics(settings.kafka)
-    run_worker(build_app(settings, health), settings.log.level)
+    run_service("image-worker", Settings, build_app)
 
 
 if __name__ == "__main__":

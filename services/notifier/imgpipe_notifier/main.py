@@ -5,7 +5,6 @@ import functools
 import logging
 
 import aiohttp
-import faust
 from confluent_kafka import KafkaException
 from pymongo.errors import PyMongoError
 
@@ -13,12 +12,12 @@ from imgpipe_bus import (
     DeadLetters,
     EventProducer,
     HealthSettings,
+    ServiceApp,
     agent_stage,
     create_app,
-    ensure_topics,
     faust_topic,
     handle_each,
-    run_worker,
+    run_service,
     serve_health,
 )
 from imgpipe_notifier import handlers
@@ -27,11 +26,10 @@ from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_notifier.handlers import Schedule
 from imgpipe_notifier.settings import Settings
 from imgpipe_runtime.documents import ensure_indexes_when_up
-from imgpipe_runtime.logs import about_request, configure_logging
+from imgpipe_runtime.logs import about_request
 from imgpipe_runtime.mongo import connect
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_runtime.outages import is_outage
-from imgpipe_runtime.settings import load_settings
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 log = logging.getLogger(__name__)
@@ -47,7 +45,7 @@ def is_notifier_outage(exc: BaseException) -> bool:
     return isinstance(exc, PyMongoError) or is_outage(exc)
 
 
-def build_app(settings: Settings, health: HealthSettings) -> faust.App:
+def build_app(settings: Settings, health: HealthSettings) -> ServiceApp:
     app = create_app("notifier", settings.kafka)
     db = connect(settings.mongo)
     producer = EventProducer(settings.kafka)
@@ -105,11 +103,7 @@ def build_app(settings: Settings, health: HealthSettings) -> faust.App:
 
 
 def main() -> None:
-    settings = load_settings(Settings, "notifier")
-    health = load_settings(HealthSettings, "notifier")
-    configure_logging("notifier", settings.log)
-    ensure_topics(settings.kafka)
-    run_worker(build_app(settings, health), settings.log.level)
+    run_service("notifier", Settings, build_app)
 
 
 if __name__ == "__main__":
