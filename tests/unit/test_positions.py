@@ -44,7 +44,7 @@ def test_a_position_that_a_slow_broker_does_not_serve_is_unknown_whatever_its_wa
     assert found == {within: State.UNKNOWN, at_the_end: State.UNKNOWN, beyond: State.UNKNOWN}
 
 
-def test_the_positions_between_two_unanswered_ones_are_unknown_too(slow_broker):
+def test_the_positions_between_two_unserved_ones_are_unknown_too(slow_broker):
     """Not read (that would cost a probe's time each), and not taken for waiting either."""
     middles = [Position(0, offset) for offset in range(6, 9)]
     found = positions.states(

@@ -41,28 +41,28 @@ def committed_offsets(settings: BusSettings, group: str, topic: str, partitions:
         consumer.close()
 
 
-class _Unanswered:
+class _Unserved:
     def __repr__(self) -> str:
-        return "UNANSWERED"
+        return "UNSERVED"
 
 
 # A position inside the log's range that the broker did not serve within ``probe_timeout_s`` (a slow
 # broker): nothing is known of it, so it is never taken for gone.
-UNANSWERED = _Unanswered()
+UNSERVED = _Unserved()
 
 
 def keys_at(
     settings: BusSettings, topic: str, positions: Iterable[Position]
-) -> dict[Position, bytes | None | _Unanswered]:
+) -> dict[Position, bytes | None | _Unserved]:
     """The key of the message at each position; None where the position holds no message (the broker says
-    its offset is out of the log's range, or it holds another message), UNANSWERED where the broker did not
+    its offset is out of the log's range, or it holds another message), UNSERVED where the broker did not
     serve it in time (a slow broker, or an offset at or past the log's end that the broker does not refuse).
     One read per partition at a time, so a few positions per partition are read in a few round trips; a
     position at the log's end costs ``probe_timeout_s``."""
     by_partition: dict[int, list[int]] = {}
     for position in set(positions):
         by_partition.setdefault(position.partition, []).append(position.offset)
-    found: dict[Position, bytes | None | _Unanswered] = {}
+    found: dict[Position, bytes | None | _Unserved] = {}
     if not by_partition:
         return found
     consumer = Consumer({**_config(settings, PROBE_GROUP), "auto.offset.reset": "error", "fetch.wait.max.ms": 10})
@@ -80,7 +80,7 @@ def keys_at(
 def _read_heads(
     consumer: Consumer,
     pending: dict[int, list[int]],
-    found: dict[Position, bytes | None | _Unanswered],
+    found: dict[Position, bytes | None | _Unserved],
     timeout_s: float,
 ) -> None:
     """Reads the first message of each partition assigned at ``pending[partition][0]``; pops that offset."""
@@ -102,7 +102,7 @@ def _read_heads(
         # Later messages of an answered partition are ignored, not paused: a pause outlives the next assign().
         found[Position(partition, offset)] = message.key() if message.offset() == offset else None
     for partition, offset in waiting.items():
-        found[Position(partition, offset)] = UNANSWERED
+        found[Position(partition, offset)] = UNSERVED
     for partition in pending:
         pending[partition].pop(0)
 
@@ -120,8 +120,8 @@ def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Posi
     A log loses messages only from its start (retention) or all at once (a broker that restarted empty),
     so when the first and the last unread message of a partition are where they were, so is every one
     between them: a big request costs two reads per partition, not one per message. When both are gone, so
-    is every one between; when one is there and the other gone, each between is read; when either went
-    unanswered, nothing is known of those between."""
+    is every one between; when one is there and the other gone, each between is read; when the broker
+    served either not, nothing is known of those between."""
     committed = committed_offsets(settings, group, topic, (position.partition for position in messages))
     unread: dict[int, list[Position]] = {}
     for position in sorted(messages):
@@ -133,7 +133,7 @@ def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Posi
         return keys.get(position) == messages[position]
 
     def gone(position: Position) -> bool:
-        return position in keys and keys[position] is not UNANSWERED and not there(position)
+        return position in keys and keys[position] is not UNSERVED and not there(position)
 
     def torn(first: Position, last: Position) -> bool:
         return (there(first) and gone(last)) or (gone(first) and there(last))
@@ -150,7 +150,7 @@ def states(settings: BusSettings, group: str, topic: str, messages: Mapping[Posi
         first, last = unread[position.partition][0], unread[position.partition][-1]
         if position in keys:
             found[position] = (
-                State.UNKNOWN if keys[position] is UNANSWERED else State.WAITING if there(position) else State.GONE
+                State.UNKNOWN if keys[position] is UNSERVED else State.WAITING if there(position) else State.GONE
             )
         elif there(first) and there(last):
             found[position] = State.WAITING

@@ -268,14 +268,14 @@ def _urls(cell: str, column: str, number: int, limits: Limits, problems: list[Pr
         return []  # the URLs of a row past its limit are not checked one by one
     bad = False
     for url in urls:
-        reason = url_problem(url)
+        reason = submitted_url_problem(url)
         if reason:
             problems.append(Problem(number, column, f"{url[:100]!r}: {reason}"))
             bad = True
     return [] if bad else urls
 
 
-def url_problem(url: str) -> str | None:
+def submitted_url_problem(url: str) -> str | None:
     """Why ``url`` may not stand in a CSV: the shared URL rules, plus a length cap and no whitespace."""
     if len(url) > MAX_URL_LENGTH:
         return f"URL longer than {MAX_URL_LENGTH} characters"

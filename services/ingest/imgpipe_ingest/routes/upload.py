@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from imgpipe_ingest import handlers
 from imgpipe_ingest.auth import KeyedRoute
-from imgpipe_ingest.csv_input import CsvRejected, Limits, url_problem
+from imgpipe_ingest.csv_input import CsvRejected, Limits, submitted_url_problem
 from imgpipe_ingest.deps import AcceptancesDep, Blobs, Keys, Owner, Policy, SettingsDep, Store
 from imgpipe_ingest.envelope import ClientError, envelope, errors
 from imgpipe_ingest.payloads import Uploaded, UploadPayload
@@ -86,7 +86,7 @@ async def _checked_webhook_url(webhook_url: str | None, policy: NetPolicy) -> st
     """The form's webhook_url, or None for none; refused while the uploader is still there to be told why."""
     webhook_url = (webhook_url or "").strip() or None
     if webhook_url:
-        if reason := url_problem(webhook_url):
+        if reason := submitted_url_problem(webhook_url):
             raise ClientError(400, f"webhook_url: {reason}")
         try:
             await check_url(webhook_url, policy)
