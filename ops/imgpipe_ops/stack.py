@@ -26,13 +26,13 @@ from imgpipe_ops.processes import (
     wait_for_broker,
     wait_for_database,
 )
+from imgpipe_ops.roster import SERVICES
 from imgpipe_ops.supervision import Restarts
 from imgpipe_runtime.webhooks import generate_secret
 
 log = logging.getLogger(__name__)
 
 LOCAL_FETCH_ALLOW = "127.0.0.0/8,::1/128"
-SERVICES = ("ingest", "image-worker", "assembler", "notifier")
 # After a service's drain: faust's own shutdown, or the broker's and the database's after SIGTERM.
 STOP_MARGIN_S = 4.0
 # The broker and database when a second signal hurries the stop: a moment to close their files.
@@ -161,7 +161,7 @@ class LocalStack:
         ensure_topics(BusSettings(bootstrap_servers=self.bootstrap, partitions=self.config.partitions))
 
     def start_services(self) -> None:
-        for name in SERVICES:
+        for name in (service.name for service in SERVICES):
             copies = self.config.image_workers if name == "image-worker" else 1
             for copy in range(copies):
                 label = name if copies == 1 else f"{name}-{copy + 1}"

@@ -8,23 +8,17 @@ that consume from it die with it and start afresh once it answers again (see Res
 the assembler's reconciler publishes again what the broker forgot.
 """
 
-from __future__ import annotations
-
 import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from imgpipe_ops.processes import Process, broker_answers, database_answers, describe_exit
-
-if TYPE_CHECKING:
-    from imgpipe_ops.stack import LocalStack
+from imgpipe_ops.roster import CONSUMERS, service_of
 
 log = logging.getLogger(__name__)
 
-# The faust services: they consume topics, and serve /metrics and /healthz on a port of their own.
-CONSUMERS = ("image-worker", "assembler", "notifier")
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 30.0
 # A process that ran this long before exiting is restarted after the first backoff again.
@@ -49,10 +43,28 @@ class _Restart:
     exits: deque[float] = field(default_factory=deque)  # when it exited, within the crash-loop window
 
 
+class Supervised(Protocol):
+    """What Restarts asks of the stack it keeps running (imgpipe_ops.stack.LocalStack)."""
+
+    broker: Process | None
+    database: Process | None
+    services: list[Process]
+
+    @property
+    def mongo_url(self) -> str: ...
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    def processes(self) -> list[Process]: ...
+
+    def create_topics(self) -> None: ...
+
+
 class Restarts:
     """The restart state of every process of ``stack``; ``check`` is called by its supervising loop."""
 
-    def __init__(self, stack: LocalStack, database_ready_s: float = DATABASE_READY_WITHIN_S) -> None:
+    def __init__(self, stack: Supervised, database_ready_s: float = DATABASE_READY_WITHIN_S) -> None:
         self._stack = stack
         self._database_ready_s = database_ready_s
         self._state: dict[str, _Restart] = {}
@@ -135,11 +147,7 @@ class Restarts:
         return True
 
     def _consumers(self) -> list[Process]:
-        return [
-            p
-            for p in self._stack.services
-            if any(p.name == name or p.name.startswith(f"{name}-") for name in CONSUMERS)
-        ]
+        return [p for p in self._stack.services if service_of(p.name) in CONSUMERS]
 
     def _hold_consumers(self) -> None:
         """A consumer that lived on past the broker would keep the offsets of the old log: it would commit
