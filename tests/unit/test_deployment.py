@@ -138,10 +138,21 @@ def test_production_requirements_leave_out_the_embedded_stack_which_local_runs_a
 
 def test_the_image_installs_only_the_production_requirements_and_runs_ingest_by_default():
     dockerfile = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?$", dockerfile, re.M)
+    bases = re.findall(r"^FROM (\S+)(?: AS \w+)?$", dockerfile, re.M)
+    assert len(bases) == 2 and all(
+        re.fullmatch(r"python:3\.\d+\.\d+-slim-\w+(@sha256:[0-9a-f]{64})?", base) for base in bases
+    ), "two stages, each on an exact Python version"
     assert re.findall(r"-r (\S+)", dockerfile) == ["requirements.txt"]
     assert re.search(r"^EXPOSE 8000$", dockerfile, re.M)
     assert re.search(r'^CMD \["ingest"\]$', dockerfile, re.M)
+
+
+def test_the_final_image_has_no_pip_and_runs_as_a_user():
+    final = (ROOT / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
+    assert "pip install" not in final
+    assert "pip uninstall" in final and "COPY --from=build /opt/imgpipe /opt/imgpipe" in final
+    user = re.findall(r"^USER (\S+)$", final, re.M)
+    assert user and user[-1] not in ("root", "0")
 
 
 BLOCK_EMBEDDED = """
