@@ -18,7 +18,7 @@ $(STAMP): requirements.txt requirements-local.txt requirements-dev.txt constrain
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps $(PACKAGES)
 	touch $(STAMP)
 
-# Debian/Ubuntu packages the tests use: kcat, for the test of the README's kcat example (`imgpipe kcat` supplies a
+# Debian/Ubuntu packages the tests use: kcat, for the test of the kcat recipes in docs/operations.md (`imgpipe kcat` supplies a
 # newer librdkafka), and Debian's Chromium with its driver, for the status page's browser test.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 tools:

@@ -1,5 +1,5 @@
 """``imgpipe demo``: sample photos served locally, uploaded to a running stack, output shown; and
-``imgpipe samples``: the photos of examples/products.csv and a webhook receiver, for the README's curl."""
+``imgpipe samples``: the photos of examples/products.csv and a webhook receiver, for the README's curl example."""
 
 import time
 

@@ -33,7 +33,7 @@ from tests.waiting import wait_for
 ROWS, PER_ROW = 8, 2
 PARTITIONS = 4  # imgpipe run's
 DRAIN_S = 3  # the services' drain under test; `make run` allows 20 s
-BUSY_STOP_S = 30  # what the README promises for a busy stack
+BUSY_STOP_S = 30  # what docs/operations.md promises for a busy stack
 IDLE_STOP_S = 10
 pytestmark = pytest.mark.e2e
 

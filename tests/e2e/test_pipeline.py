@@ -208,9 +208,3 @@ def test_a_produced_event_that_fails_its_schema_is_dead_lettered_with_the_reason
     request_id = upload(stack.api_url, products_csv([(1, "After", [f"{sources.url}/photos/6.jpg"])]))
     assert wait_until_finished(stack.api_url, request_id, timeout=60)["status"] == "SUCCESS"
     assert len(list(read_dead_letters(stack.bootstrap, mine))) == 1
-
-
-def test_the_readme_shows_the_direct_producer_examples_as_they_are():
-    readme = (EXAMPLES.parent / "README.md").read_text()
-    for example in ("produce_request.py", "produce_request.sh"):
-        assert (EXAMPLES / example).read_text() in readme, f"README's copy of examples/{example} is out of date"

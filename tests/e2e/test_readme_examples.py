@@ -1,5 +1,5 @@
-"""The README's shell examples, run as written from the project's directory: the curl upload of
-examples/products.csv against the sample server of `imgpipe samples`, and the kcat recipes."""
+"""The documentation's shell examples, run as written from the project's directory: the README's curl upload
+of examples/products.csv against the sample server of `imgpipe samples`, and the kcat recipes of the docs."""
 
 import base64
 import json
@@ -21,7 +21,7 @@ from imgpipe_schemas.topics import ROWS_SUBMITTED
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-README = (ROOT / "README.md").read_text()
+DOCS = "\n".join(path.read_text() for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
 SECRET = "whsec_" + base64.b64encode(b"readme example secret").decode()
 SAMPLES_PORT = 9000  # as examples/products.csv names it
 pytestmark = pytest.mark.e2e
@@ -41,9 +41,9 @@ def stack(infra, tmp_path_factory):
 
 
 def readme_line(pattern: str) -> str:
-    """The one README command line that matches ``pattern``."""
-    found = [line for line in README.splitlines() if re.search(pattern, line)]
-    assert len(found) == 1, f"README lines matching {pattern!r}: {found}"
+    """The one command line of the README and docs that matches ``pattern``."""
+    found = [line for line in DOCS.splitlines() if re.search(pattern, line)]
+    assert len(found) == 1, f"lines matching {pattern!r}: {found}"
     return found[0].split("  # ")[0]
 
 
