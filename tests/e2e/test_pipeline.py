@@ -115,6 +115,14 @@ def test_quality_and_format_per_request(stack, sources):
     assert Image.open(io.BytesIO(image.content)).format == "WEBP"
 
 
+def test_resized_per_request(stack, sources):
+    request_id = upload(stack.api_url, products_csv([(1, "P", [f"{sources.url}/photos/2.jpg"])]), max_width="100")
+    final = wait_until_finished(stack.api_url, request_id, timeout=60)
+    output_url = list(csv.DictReader(io.StringIO(httpx.get(final["output_file_url"]).text)))[0]["Output Image Urls"]
+    image = Image.open(io.BytesIO(httpx.get(output_url).content))
+    assert (image.format, image.size) == ("JPEG", (100, 67))  # 900×600 at most 100 wide, aspect kept
+
+
 def test_status_api_answers_unknown_and_malformed_ids_in_the_envelope(stack):
     unknown = httpx.get(f"{stack.api_url}/api/output/", params={"request_id": str(uuid.uuid4())})
     assert unknown.status_code == 404 and unknown.json()["status"] == "error"

@@ -14,16 +14,22 @@ PNG has no quality setting: below quality 95 it is quantised to an adaptive pale
 costs about 0.6 s of CPU per megapixel of a many-colour image (30 s for 50 Mpx), so above
 ``median_cut_max_pixels`` the palette comes from the fast octree instead (about 0.01 s per megapixel).
 ``keep`` writes the source's own format where it is JPEG, PNG or WebP, else JPEG. An animated image keeps
-its first frame. Whenever the result would not be smaller than the source, the source bytes are kept instead.
+its first frame. Whenever the result would not be smaller than the source, the source bytes are kept instead,
+unless the request's geometry (see geometry) changed the image: then the source is not what was asked for.
 """
 
+import dataclasses
 import io
 from dataclasses import dataclass
 from typing import Protocol
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
+from imgpipe_image_worker import geometry
+from imgpipe_schemas import ImageOptions
+
 JPEG_MODES = {"RGB", "L", "CMYK"}
+RESIZABLE_MODES = {"RGB", "RGBA", "L", "LA", "CMYK"}
 TYPES = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"), "WEBP": ("webp", "image/webp")}
 SOURCE_TYPES = {
     **TYPES,
@@ -60,6 +66,8 @@ class Compressed:
     content_type: str
     length: int
     kept_source: bool = False
+    width: int | None = None
+    height: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,13 +77,14 @@ class Policy:
     max_pixels: int = 50_000_000
     jpeg_optimize: bool = False
     median_cut_max_pixels: int = MEDIAN_CUT_MAX_PIXELS
+    options: ImageOptions = ImageOptions()
 
 
 def compress(data: bytes, policy: Policy = Policy(), writer: BlobWriter | None = None, stem: str = "") -> Compressed:
     out = _encode(data, policy)
     if writer is not None:
         writer.write(f"{stem}.{out.extension}", out.data, out.content_type)
-        return Compressed(None, out.extension, out.content_type, out.length, out.kept_source)
+        return dataclasses.replace(out, data=None)
     return out
 
 
@@ -90,10 +99,17 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
                     f"the cap is {policy.max_pixels}",
                 )
             source_format = image.format
-            image.load()
+            orientation = image.getexif().get(ORIENTATION, 1)
+            displayed = image.size[::-1] if orientation in geometry.TRANSPOSED else image.size
+            shape = geometry.plan(*displayed, policy.options)
+            image = geometry.load_reduced(image, shape, orientation)
             icc_profile = image.info.get("icc_profile")
-            if image.getexif().get(ORIENTATION, 1) != 1:
+            if orientation != 1:
                 image = ImageOps.exif_transpose(image)
+            if shape is not None:
+                if image.mode not in RESIZABLE_MODES:
+                    image = _rgb_or_rgba(image)
+                image = geometry.apply(image, shape)
             target = _target(policy.output_format, source_format)
             out = io.BytesIO()
             _save(image, out, target, policy, icc_profile)
@@ -107,11 +123,12 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
         raise ImageRejected(
             "undecodable_image", f"the image could not be decoded: {exc.__class__.__name__}: {exc}"[:300]
         ) from exc
-    if out.tell() >= len(data) and source_format in SOURCE_TYPES:
+    width, height = image.size
+    if shape is None and out.tell() >= len(data) and source_format in SOURCE_TYPES:
         extension, content_type = SOURCE_TYPES[source_format]
-        return Compressed(data, extension, content_type, len(data), kept_source=True)
+        return Compressed(data, extension, content_type, len(data), True, width, height)
     extension, content_type = TYPES[target]
-    return Compressed(out.getvalue(), extension, content_type, out.tell())
+    return Compressed(out.getvalue(), extension, content_type, out.tell(), False, width, height)
 
 
 def _target(output_format: str, source_format: str | None) -> str:

@@ -40,6 +40,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 
 from imgpipe_image_worker.compress import BlobWriter, Compressed, ImageRejected, Policy, compress
+from imgpipe_schemas import ImageOptions
 
 Codec = Callable[[bytes, Policy, BlobWriter | None, str], Compressed]
 
@@ -81,9 +82,12 @@ class CodecPool:
         for thread in self._threads:
             thread.start()
 
-    async def compress(self, data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
+    async def compress(
+        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions | None = None
+    ) -> Compressed:
         """The output of ``data``; already stored as ``<stem>.<extension>`` when its bytes are None."""
-        policy = dataclasses.replace(self._policy, quality=quality, output_format=output_format)
+        options = options or ImageOptions()
+        policy = dataclasses.replace(self._policy, quality=quality, output_format=output_format, options=options)
         call = (self._codec, (data, policy, self._writer, stem), self._cpu_limit_s)
         for attempt in range(2):
             outcome = await self._run(call)
