@@ -47,6 +47,11 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "--fit", choices=["contain", "pad", "cover"], help="inside the box (default), exactly it, or fill and crop"
     )
     up.add_argument("--background", help="pad's colour, RRGGBB hex (server default ffffff)")
+    up.add_argument(
+        "--progressive",
+        action=argparse.BooleanOptionalAction,
+        help="JPEG output progressive or baseline (server default progressive)",
+    )
     up.add_argument("--idempotency-key", help="the same key and file again: the same request, not a new one")
     up.add_argument("--wait", action="store_true", help="show progress until the request finishes")
     up.add_argument("--output", type=Path, metavar="FILE", help="download the output CSV to FILE (implies --wait)")
@@ -90,6 +95,7 @@ def _form_fields(args: argparse.Namespace) -> dict:
         "max_height": args.max_height,
         "fit": args.fit,
         "background": args.background,
+        "progressive": None if args.progressive is None else str(args.progressive).lower(),
     }
 
 

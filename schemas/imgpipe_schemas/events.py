@@ -90,6 +90,7 @@ class ImageOptions(BaseModel):
     background: Annotated[
         str, Field(pattern=r"^[0-9a-fA-F]{6}$", description="The padding's colour (pad), RRGGBB in hex.")
     ] = "ffffff"
+    progressive: bool = Field(True, description="JPEG output progressive (else baseline).")
 
     @model_validator(mode="after")
     def _box_for_pad_and_cover(self):

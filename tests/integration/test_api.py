@@ -58,6 +58,7 @@ def test_upload_stores_the_request_and_publishes_one_event_per_row(client, setti
         max_height="200",
         fit="pad",
         background="102030",
+        progressive="false",
     )
     assert response.status_code == 200
     body = response.json()
@@ -89,7 +90,7 @@ def test_upload_stores_the_request_and_publishes_one_event_per_row(client, setti
         (1, 2, ("http://img.test/3.jpg",)),
     ]
     assert {(event.quality, event.output_format) for _, _, event in rows} == {(70, "webp")}
-    shaping = ImageOptions(max_width=300, max_height=200, fit="pad", background="102030")
+    shaping = ImageOptions(max_width=300, max_height=200, fit="pad", background="102030", progressive=False)
     assert {event.image_options for _, _, event in rows} == {shaping}
     accepted = consume(settings.kafka.bootstrap_servers, REQUESTS_ACCEPTED, 1, match=mine)[0][2]
     assert (accepted.rows_total, accepted.images_total, accepted.webhook_url) == (2, 3, "http://127.0.0.1:9/h")
@@ -229,6 +230,7 @@ def test_a_large_upload_within_the_limits_is_read_in_chunks(bus_settings, mongo_
         ({"max_height": "20001"}, "max_height"),
         ({"fit": "stretch"}, "fit"),
         ({"background": "white"}, "background"),
+        ({"progressive": "maybe"}, "progressive"),
         ({"fit": "pad", "max_width": "100"}, "fit"),
         ({"fit": "cover", "max_height": "100"}, "fit"),
     ],

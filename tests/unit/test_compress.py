@@ -216,9 +216,11 @@ def test_an_image_without_an_orientation_is_not_transposed(monkeypatch):
     assert squeeze(photo_like_jpeg(64, 64, seed=4)).content_type == "image/jpeg"
 
 
-def test_optimize_is_a_setting_that_saves_bytes():
+def test_optimize_is_a_setting_that_saves_bytes_of_baseline_jpegs():
+    """Progressive output always has per-image tables: the setting is for requests that ask for baseline."""
     source = photo_like_jpeg(400, 300, seed=6)
-    assert squeeze(source, jpeg_optimize=True).length < squeeze(source, jpeg_optimize=False).length
+    baseline = ImageOptions(progressive=False)
+    assert squeeze(source, jpeg_optimize=True, options=baseline).length < squeeze(source, options=baseline).length
 
 
 def shaped(data: bytes, **options) -> object:
@@ -308,3 +310,10 @@ def test_a_resized_image_is_never_replaced_by_its_source():
 def test_invalid_image_options_are_refused(options):
     with pytest.raises(ValueError):
         ImageOptions(**options)
+
+
+def test_jpeg_output_is_progressive_unless_baseline_is_asked_for():
+    source = photo_like_jpeg(400, 300, seed=10)
+    assert decoded(squeeze(source).data).info.get("progressive") == 1
+    baseline = decoded(shaped(source, progressive=False).data)
+    assert "progressive" not in baseline.info and baseline.format == "JPEG"

@@ -59,6 +59,7 @@ async def upload(
     background: Annotated[
         str | None, Form(pattern=r"^[0-9a-fA-F]{6}$", description="pad's colour, RRGGBB hex (default ffffff)")
     ] = None,
+    progressive: Annotated[bool | None, Form(description="JPEG output progressive (default true)")] = None,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -69,7 +70,13 @@ async def upload(
 ) -> JSONResponse:
     if file.size is not None and file.size > settings.max_upload_bytes:
         raise ClientError(413, f"the file is larger than {settings.max_upload_bytes} bytes")
-    chosen = {"max_width": max_width, "max_height": max_height, "fit": fit, "background": background}
+    chosen = {
+        "max_width": max_width,
+        "max_height": max_height,
+        "fit": fit,
+        "background": background,
+        "progressive": progressive,
+    }
     options = handlers.UploadOptions(
         quality=quality or settings.default_quality,
         output_format=output_format or "jpeg",
