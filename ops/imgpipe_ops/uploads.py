@@ -52,6 +52,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         action=argparse.BooleanOptionalAction,
         help="JPEG output progressive or baseline (server default progressive)",
     )
+    up.add_argument(
+        "--metadata",
+        choices=["strip", "keep_copyright", "keep"],
+        help="what outputs keep of their sources' metadata (server default strip)",
+    )
+    up.add_argument("--keep-gps", action="store_true", default=None, help="with --metadata keep: GPS too")
     up.add_argument("--idempotency-key", help="the same key and file again: the same request, not a new one")
     up.add_argument("--wait", action="store_true", help="show progress until the request finishes")
     up.add_argument("--output", type=Path, metavar="FILE", help="download the output CSV to FILE (implies --wait)")
@@ -96,6 +102,8 @@ def _form_fields(args: argparse.Namespace) -> dict:
         "fit": args.fit,
         "background": args.background,
         "progressive": None if args.progressive is None else str(args.progressive).lower(),
+        "metadata": args.metadata,
+        "keep_gps": "true" if args.keep_gps else None,
     }
 
 

@@ -60,6 +60,7 @@ class WireModel(BaseModel):
 
 
 Fit = Literal["contain", "pad", "cover"]
+Metadata = Literal["strip", "keep_copyright", "keep"]
 MAX_SIDE = 20_000
 
 
@@ -76,11 +77,19 @@ class ImageOptions(BaseModel):
         frozen=True,
         # The JSON Schema form of the model validator below, so that a producer's validator agrees with ours.
         json_schema_extra={
-            "if": {"properties": {"fit": {"enum": ["pad", "cover"]}}, "required": ["fit"]},
-            "then": {
-                "required": ["max_width", "max_height"],
-                "properties": {"max_width": {"type": "integer"}, "max_height": {"type": "integer"}},
-            },
+            "allOf": [
+                {
+                    "if": {"properties": {"fit": {"enum": ["pad", "cover"]}}, "required": ["fit"]},
+                    "then": {
+                        "required": ["max_width", "max_height"],
+                        "properties": {"max_width": {"type": "integer"}, "max_height": {"type": "integer"}},
+                    },
+                },
+                {
+                    "if": {"properties": {"keep_gps": {"const": True}}, "required": ["keep_gps"]},
+                    "then": {"required": ["metadata"], "properties": {"metadata": {"const": "keep"}}},
+                },
+            ]
         },
     )
 
@@ -91,12 +100,28 @@ class ImageOptions(BaseModel):
         str, Field(pattern=r"^[0-9a-fA-F]{6}$", description="The padding's colour (pad), RRGGBB in hex.")
     ] = "ffffff"
     progressive: bool = Field(True, description="JPEG output progressive (else baseline).")
+    metadata: Metadata = Field(
+        "strip",
+        description="strip: none (the ICC profile is kept); keep_copyright: EXIF Artist and Copyright; "
+        "keep: everything but GPS.",
+    )
+    keep_gps: bool = Field(False, description="With metadata=keep, GPS positions are kept too.")
 
-    @model_validator(mode="after")
-    def _box_for_pad_and_cover(self):
-        if self.fit != "contain" and (self.max_width is None or self.max_height is None):
-            raise ValueError(f"fit={self.fit} needs both max_width and max_height")
-        return self
+    # Field validators, not one for the model, so that an error names its field; each sees the fields
+    # declared before it.
+    @field_validator("fit")
+    @classmethod
+    def _box_for_pad_and_cover(cls, fit: str, info: ValidationInfo) -> str:
+        if fit != "contain" and (info.data.get("max_width") is None or info.data.get("max_height") is None):
+            raise ValueError(f"fit={fit} needs both max_width and max_height")
+        return fit
+
+    @field_validator("keep_gps")
+    @classmethod
+    def _gps_only_with_keep(cls, keep_gps: bool, info: ValidationInfo) -> bool:
+        if keep_gps and info.data.get("metadata") != "keep":
+            raise ValueError("keep_gps needs metadata=keep")
+        return keep_gps
 
     @property
     def resizes(self) -> bool:

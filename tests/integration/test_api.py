@@ -59,6 +59,8 @@ def test_upload_stores_the_request_and_publishes_one_event_per_row(client, setti
         fit="pad",
         background="102030",
         progressive="false",
+        metadata="keep",
+        keep_gps="true",
     )
     assert response.status_code == 200
     body = response.json()
@@ -91,6 +93,7 @@ def test_upload_stores_the_request_and_publishes_one_event_per_row(client, setti
     ]
     assert {(event.quality, event.output_format) for _, _, event in rows} == {(70, "webp")}
     shaping = ImageOptions(max_width=300, max_height=200, fit="pad", background="102030", progressive=False)
+    shaping = shaping.model_copy(update={"metadata": "keep", "keep_gps": True})
     assert {event.image_options for _, _, event in rows} == {shaping}
     accepted = consume(settings.kafka.bootstrap_servers, REQUESTS_ACCEPTED, 1, match=mine)[0][2]
     assert (accepted.rows_total, accepted.images_total, accepted.webhook_url) == (2, 3, "http://127.0.0.1:9/h")
@@ -231,6 +234,9 @@ def test_a_large_upload_within_the_limits_is_read_in_chunks(bus_settings, mongo_
         ({"fit": "stretch"}, "fit"),
         ({"background": "white"}, "background"),
         ({"progressive": "maybe"}, "progressive"),
+        ({"metadata": "some"}, "metadata"),
+        ({"keep_gps": "true"}, "keep_gps"),
+        ({"keep_gps": "true", "metadata": "strip"}, "keep_gps"),
         ({"fit": "pad", "max_width": "100"}, "fit"),
         ({"fit": "cover", "max_height": "100"}, "fit"),
     ],

@@ -19,6 +19,8 @@ def test_image_option_flags_become_the_forms_fields():
     }
     assert _form_fields(parsed("--no-progressive"))["progressive"] == "false"
     assert _form_fields(parsed("--progressive"))["progressive"] == "true"
+    chosen = _form_fields(parsed("--metadata", "keep", "--keep-gps"))
+    assert (chosen["metadata"], chosen["keep_gps"]) == ("keep", "true")
 
 
 def test_options_left_out_are_not_sent():

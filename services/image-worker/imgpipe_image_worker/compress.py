@@ -18,6 +18,7 @@ costs about 0.6 s of CPU per megapixel of a many-colour image (30 s for 50 Mpx),
 ``keep`` writes the source's own format where it is JPEG, PNG or WebP, else JPEG. An animated image keeps
 its first frame. Whenever the result would not be smaller than the source, the source bytes are kept instead,
 unless the request's geometry (see geometry) changed the image: then the source is not what was asked for.
+Either way the output holds only the metadata the request keeps (see metadata).
 """
 
 import dataclasses
@@ -27,7 +28,7 @@ from typing import Protocol
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from imgpipe_image_worker import geometry
+from imgpipe_image_worker import geometry, metadata
 from imgpipe_schemas import ImageOptions
 
 JPEG_MODES = {"RGB", "L", "CMYK"}
@@ -101,6 +102,7 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
                     f"the cap is {policy.max_pixels}",
                 )
             source_format = image.format
+            kept = metadata.select(image, policy.options)
             orientation = image.getexif().get(ORIENTATION, 1)
             displayed = image.size[::-1] if orientation in geometry.TRANSPOSED else image.size
             shape = geometry.plan(*displayed, policy.options)
@@ -112,9 +114,13 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
                 if image.mode not in RESIZABLE_MODES:
                     image = _rgb_or_rgba(image)
                 image = geometry.apply(image, shape)
+            metadata.clear(image)
             target = _target(policy.output_format, source_format)
             out = io.BytesIO()
-            _save(image, out, target, policy, icc_profile)
+            _save(image, out, target, policy, icc_profile, metadata.save_params(kept, target))
+            if target == "JPEG":
+                out = io.BytesIO(metadata.with_iptc(out.getvalue(), kept))
+                out.seek(0, io.SEEK_END)
     except ImageRejected:
         raise
     except MemoryError as exc:  # this image's own, like any decoder failure: never the row's
@@ -127,8 +133,10 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
         ) from exc
     width, height = image.size
     if shape is None and out.tell() >= len(data) and source_format in SOURCE_TYPES:
-        extension, content_type = SOURCE_TYPES[source_format]
-        return Compressed(data, extension, content_type, len(data), True, width, height)
+        source = metadata.cleaned_source(data, source_format, kept, orientation)
+        if source is not None and len(source) <= out.tell():
+            extension, content_type = SOURCE_TYPES[source_format]
+            return Compressed(source, extension, content_type, len(source), True, width, height)
     extension, content_type = TYPES[target]
     return Compressed(out.getvalue(), extension, content_type, out.tell(), False, width, height)
 
@@ -139,7 +147,10 @@ def _target(output_format: str, source_format: str | None) -> str:
     return output_format.upper()
 
 
-def _save(image: Image.Image, out: io.BytesIO, target: str, policy: Policy, icc_profile: bytes | None) -> None:
+def _save(
+    image: Image.Image, out: io.BytesIO, target: str, policy: Policy, icc_profile: bytes | None, kept: dict
+) -> None:
+    """``kept``: the save parameters that write the metadata the request keeps (metadata.save_params)."""
     quality = policy.quality
     if target == "JPEG":
         _jpeg_compatible(image).save(
@@ -149,9 +160,10 @@ def _save(image: Image.Image, out: io.BytesIO, target: str, policy: Policy, icc_
             optimize=policy.jpeg_optimize,
             progressive=policy.options.progressive,
             icc_profile=icc_profile,
+            **kept,
         )
     elif target == "WEBP":
-        _rgb_or_rgba(image).save(out, "WEBP", quality=quality, method=4, icc_profile=icc_profile)
+        _rgb_or_rgba(image).save(out, "WEBP", quality=quality, method=4, icc_profile=icc_profile, **kept)
     else:
         image = _rgb_or_rgba(image)
         if quality < 95:
@@ -160,7 +172,7 @@ def _save(image: Image.Image, out: io.BytesIO, target: str, policy: Policy, icc_
             cheap = image.mode == "RGBA" or image.width * image.height > policy.median_cut_max_pixels
             method = Image.Quantize.FASTOCTREE if cheap else Image.Quantize.MEDIANCUT
             image = image.quantize(colors=colours, method=method)
-        image.save(out, "PNG", optimize=True, icc_profile=icc_profile)
+        image.save(out, "PNG", optimize=True, icc_profile=icc_profile, **kept)
 
 
 def _rgb_or_rgba(image: Image.Image) -> Image.Image:

@@ -14,7 +14,7 @@ from imgpipe_ingest.envelope import ClientError, envelope, errors
 from imgpipe_ingest.payloads import Uploaded, UploadPayload
 from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
 from imgpipe_schemas import ImageOptions
-from imgpipe_schemas.events import MAX_SIDE, Fit, OutputFormat
+from imgpipe_schemas.events import MAX_SIDE, Fit, Metadata, OutputFormat
 
 # The API key is checked before the body is received (KeyedRoute).
 router = APIRouter(route_class=KeyedRoute)
@@ -60,6 +60,11 @@ async def upload(
         str | None, Form(pattern=r"^[0-9a-fA-F]{6}$", description="pad's colour, RRGGBB hex (default ffffff)")
     ] = None,
     progressive: Annotated[bool | None, Form(description="JPEG output progressive (default true)")] = None,
+    metadata: Annotated[
+        Metadata | None,
+        Form(description="strip (default; the ICC profile is kept), keep_copyright, keep (all but GPS)"),
+    ] = None,
+    keep_gps: Annotated[bool | None, Form(description="With metadata=keep, keep GPS positions too")] = None,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -76,6 +81,8 @@ async def upload(
         "fit": fit,
         "background": background,
         "progressive": progressive,
+        "metadata": metadata,
+        "keep_gps": keep_gps,
     }
     options = handlers.UploadOptions(
         quality=quality or settings.default_quality,
@@ -112,8 +119,7 @@ def _image_options(chosen: dict) -> ImageOptions:
         return ImageOptions(**{name: value for name, value in chosen.items() if value is not None})
     except ValidationError as exc:
         problems = [
-            {"field": ".".join(str(part) for part in error["loc"]) or "fit", "message": error["msg"]}
-            for error in exc.errors()
+            {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]} for error in exc.errors()
         ]
         raise ClientError(400, "invalid request", {"errors": problems}) from exc
 
