@@ -31,13 +31,14 @@ tools:
 run: install
 	$(BIN)/imgpipe run
 
-# The linter and the formatter, with the rules in pyproject.toml, and deptry: each package declares exactly what it
-# imports. CI runs this before the tests.
+# The linter and the formatter, with the rules in pyproject.toml; mypy (strict on schemas/ and libs/, its standard
+# checks elsewhere); and deptry: each package declares exactly what it imports. CI runs this before the tests.
 PACKAGE_DIRS := schemas libs/bus libs/runtime services/ingest services/image-worker services/assembler \
 	services/notifier ops
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	@for dir in $(PACKAGE_DIRS); do (cd $$dir && $(CURDIR)/$(BIN)/deptry --no-ansi .) || exit 1; done
 
 test: install tools

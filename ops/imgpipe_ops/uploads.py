@@ -41,6 +41,23 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--webhook-url", help="where to POST the signed completion webhook")
     up.add_argument("--quality", type=int, help="encoder quality, 1-95 (server default 50)")
     up.add_argument("--format", choices=["jpeg", "webp", "png", "keep"], help="output format (server default jpeg)")
+    up.add_argument("--max-width", type=int, help="widest output in pixels, 1-20000; never upscaled")
+    up.add_argument("--max-height", type=int, help="tallest output in pixels, 1-20000; never upscaled")
+    up.add_argument(
+        "--fit", choices=["contain", "pad", "cover"], help="inside the box (default), exactly it, or fill and crop"
+    )
+    up.add_argument("--background", help="pad's colour, RRGGBB hex (server default ffffff)")
+    up.add_argument(
+        "--progressive",
+        action=argparse.BooleanOptionalAction,
+        help="JPEG output progressive or baseline (server default progressive)",
+    )
+    up.add_argument(
+        "--metadata",
+        choices=["strip", "keep_copyright", "keep"],
+        help="what outputs keep of their sources' metadata (server default strip)",
+    )
+    up.add_argument("--keep-gps", action="store_true", default=None, help="with --metadata keep: GPS too")
     up.add_argument("--idempotency-key", help="the same key and file again: the same request, not a new one")
     up.add_argument("--wait", action="store_true", help="show progress until the request finishes")
     up.add_argument("--output", type=Path, metavar="FILE", help="download the output CSV to FILE (implies --wait)")
@@ -59,9 +76,7 @@ def upload_command(args: argparse.Namespace) -> int:
         return _refused(f"cannot read {args.csv}: {exc.strerror or exc}")
     if args.output is not None and (problem := _unwritable(args.output)):
         return _refused(f"cannot write the output CSV to {args.output}: {problem}")
-    form = {
-        name: str(value) for name, value in (("quality", args.quality), ("format", args.format)) if value is not None
-    }
+    form = {name: str(value) for name, value in _form_fields(args).items() if value is not None}
     try:
         request_id = upload(
             settings.api_url, data, args.webhook_url, args.csv.name, settings.api_key, args.idempotency_key, **form
@@ -75,6 +90,21 @@ def upload_command(args: argparse.Namespace) -> int:
         print(f"status: imgpipe status {request_id}")
         return OK
     return _follow(settings, request_id, args.timeout, args.output)
+
+
+def _form_fields(args: argparse.Namespace) -> dict:
+    """The upload form's optional fields, by their names in the API."""
+    return {
+        "quality": args.quality,
+        "format": args.format,
+        "max_width": args.max_width,
+        "max_height": args.max_height,
+        "fit": args.fit,
+        "background": args.background,
+        "progressive": None if args.progressive is None else str(args.progressive).lower(),
+        "metadata": args.metadata,
+        "keep_gps": "true" if args.keep_gps else None,
+    }
 
 
 def _follow(settings: ClientSettings, request_id: str, timeout: float, output: Path | None) -> int:

@@ -6,10 +6,19 @@ build these from the JSON Schema documents under ``schemas/json/v1/``.
 
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 from uuid import UUID, uuid4
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
 
 SCHEMA_VERSION: Final = 1
 
@@ -34,18 +43,98 @@ WIRE = {"wire": True}
 
 class WireModel(BaseModel):
     """Defaults make events easy to build in Python, but on the wire every field is required, exactly as
-    the JSON Schema documents say: a message missing one is rejected, not completed with a guess."""
+    the JSON Schema documents say: a message missing one is rejected, not completed with a guess. The
+    exceptions are ``wire_optional``: fields added to version 1 after producers were written against it,
+    whose absence means their defaults, so that those producers stay valid."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, json_schema_serialization_defaults_required=True)
+    wire_optional: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="before")
     @classmethod
     def _complete_on_the_wire(cls, data: Any, info: ValidationInfo) -> Any:
         if info.context == WIRE and isinstance(data, dict):
-            missing = [name for name in cls.model_fields if name not in data]
+            missing = [name for name in cls.model_fields if name not in data and name not in cls.wire_optional]
             if missing:
                 raise ValueError(f"missing required field(s): {', '.join(missing)}")
         return data
+
+    @classmethod
+    def __get_pydantic_json_schema__(cls, core_schema: Any, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        if cls.wire_optional:
+            document = handler.resolve_ref_schema(schema)
+            document["required"] = [name for name in document.get("required", []) if name not in cls.wire_optional]
+        return schema
+
+
+Fit = Literal["contain", "pad", "cover"]
+Metadata = Literal["strip", "keep_copyright", "keep"]
+MAX_SIDE = 20_000
+
+
+class ImageOptions(BaseModel):
+    """How each image of a request is shaped, beyond its quality and format; every field may be left out.
+
+    Geometry never upscales and always keeps the aspect ratio. ``contain`` fits the image inside
+    ``max_width`` × ``max_height`` (either may be left out); ``pad`` does the same, then centres it on a
+    canvas of exactly that box in ``background``; ``cover`` fills the box and crops what overflows, centred.
+    ``pad`` and ``cover`` need both sides."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        # The JSON Schema form of the model validator below, so that a producer's validator agrees with ours.
+        json_schema_extra={
+            "allOf": [
+                {
+                    "if": {"properties": {"fit": {"enum": ["pad", "cover"]}}, "required": ["fit"]},
+                    "then": {
+                        "required": ["max_width", "max_height"],
+                        "properties": {"max_width": {"type": "integer"}, "max_height": {"type": "integer"}},
+                    },
+                },
+                {
+                    "if": {"properties": {"keep_gps": {"const": True}}, "required": ["keep_gps"]},
+                    "then": {"required": ["metadata"], "properties": {"metadata": {"const": "keep"}}},
+                },
+            ]
+        },
+    )
+
+    max_width: Annotated[int, Field(ge=1, le=MAX_SIDE, description="Widest output, in pixels.")] | None = None
+    max_height: Annotated[int, Field(ge=1, le=MAX_SIDE, description="Tallest output, in pixels.")] | None = None
+    fit: Fit = Field("contain", description="contain: inside the box; pad: exactly the box; cover: fill and crop.")
+    background: Annotated[
+        str, Field(pattern=r"^[0-9a-fA-F]{6}$", description="The padding's colour (pad), RRGGBB in hex.")
+    ] = "ffffff"
+    progressive: bool = Field(True, description="JPEG output progressive (else baseline).")
+    metadata: Metadata = Field(
+        "strip",
+        description="strip: none (the ICC profile is kept); keep_copyright: EXIF Artist and Copyright; "
+        "keep: everything but GPS.",
+    )
+    keep_gps: bool = Field(False, description="With metadata=keep, GPS positions are kept too.")
+
+    # Field validators, not one for the model, so that an error names its field; each sees the fields
+    # declared before it.
+    @field_validator("fit")
+    @classmethod
+    def _box_for_pad_and_cover(cls, fit: str, info: ValidationInfo) -> str:
+        if fit != "contain" and (info.data.get("max_width") is None or info.data.get("max_height") is None):
+            raise ValueError(f"fit={fit} needs both max_width and max_height")
+        return fit
+
+    @field_validator("keep_gps")
+    @classmethod
+    def _gps_only_with_keep(cls, keep_gps: bool, info: ValidationInfo) -> bool:
+        if keep_gps and info.data.get("metadata") != "keep":
+            raise ValueError("keep_gps needs metadata=keep")
+        return keep_gps
+
+    @property
+    def resizes(self) -> bool:
+        return self.max_width is not None or self.max_height is not None
 
 
 class Event(WireModel):
@@ -78,6 +167,11 @@ class RowSubmitted(Event):
     image_urls: Annotated[list[SourceUrl], Field(min_length=1, max_length=MAX_IMAGES_PER_ROW)]
     quality: Annotated[int, Field(ge=1, le=95)] = 50
     output_format: OutputFormat = "jpeg"
+    image_options: ImageOptions = Field(
+        default_factory=ImageOptions, description="Geometry and the like; left out, every option's default."
+    )
+
+    wire_optional = frozenset({"image_options"})
 
     def partition_key(self) -> str:
         """Rows of one request spread over the partitions, so that workers share a big request."""
@@ -97,6 +191,10 @@ class ImageResult(WireModel):
     kept_source: bool = Field(
         False, description="Re-encoding would not have made it smaller: the output is the source."
     )
+    width: Annotated[int, Field(ge=1)] | None = Field(None, description="The output's width in pixels.")
+    height: Annotated[int, Field(ge=1)] | None = Field(None, description="The output's height in pixels.")
+
+    wire_optional = frozenset({"width", "height"})
 
     @field_validator("error_message")
     @classmethod

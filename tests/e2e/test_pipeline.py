@@ -24,6 +24,7 @@ from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, product
 from imgpipe_ops.stack import LocalStack, StackConfig
 from imgpipe_runtime.webhooks import verify
 from imgpipe_schemas.topics import ROWS_SUBMITTED
+from tests.unit.test_metadata import tagged_jpeg
 from tests.waiting import wait_for
 
 SECRET = "whsec_" + base64.b64encode(b"end-to-end test secret").decode()
@@ -113,6 +114,20 @@ def test_quality_and_format_per_request(stack, sources):
     image = httpx.get(output_url)
     assert output_url.endswith(".webp") and image.headers["content-type"] == "image/webp"
     assert Image.open(io.BytesIO(image.content)).format == "WEBP"
+
+
+def test_resized_and_stripped_per_request(stack, sources):
+    sources.routes["/photos/tagged.jpg"] = Route(tagged_jpeg(quality=95))  # 640×480, GPS and serial in EXIF
+    urls = [f"{sources.url}/photos/2.jpg", f"{sources.url}/photos/tagged.jpg"]
+    request_id = upload(stack.api_url, products_csv([(1, "P", urls)]), max_width="100", metadata="strip")
+    final = wait_until_finished(stack.api_url, request_id, timeout=60)
+    row = list(csv.DictReader(io.StringIO(httpx.get(final["output_file_url"]).text)))[0]
+    photo, tagged = (httpx.get(url).content for url in row["Output Image Urls"].split(","))
+    image = Image.open(io.BytesIO(photo))
+    assert (image.format, image.size) == ("JPEG", (100, 67))  # 900×600 at most 100 wide, aspect kept
+    image = Image.open(io.BytesIO(tagged))
+    assert (image.format, image.size) == ("JPEG", (100, 75))
+    assert dict(image.getexif()) == {} and "xmp" not in image.info and b"SN-123456" not in tagged
 
 
 def test_status_api_answers_unknown_and_malformed_ids_in_the_envelope(stack):

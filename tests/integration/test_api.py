@@ -13,7 +13,7 @@ from imgpipe_ingest.api import create_api
 from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.documents import ROWS, row_id, row_results
 from imgpipe_runtime.webhooks import generate_secret, sign_headers
-from imgpipe_schemas import ImageResult, RowProcessed
+from imgpipe_schemas import ImageOptions, ImageResult, RowProcessed
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
 from tests.integration.kafka_helpers import consume
 from tests.integration.test_openapi import answers_as_documented
@@ -48,7 +48,20 @@ def post_csv(client, data: bytes, **form):
 
 
 def test_upload_stores_the_request_and_publishes_one_event_per_row(client, settings):
-    response = post_csv(client, GOOD_CSV, webhook_url="http://127.0.0.1:9/h", quality="70", format="webp")
+    response = post_csv(
+        client,
+        GOOD_CSV,
+        webhook_url="http://127.0.0.1:9/h",
+        quality="70",
+        format="webp",
+        max_width="300",
+        max_height="200",
+        fit="pad",
+        background="102030",
+        progressive="false",
+        metadata="keep",
+        keep_gps="true",
+    )
     assert response.status_code == 200
     body = response.json()
     assert (body["status"], body["message"]) == ("success", "File uploaded successfully")
@@ -79,6 +92,9 @@ def test_upload_stores_the_request_and_publishes_one_event_per_row(client, setti
         (1, 2, ("http://img.test/3.jpg",)),
     ]
     assert {(event.quality, event.output_format) for _, _, event in rows} == {(70, "webp")}
+    shaping = ImageOptions(max_width=300, max_height=200, fit="pad", background="102030", progressive=False)
+    shaping = shaping.model_copy(update={"metadata": "keep", "keep_gps": True})
+    assert {event.image_options for _, _, event in rows} == {shaping}
     accepted = consume(settings.kafka.bootstrap_servers, REQUESTS_ACCEPTED, 1, match=mine)[0][2]
     assert (accepted.rows_total, accepted.images_total, accepted.webhook_url) == (2, 3, "http://127.0.0.1:9/h")
 
@@ -213,9 +229,19 @@ def test_a_large_upload_within_the_limits_is_read_in_chunks(bus_settings, mongo_
         ({"quality": "96"}, "quality"),
         ({"quality": "x"}, "quality"),
         ({"format": "gif"}, "format"),
+        ({"max_width": "0"}, "max_width"),
+        ({"max_height": "20001"}, "max_height"),
+        ({"fit": "stretch"}, "fit"),
+        ({"background": "white"}, "background"),
+        ({"progressive": "maybe"}, "progressive"),
+        ({"metadata": "some"}, "metadata"),
+        ({"keep_gps": "true"}, "keep_gps"),
+        ({"keep_gps": "true", "metadata": "strip"}, "keep_gps"),
+        ({"fit": "pad", "max_width": "100"}, "fit"),
+        ({"fit": "cover", "max_height": "100"}, "fit"),
     ],
 )
-def test_quality_and_format_are_validated(client, form, field):
+def test_quality_format_and_image_options_are_validated(client, form, field):
     response = post_csv(client, GOOD_CSV, **form)
     assert response.status_code == 400
     assert [error["field"] for error in response.json()["payload"]["errors"]] == [field]

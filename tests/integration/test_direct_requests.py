@@ -14,7 +14,7 @@ from imgpipe_assembler.reconciler import ReconcilePolicy, reconcile
 from imgpipe_bus import EventProducer, Unprocessable, ensure_topics
 from imgpipe_runtime.blobs import GridFsBlobStore
 from imgpipe_runtime.mongo import connect
-from imgpipe_schemas import ImageResult, RequestAccepted, RowProcessed, RowSubmitted
+from imgpipe_schemas import ImageOptions, ImageResult, RequestAccepted, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_COMPLETED, ROWS_SUBMITTED
 from tests.integration.kafka_helpers import consume
 from tests.integration.uploads import store_upload
@@ -37,7 +37,9 @@ def accepted(request_id: uuid.UUID, rows: int) -> RequestAccepted:
     )
 
 
-def submitted(request_id: uuid.UUID, row: int, quality: int = 50) -> RowSubmitted:
+def submitted(
+    request_id: uuid.UUID, row: int, quality: int = 50, image_options: ImageOptions | None = None
+) -> RowSubmitted:
     return RowSubmitted(
         request_id=request_id,
         row_index=row,
@@ -45,6 +47,7 @@ def submitted(request_id: uuid.UUID, row: int, quality: int = 50) -> RowSubmitte
         product_name=f"P{row}",
         image_urls=[f"http://in/{row}"],
         quality=quality,
+        image_options=image_options or ImageOptions(),
     )
 
 
@@ -119,14 +122,15 @@ async def test_an_uploads_events_leave_its_stored_rows_alone(adapters, mongo_set
 async def test_a_request_whose_rows_never_came_is_redriven_then_failed(adapters, bus_settings):
     store, request_id = adapters.store, uuid.uuid4()
     await register_requests([accepted(request_id, 3)], adapters)
-    await register_rows([submitted(request_id, 0, quality=30)], adapters)
+    shaping = ImageOptions(max_width=50, max_height=50, fit="cover")
+    await register_rows([submitted(request_id, 0, quality=30, image_options=shaping)], adapters)
     policy = ReconcilePolicy(stall_s=60, max_rounds=1)
     rows_topic = RowsTopic(bus_settings, group=f"workers-{uuid.uuid4().hex[:8]}")
     run = lambda seconds: reconcile(adapters, rows_topic, policy=policy, now=start + timedelta(seconds=seconds))  # noqa: E731
     start = datetime.now(UTC)
     assert (await run(61))["redriven"] == 1  # row 0 was published where the reconciler cannot see it
     redriven = consume(bus_settings.bootstrap_servers, ROWS_SUBMITTED, 1, match=lambda e: e.request_id == request_id)
-    assert [(e.row_index, e.quality) for _, _, e in redriven] == [(0, 30)]
+    assert [(e.row_index, e.quality, e.image_options) for _, _, e in redriven] == [(0, 30, shaping)]
     assert (await run(122))["waiting"] == 1  # row 0 waits for a worker: not given up while it waits
     await record_results([processed(request_id, 0)], adapters)
     assert (await store.get(str(request_id)))["status"] == "PROCESSING"

@@ -18,7 +18,7 @@ from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.netpolicy import NetPolicy
-from imgpipe_schemas import RowSubmitted
+from imgpipe_schemas import ImageOptions, RowSubmitted
 from tests.integration.stalling import stalling  # noqa: F401 (a fixture)
 from tests.waiting import eventually
 
@@ -63,7 +63,7 @@ def production_worker() -> tuple[Adapters, Downloader]:
     return adapters, fetcher
 
 
-async def compressed(data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
+async def compressed(data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions) -> Compressed:
     return Compressed(None, "jpg", "image/jpeg", len(data))
 
 

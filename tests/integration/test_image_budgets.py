@@ -19,7 +19,7 @@ from imgpipe_image_worker.handlers import Adapters, process_row
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.netpolicy import NetPolicy
-from imgpipe_schemas import RowProcessed, RowSubmitted
+from imgpipe_schemas import ImageOptions, RowProcessed, RowSubmitted
 
 CAP = 10_000
 SIZED = 4_000
@@ -87,7 +87,7 @@ def downloader(budget: ByteBudget | None = None, attempts: int = 20) -> Download
     )
 
 
-async def compressed(data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
+async def compressed(data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions) -> Compressed:
     return Compressed(None, "jpg", "image/jpeg", len(data))
 
 

@@ -15,7 +15,7 @@ from imgpipe_bus import EventProducer, ensure_topics
 from imgpipe_bus.positions import Position, State, states
 from imgpipe_runtime.blobs import GridFsBlobStore
 from imgpipe_runtime.documents import published_positions
-from imgpipe_schemas import ImageResult, RequestAccepted, RowProcessed, RowSubmitted
+from imgpipe_schemas import ImageOptions, ImageResult, RequestAccepted, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, REQUESTS_COMPLETED, ROWS_PROCESSED, ROWS_SUBMITTED
 from tests.conftest import BACKEND
 from tests.integration.kafka_helpers import consume
@@ -117,7 +117,8 @@ def events_of(bootstrap: str, request_id: str, count: int, timeout: float = 30.0
 
 async def test_a_request_never_published_is_published_once_and_then_waits(db, bus_settings, reconciler):
     request_id = str(uuid.uuid4())
-    await store_upload(db, request_id, CSV, quality=40)  # stored, but ingest stopped before publishing
+    shaping = ImageOptions(max_width=64, fit="contain")
+    await store_upload(db, request_id, CSV, quality=40, image_options=shaping)  # ingest stopped before publishing
     assert (await reconciler.at(0))["redriven"] == 0  # not stalled yet
     assert (await reconciler.at(STALL + 1))["redriven"] == 1
     request = await reconciler.request(request_id)
@@ -127,6 +128,7 @@ async def test_a_request_never_published_is_published_once_and_then_waits(db, bu
         (0, 40, ("http://in/0",)),
         (1, 40, ("http://in/1", "http://in/2")),
     ]
+    assert {e.image_options for _, _, e in rows} == {shaping}
     assert sorted(await published_positions(db, request_id)) == [0, 1]
     # No worker reads them: they wait, however long, and are never published again nor given up.
     for later in (2 * STALL + 2, 5 * STALL, 20 * STALL):

@@ -2,11 +2,18 @@
 
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import CsvSummary
+from imgpipe_schemas import ImageOptions
 from tests.csv_parsing import parse_csv
 
 
 async def store_upload(
-    db, request_id: str, data: bytes, *, quality: int = 50, webhook_url: str | None = None
+    db,
+    request_id: str,
+    data: bytes,
+    *,
+    quality: int = 50,
+    webhook_url: str | None = None,
+    image_options: ImageOptions | None = None,
 ) -> RequestStore:
     upload = parse_csv(data)
     requests = RequestStore(db)
@@ -18,5 +25,6 @@ async def store_upload(
         webhook_url=webhook_url,
         quality=quality,
         output_format="jpeg",
+        image_options=image_options,
     )
     return requests

@@ -18,6 +18,7 @@ from imgpipe_ingest.handlers import (
     is_capability_file,
     upload_digest,
 )
+from imgpipe_schemas import ImageOptions
 
 FILE_DIGEST = hashlib.sha256(b"a,b\n").hexdigest()
 OPTIONS = UploadOptions(quality=50, output_format="jpeg", webhook_url="https://hooks.example/h", idempotency_key="k")
@@ -67,6 +68,8 @@ def test_the_digest_keeps_the_form_keys_were_always_claimed_with():
         {"output_format": "webp"},
         {"webhook_url": None},
         {"webhook_url": "https://hooks.example/other"},
+        {"image_options": ImageOptions(max_width=100)},
+        {"image_options": ImageOptions(max_width=100, max_height=100, fit="cover")},
     ],
 )
 def test_every_option_but_the_key_is_part_of_the_digest(changed):

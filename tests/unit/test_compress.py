@@ -3,8 +3,10 @@ import io
 import pytest
 from PIL import Image
 
+from imgpipe_image_worker import geometry
 from imgpipe_image_worker.compress import ImageRejected, Policy, compress
 from imgpipe_ops.samples import photo_like_jpeg
+from imgpipe_schemas import ImageOptions
 
 
 def squeeze(data: bytes, quality: int = 50, **policy) -> object:
@@ -214,6 +216,104 @@ def test_an_image_without_an_orientation_is_not_transposed(monkeypatch):
     assert squeeze(photo_like_jpeg(64, 64, seed=4)).content_type == "image/jpeg"
 
 
-def test_optimize_is_a_setting_that_saves_bytes():
+def test_optimize_is_a_setting_that_saves_bytes_of_baseline_jpegs():
+    """Progressive output always has per-image tables: the setting is for requests that ask for baseline."""
     source = photo_like_jpeg(400, 300, seed=6)
-    assert squeeze(source, jpeg_optimize=True).length < squeeze(source, jpeg_optimize=False).length
+    baseline = ImageOptions(progressive=False)
+    assert squeeze(source, jpeg_optimize=True, options=baseline).length < squeeze(source, options=baseline).length
+
+
+def shaped(data: bytes, **options) -> object:
+    return compress(data, Policy(options=ImageOptions(**options)))
+
+
+def stripes(width: int, height: int) -> Image.Image:
+    """Red left quarter, green middle half, blue right quarter: shows which part of an image was kept."""
+    image = Image.new("RGB", (width, height), (0, 200, 0))
+    image.paste((220, 0, 0), (0, 0, width // 4, height))
+    image.paste((0, 0, 220), (width - width // 4, 0, width, height))
+    return image
+
+
+def test_contain_fits_the_box_and_keeps_the_aspect_ratio():
+    source = photo_like_jpeg(400, 300, seed=7)
+    assert decoded(shaped(source, max_width=100).data).size == (100, 75)
+    assert decoded(shaped(source, max_height=60).data).size == (80, 60)
+    wide = shaped(source, max_width=100, max_height=100)
+    assert decoded(wide.data).size == (wide.width, wide.height) == (100, 75)
+
+
+def test_geometry_never_upscales():
+    source = photo_like_jpeg(80, 60, seed=7)
+    for options in ({"max_width": 200}, {"max_width": 200, "max_height": 900, "fit": "cover"}):
+        assert decoded(shaped(source, **options).data).size == (80, 60)
+    tall = encode(stripes(50, 500), "PNG")
+    assert decoded(shaped(tall, max_width=100, max_height=100, fit="cover").data).size == (50, 100)
+
+
+def test_pad_makes_the_exact_box_on_the_background():
+    result = shaped(encode(stripes(400, 200), "PNG"), max_width=100, max_height=100, fit="pad", background="ff00ff")
+    out = decoded(result.data).convert("RGB")
+    assert out.size == (100, 100)
+    r, g, b = out.getpixel((50, 5))  # the band above the 100×50 picture
+    assert r > 230 and b > 230 and g < 30
+    r, g, b = out.getpixel((50, 50))
+    assert g > 150 and r < 60 and b < 60
+
+
+def test_pad_of_a_small_image_centres_it_unscaled():
+    out = decoded(shaped(encode(stripes(40, 20), "PNG"), max_width=100, max_height=100, fit="pad").data)
+    assert out.size == (100, 100)
+    assert min(out.convert("RGB").getpixel((5, 5))) > 240  # white, the default
+    assert out.convert("RGB").getpixel((50, 50))[1] > 150  # the picture's green middle, in the middle
+
+
+def test_cover_fills_the_box_and_crops_the_centre():
+    out = decoded(shaped(encode(stripes(400, 100), "PNG"), max_width=100, max_height=100, fit="cover").data)
+    assert out.size == (100, 100)
+    for x in (2, 50, 97):  # only the green middle is left: the red and blue quarters were cropped
+        r, g, b = out.convert("RGB").getpixel((x, 50))
+        assert g > 150 and r < 60 and b < 60
+
+
+def test_the_box_is_in_displayed_terms_for_a_rotated_jpeg():
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 1600×800, displayed 800×1600
+    source = encode(decoded(photo_like_jpeg(1600, 800, seed=8)), "JPEG", exif=exif, quality=90)
+    assert decoded(shaped(source, max_height=200).data).size == (100, 200)
+
+
+def test_a_jpeg_is_decoded_at_a_reduced_scale_when_the_box_allows():
+    source = photo_like_jpeg(1500, 1500, seed=9, quality=90)
+    small = geometry.plan(1500, 1500, ImageOptions(max_width=100))
+    with Image.open(io.BytesIO(source)) as image:
+        assert geometry.load_reduced(image, small).size == (188, 188)  # 1/8 scale: still covers 100 pixels
+    with Image.open(io.BytesIO(source)) as image:
+        assert geometry.load_reduced(image, geometry.plan(1500, 1500, ImageOptions(max_width=600))).size == (750, 750)
+    with Image.open(io.BytesIO(source)) as image:
+        assert geometry.load_reduced(image, None).size == (1500, 1500)
+    assert decoded(shaped(source, max_width=100).data).size == (100, 100)
+
+
+def test_a_resized_image_is_never_replaced_by_its_source():
+    """The source is kept when re-encoding does not save bytes, but only if it is what was asked for."""
+    tiny = encode(Image.new("RGB", (40, 40), (9, 9, 9)), "PNG")
+    assert squeeze(tiny).kept_source
+    result = shaped(tiny, max_width=10)
+    assert not result.kept_source and decoded(result.data).size == (10, 10)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"fit": "pad", "max_width": 100}, {"fit": "cover", "max_height": 100}, {"max_width": 0}, {"background": "fff"}],
+)
+def test_invalid_image_options_are_refused(options):
+    with pytest.raises(ValueError):
+        ImageOptions(**options)
+
+
+def test_jpeg_output_is_progressive_unless_baseline_is_asked_for():
+    source = photo_like_jpeg(400, 300, seed=10)
+    assert decoded(squeeze(source).data).info.get("progressive") == 1
+    baseline = decoded(shaped(source, progressive=False).data)
+    assert "progressive" not in baseline.info and baseline.format == "JPEG"

@@ -13,7 +13,7 @@ from imgpipe_image_worker.compress import Compressed
 from imgpipe_image_worker.handlers import Adapters, process_row
 from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
-from imgpipe_schemas import RowSubmitted
+from imgpipe_schemas import ImageOptions, RowSubmitted
 from tests.waiting import eventually
 
 
@@ -92,7 +92,9 @@ class HangingSources:
             self.fetched.append(url)
         yield b"source"
 
-    async def compress(self, data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
+    async def compress(
+        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions
+    ) -> Compressed:
         return Compressed(None, "jpg", "image/jpeg", len(data))
 
 

@@ -16,7 +16,7 @@ from imgpipe_image_worker.handlers import Adapters, process_row, replay_reason
 from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
-from imgpipe_schemas import RowSubmitted
+from imgpipe_schemas import ImageOptions, RowSubmitted
 
 
 async def granted(reservation: asyncio.Task) -> bool:
@@ -118,7 +118,9 @@ class Hanging:
             raise FetchFailed("http_404", f"{url} answered HTTP 404", transient=False)
         yield url.encode()
 
-    async def compress(self, data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
+    async def compress(
+        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions
+    ) -> Compressed:
         if b"hang-compress" in data:
             await self._hang()
         return Compressed(b"out" if self.store_hangs else None, "jpg", "image/jpeg", 3)

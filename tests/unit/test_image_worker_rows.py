@@ -10,13 +10,14 @@ from imgpipe_image_worker.compress import Compressed
 from imgpipe_image_worker.handlers import Adapters, process_row
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
-from imgpipe_schemas import RowSubmitted
+from imgpipe_schemas import ImageOptions, RowSubmitted
 
 
 class FakeSources:
     def __init__(self, transient: set[str] = frozenset()) -> None:
         self.fetched: list[str] = []
         self.compressed = 0
+        self.options: list[ImageOptions] = []
         self.transient = set(transient)
 
     @asynccontextmanager
@@ -27,8 +28,11 @@ class FakeSources:
             raise FetchFailed("timeout", f"{url}: timed out", transient=True)
         yield b"source bytes of " + url.encode()
 
-    async def compress(self, data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
+    async def compress(
+        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions
+    ) -> Compressed:
         self.compressed += 1
+        self.options.append(options)
         return Compressed(None, "jpg", "image/jpeg", len(data) // 2)
 
 
@@ -46,9 +50,15 @@ def adapters(fake: FakeSources) -> Adapters:
     )
 
 
-def row(request_id: uuid.UUID, index: int, urls: list[str], quality: int = 50) -> RowSubmitted:
+def row(request_id: uuid.UUID, index: int, urls: list[str], quality: int = 50, **image_options) -> RowSubmitted:
     return RowSubmitted(
-        request_id=request_id, row_index=index, serial=index + 1, product_name="P", image_urls=urls, quality=quality
+        request_id=request_id,
+        row_index=index,
+        serial=index + 1,
+        product_name="P",
+        image_urls=urls,
+        quality=quality,
+        image_options=ImageOptions(**image_options),
     )
 
 
@@ -73,6 +83,18 @@ async def test_another_request_or_quality_is_its_own_work():
     await process_row(row(request, 0, ["http://a/x.jpg"], quality=30), wired)
     await process_row(row(request, 1, ["http://a/x.jpg"], quality=80), wired)
     assert len(fake.fetched) == 4
+
+
+async def test_other_image_options_are_their_own_work():
+    """A direct producer may ask for two sizes of one source in one request: each is made and stored."""
+    fake = FakeSources()
+    wired = adapters(fake)
+    request = uuid.uuid4()
+    small = await process_row(row(request, 0, ["http://a/x.jpg"], max_width=100), wired)
+    large = await process_row(row(request, 1, ["http://a/x.jpg"], max_width=800), wired)
+    again = await process_row(row(request, 2, ["http://a/x.jpg"], max_width=800), wired)
+    assert len(fake.fetched) == 2 and fake.options == [ImageOptions(max_width=100), ImageOptions(max_width=800)]
+    assert small.images[0].output_url != large.images[0].output_url == again.images[0].output_url
 
 
 async def test_a_transient_failure_is_not_shared_with_later_positions():

@@ -20,7 +20,7 @@ from uuid import UUID
 
 from imgpipe_runtime.mongo import Database
 from imgpipe_runtime.outages import is_outage
-from imgpipe_schemas import Progress, RequestStatus, RowProcessed
+from imgpipe_schemas import ImageOptions, Progress, RequestStatus, RowProcessed
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +103,7 @@ def new_request(
     input_file: str | None = None,
     quality: int | None = None,
     output_format: str | None = None,
+    image_options: ImageOptions | None = None,
     owner: str | None = None,
 ) -> dict[str, Any]:
     """A request as first stored, without its ``_id`` (the request id). A request produced straight to
@@ -125,10 +126,28 @@ def new_request(
         "webhook_url": webhook_url,
         "quality": quality,
         "output_format": output_format,
+        "image_options": stored_options(image_options),
         "owner": owner,
         "created_at": now,
         "updated_at": now,
     }
+
+
+def stored_options(options: ImageOptions | None) -> dict[str, Any] | None:
+    """Image options as a document stores them: only those that differ from their defaults, and None when
+    none does, so that a request or row that chose none is stored as it always was."""
+    if options is None:
+        return None
+    return options.model_dump(mode="json", exclude_defaults=True) or None
+
+
+def image_options(*documents: Mapping[str, Any] | None) -> ImageOptions:
+    """The image options of the first of ``documents`` (a row, then its request) that has some; stored
+    before there were any, a document has none, which is every option's default."""
+    for document in documents:
+        if document and document.get("image_options"):
+            return ImageOptions.model_validate(document["image_options"])
+    return ImageOptions()
 
 
 def visible_to(request: Mapping[str, Any], owner: str | None) -> bool:
@@ -148,6 +167,7 @@ def new_row(
     cells: Sequence[str],
     quality: int | None = None,
     output_format: str | None = None,
+    image_options: ImageOptions | None = None,
 ) -> dict[str, Any]:
     """A row's input as first stored, not yet done, without its ``_id`` (see row_id). ``cells`` are the
     input CSV's cells, which the output CSV repeats. An upload's rows take the request's encoder options;
@@ -161,6 +181,7 @@ def new_row(
         "cells": list(cells),
         "quality": quality,
         "output_format": output_format,
+        "image_options": stored_options(image_options),
         "done": False,
     }
 

@@ -30,6 +30,7 @@ from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.adapters.rows_topic import RowsTopic
 from imgpipe_assembler.handlers import Adapters, announce, complete_if_done, record_results, unprocessed_results
 from imgpipe_bus.positions import State
+from imgpipe_runtime.documents import image_options
 from imgpipe_runtime.logs import about_request
 from imgpipe_schemas import FINISHED, RequestStatus, RowSubmitted
 from imgpipe_schemas.topics import ROWS_SUBMITTED
@@ -240,4 +241,5 @@ def _row_event(request: dict, row: dict) -> RowSubmitted:
         image_urls=row["image_urls"],
         quality=row.get("quality") or request.get("quality") or 50,
         output_format=row.get("output_format") or request.get("output_format") or "jpeg",
+        image_options=image_options(row, request),
     )

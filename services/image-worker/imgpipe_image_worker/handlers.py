@@ -26,13 +26,13 @@ from imgpipe_image_worker.compress import Compressed, ImageRejected
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.blobs import BlobStore, blob_url, output_image_stem
-from imgpipe_schemas import ImageResult, RowProcessed, RowSubmitted
+from imgpipe_schemas import ImageOptions, ImageResult, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import ROWS_PROCESSED
 
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str, float], AbstractAsyncContextManager[bytes]]
-Compress = Callable[[bytes, int, str, str], Awaitable[Compressed]]
+Compress = Callable[[bytes, int, str, str, ImageOptions], Awaitable[Compressed]]
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ async def process_row(row: RowSubmitted, adapters: Adapters) -> RowProcessed:
     work = [asyncio.ensure_future(process_image(row, index, url, adapters)) for index, url in enumerate(urls)]
     try:
         done, late = await asyncio.wait(work, timeout=adapters.row_budget_s, return_when=asyncio.FIRST_EXCEPTION)
-        if failed := next((task for task in done if task.exception() is not None), None):
-            raise failed.exception()
+        if failed := next((error for task in done if (error := task.exception()) is not None), None):
+            raise failed
     finally:
         for task in work:
             task.cancel()
@@ -84,8 +84,9 @@ async def process_row(row: RowSubmitted, adapters: Adapters) -> RowProcessed:
 
 
 async def process_image(row: RowSubmitted, index: int, url: str, adapters: Adapters) -> ImageResult:
-    """A source that appears more than once in the request is fetched and compressed once (see sources)."""
-    key = (str(row.request_id), url, row.quality, row.output_format)
+    """A source that appears more than once in the request is fetched and compressed once (see sources):
+    once per set of options that shape the output, all of which are in the key."""
+    key = (str(row.request_id), url, row.quality, row.output_format, row.image_options)
     return await adapters.sources.once(key, lambda: fetch_and_compress(row, index, url, adapters))
 
 
@@ -105,7 +106,7 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
             bytes_in = len(source)
             clock.fetched(bytes_in)
             stage = "compressing"
-            output = await adapters.compress(source, row.quality, row.output_format, stem)
+            output = await adapters.compress(source, row.quality, row.output_format, stem, row.image_options)
             clock.compressed()
     except (FetchFailed, ImageRejected) as exc:
         clock.failed()
@@ -137,6 +138,8 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
         bytes_in=bytes_in,
         bytes_out=output.length,
         kept_source=output.kept_source,
+        width=output.width,
+        height=output.height,
     )
 
 

@@ -23,6 +23,7 @@ from imgpipe_bus import EventProducer
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import ROWS_PER_BATCH, InputRow, Limits, read_rows
 from imgpipe_runtime.blobs import BlobStore
+from imgpipe_runtime.documents import image_options
 from imgpipe_runtime.logs import about_request
 from imgpipe_runtime.outages import is_outage
 from imgpipe_schemas import RequestAccepted, RowSubmitted
@@ -64,7 +65,7 @@ async def accept_rows(
                 if not rows:
                     continue
                 await store.insert_rows(request_id, rows)
-                events = (row_event(request_id, row, request["quality"], request["output_format"]) for row in rows)
+                events = (row_event(request_id, row, request) for row in rows)
                 positions = await producer.publish_many(ROWS_SUBMITTED, events)
                 await store.record_publication(request_id, [row.index for row in rows], positions)
                 accepted = rows[-1].index + 1
@@ -79,15 +80,17 @@ async def accept_rows(
     return True
 
 
-def row_event(request_id: str, row: InputRow, quality: int, output_format: str) -> RowSubmitted:
+def row_event(request_id: str, row: InputRow, request: dict) -> RowSubmitted:
+    """``row`` of the stored ``request``, with the request's encoder and image options."""
     return RowSubmitted(
         request_id=uuid.UUID(request_id),
         row_index=row.index,
         serial=row.serial,
         product_name=row.product_name,
         image_urls=row.image_urls,
-        quality=quality,
-        output_format=output_format,
+        quality=request["quality"],
+        output_format=request["output_format"],
+        image_options=image_options(request),
     )
 
 

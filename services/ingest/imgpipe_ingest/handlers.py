@@ -14,10 +14,10 @@ from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import CsvRejected, Limits, check_text, validate_csv
 from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name, is_output_csv_name
-from imgpipe_runtime.documents import visible_to
+from imgpipe_runtime.documents import stored_options, visible_to
 from imgpipe_runtime.logs import about_request
 from imgpipe_runtime.retention import EXPIRED_AT, is_tombstone
-from imgpipe_schemas import Progress
+from imgpipe_schemas import ImageOptions, Progress
 from imgpipe_schemas.events import OutputFormat
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,7 @@ class UploadOptions:
 
     quality: int
     output_format: OutputFormat
+    image_options: ImageOptions = ImageOptions()
     webhook_url: str | None = None
     idempotency_key: str | None = None
     owner: str | None = None
@@ -97,7 +98,13 @@ def upload_digest(file_digest: str, options: UploadOptions) -> str:
     """What an Idempotency-Key is claimed with: the file and every option but the key itself, in the form
     keys were always claimed with, so that a key claimed by an earlier version still matches its upload.
     The owner is not part of it: it scopes the key itself (IdempotencyKeys)."""
-    chosen = {"webhook_url": options.webhook_url, "quality": options.quality, "output_format": options.output_format}
+    chosen: dict[str, object] = {
+        "webhook_url": options.webhook_url,
+        "quality": options.quality,
+        "output_format": options.output_format,
+    }
+    if shaping := stored_options(options.image_options):
+        chosen["image_options"] = shaping
     return hashlib.sha256((file_digest + json.dumps(chosen, sort_keys=True)).encode()).hexdigest()
 
 
@@ -214,6 +221,7 @@ async def _store(
         webhook_url=options.webhook_url,
         quality=options.quality,
         output_format=options.output_format,
+        image_options=options.image_options,
         owner=options.owner,
         accept_lease_until=datetime.now(UTC) + timedelta(seconds=lease_s),
     )

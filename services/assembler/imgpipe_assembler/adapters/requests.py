@@ -259,6 +259,7 @@ class ProgressStore:
                 cells=[str(row.serial), row.product_name, ",".join(row.image_urls)],
                 quality=row.quality,
                 output_format=row.output_format,
+                image_options=row.image_options,
             )
             # Results that arrived first keep their ``done``.
             not_done = {"done": document.pop("done")}

@@ -38,8 +38,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from typing import cast
 
 from imgpipe_image_worker.compress import BlobWriter, Compressed, ImageRejected, Policy, compress
+from imgpipe_schemas import ImageOptions
 
 Codec = Callable[[bytes, Policy, BlobWriter | None, str], Compressed]
 
@@ -81,9 +83,12 @@ class CodecPool:
         for thread in self._threads:
             thread.start()
 
-    async def compress(self, data: bytes, quality: int, output_format: str, stem: str) -> Compressed:
+    async def compress(
+        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions | None = None
+    ) -> Compressed:
         """The output of ``data``; already stored as ``<stem>.<extension>`` when its bytes are None."""
-        policy = dataclasses.replace(self._policy, quality=quality, output_format=output_format)
+        options = options or ImageOptions()
+        policy = dataclasses.replace(self._policy, quality=quality, output_format=output_format, options=options)
         call = (self._codec, (data, policy, self._writer, stem), self._cpu_limit_s)
         for attempt in range(2):
             outcome = await self._run(call)
@@ -96,10 +101,12 @@ class CodecPool:
                 )
             if outcome == ABANDONED:
                 raise RuntimeError("the codec pool was closed while the image was waiting for it")
+            if isinstance(outcome, str):
+                raise RuntimeError(f"unexpected codec outcome {outcome!r}")
             ok, value = outcome
             if not ok:
-                raise value
-            return value
+                raise cast(BaseException, value)  # what the codec raised, pickled back
+            return cast(Compressed, value)
         raise ImageRejected("decoder_crashed", "decoding this image crashed the decoder process twice")
 
     async def _run(self, call: tuple) -> tuple[bool, object] | str:
@@ -209,7 +216,7 @@ class CodecProcess:
                     self._start()
                     sent = 0
                 self._running = window[0]
-                pipe = self._pipe
+                pipe = cast(Connection, self._pipe)  # started just above when there was none
             try:
                 while sent < len(window):
                     pipe.send(window[sent].call)
@@ -253,7 +260,8 @@ class CodecProcess:
             process.kill()
         self._killed = False
         process.join()
-        pipe.close()
+        if pipe is not None:
+            pipe.close()
         return process.exitcode
 
     def _start(self) -> None:

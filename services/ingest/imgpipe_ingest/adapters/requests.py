@@ -12,7 +12,7 @@ from imgpipe_ingest.csv_input import CsvSummary, InputRow
 from imgpipe_runtime import documents
 from imgpipe_runtime.documents import REQUESTS, ROWS, Origin, new_request, new_row, row_id
 from imgpipe_runtime.mongo import only_duplicate_keys
-from imgpipe_schemas import Progress, RequestStatus
+from imgpipe_schemas import ImageOptions, Progress, RequestStatus
 
 ROW_BATCH = 500
 
@@ -54,6 +54,7 @@ class RequestStore:
         webhook_url: str | None,
         quality: int,
         output_format: str,
+        image_options: ImageOptions | None = None,
         owner: str | None = None,
         accept_lease_until: datetime | None = None,
     ) -> dict:
@@ -72,6 +73,7 @@ class RequestStore:
                 input_file=input_file,
                 quality=quality,
                 output_format=output_format,
+                image_options=image_options,
                 owner=owner,
             ),
             "rows_accepted": 0,

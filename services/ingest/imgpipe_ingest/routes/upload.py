@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import JSONResponse
+from pydantic import ValidationError
 
 from imgpipe_ingest import handlers
 from imgpipe_ingest.auth import KeyedRoute
@@ -12,7 +13,8 @@ from imgpipe_ingest.deps import AcceptancesDep, Blobs, Keys, Owner, Policy, Sett
 from imgpipe_ingest.envelope import ClientError, envelope, errors
 from imgpipe_ingest.payloads import Uploaded, UploadPayload
 from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
-from imgpipe_schemas.events import OutputFormat
+from imgpipe_schemas import ImageOptions
+from imgpipe_schemas.events import MAX_SIDE, Fit, Metadata, OutputFormat
 
 # The API key is checked before the body is received (KeyedRoute).
 router = APIRouter(route_class=KeyedRoute)
@@ -44,6 +46,25 @@ async def upload(
         OutputFormat | None,
         Form(alias="format", description="Output format (default jpeg); keep = the source's own"),
     ] = None,
+    max_width: Annotated[
+        int | None, Form(ge=1, le=MAX_SIDE, description="Widest output in pixels; never upscaled")
+    ] = None,
+    max_height: Annotated[
+        int | None, Form(ge=1, le=MAX_SIDE, description="Tallest output in pixels; never upscaled")
+    ] = None,
+    fit: Annotated[
+        Fit | None,
+        Form(description="contain (default): inside the box; pad: exactly the box; cover: fill it and crop"),
+    ] = None,
+    background: Annotated[
+        str | None, Form(pattern=r"^[0-9a-fA-F]{6}$", description="pad's colour, RRGGBB hex (default ffffff)")
+    ] = None,
+    progressive: Annotated[bool | None, Form(description="JPEG output progressive (default true)")] = None,
+    metadata: Annotated[
+        Metadata | None,
+        Form(description="strip (default; the ICC profile is kept), keep_copyright, keep (all but GPS)"),
+    ] = None,
+    keep_gps: Annotated[bool | None, Form(description="With metadata=keep, keep GPS positions too")] = None,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -54,9 +75,19 @@ async def upload(
 ) -> JSONResponse:
     if file.size is not None and file.size > settings.max_upload_bytes:
         raise ClientError(413, f"the file is larger than {settings.max_upload_bytes} bytes")
+    chosen = {
+        "max_width": max_width,
+        "max_height": max_height,
+        "fit": fit,
+        "background": background,
+        "progressive": progressive,
+        "metadata": metadata,
+        "keep_gps": keep_gps,
+    }
     options = handlers.UploadOptions(
         quality=quality or settings.default_quality,
         output_format=output_format or "jpeg",
+        image_options=_image_options(chosen),
         webhook_url=await _checked_webhook_url(webhook_url, policy),
         idempotency_key=idempotency_key or None,
         owner=owner,
@@ -80,6 +111,17 @@ async def upload(
     if accepted.repeated:
         return envelope(200, "File already uploaded with this Idempotency-Key", payload)
     return envelope(200, "File uploaded successfully", payload)
+
+
+def _image_options(chosen: dict) -> ImageOptions:
+    """The options the form set, checked together (each field alone was checked by its declaration)."""
+    try:
+        return ImageOptions(**{name: value for name, value in chosen.items() if value is not None})
+    except ValidationError as exc:
+        problems = [
+            {"field": ".".join(str(part) for part in error["loc"]), "message": error["msg"]} for error in exc.errors()
+        ]
+        raise ClientError(400, "invalid request", {"errors": problems}) from exc
 
 
 async def _checked_webhook_url(webhook_url: str | None, policy: NetPolicy) -> str | None:

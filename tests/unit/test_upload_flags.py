@@ -1,0 +1,27 @@
+import argparse
+
+from imgpipe_ops.uploads import _form_fields, add_commands
+
+
+def parsed(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers())
+    return parser.parse_args(["upload", "p.csv", *argv])
+
+
+def test_image_option_flags_become_the_forms_fields():
+    args = parsed("--max-width", "300", "--max-height", "200", "--fit", "pad", "--background", "102030")
+    assert {name: value for name, value in _form_fields(args).items() if value is not None} == {
+        "max_width": 300,
+        "max_height": 200,
+        "fit": "pad",
+        "background": "102030",
+    }
+    assert _form_fields(parsed("--no-progressive"))["progressive"] == "false"
+    assert _form_fields(parsed("--progressive"))["progressive"] == "true"
+    chosen = _form_fields(parsed("--metadata", "keep", "--keep-gps"))
+    assert (chosen["metadata"], chosen["keep_gps"]) == ("keep", "true")
+
+
+def test_options_left_out_are_not_sent():
+    assert all(value is None for value in _form_fields(parsed()).values())
