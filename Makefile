@@ -6,7 +6,7 @@ PACKAGES := -e schemas -e libs/bus -e libs/runtime -e services/ingest -e service
 	-e services/assembler -e services/notifier -e ops
 STAMP := $(VENV)/.installed
 
-.PHONY: install tools run check test test-unit test-integration test-e2e demo bench schemas clean
+.PHONY: install tools run check test test-unit test-integration test-e2e demo bench schemas docs clean
 
 install: $(STAMP)
 
@@ -61,6 +61,10 @@ bench: install
 
 schemas: install
 	$(BIN)/imgpipe-schemas
+
+# docs/configuration.md's table of settings, from the settings classes.
+docs: install
+	$(BIN)/python -m tests.support.configuration_doc
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,8 +11,8 @@ class MongoSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="IMGPIPE_MONGO_", extra="ignore")
 
-    url: str = "mongodb://127.0.0.1:27017/?retryWrites=false"
-    database: str = "imgpipe"
+    url: str = Field("mongodb://127.0.0.1:27017/?retryWrites=false", description="MongoDB URL.")
+    database: str = Field("imgpipe", description="Database name.")
     timeout_ms: int = Field(5000, ge=100, description="Server selection timeout.")
     max_idle_ms: int = Field(120_000, ge=1000, description="Pooled connections idle longer are closed.")
 
@@ -22,8 +22,8 @@ class LogSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="IMGPIPE_LOG_", extra="ignore")
 
-    level: str = "INFO"
-    json_lines: bool = Field(False, alias="IMGPIPE_LOG_JSON")
+    level: str = Field("INFO", description="Log level.")
+    json_lines: bool = Field(False, alias="IMGPIPE_LOG_JSON", description="One JSON object per line.")
     access: bool = Field(False, description="ingest: one line per HTTP request (method, path, status).")
 
 
@@ -33,8 +33,8 @@ class PublicUrlSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="IMGPIPE_", extra="ignore")
 
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
+    host: str = Field("127.0.0.1", description="Where ingest's API listens.")
+    port: int = Field(8000, ge=1, le=65535, description="The port ingest's API listens on.")
     public_base_url: str = Field("", description="Defaults to http://HOST:PORT.")
 
     @model_validator(mode="after")
@@ -51,8 +51,10 @@ class BlobSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="IMGPIPE_BLOB_", extra="ignore")
 
-    store: Literal["gridfs", "directory"] = "gridfs"
-    dir: Path = Path("blobs")
+    store: Literal["gridfs", "directory"] = Field(
+        "gridfs", description="Where files are stored: gridfs (in MongoDB) or directory."
+    )
+    dir: Path = Field(Path("blobs"), description="The directory of the directory store; every service must see the same one.")
 
 
 SettingsType = TypeVar("SettingsType", bound=BaseSettings)

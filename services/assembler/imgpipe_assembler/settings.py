@@ -6,7 +6,9 @@ from imgpipe_runtime.settings import BlobSettings, LogSettings, MongoSettings, P
 
 class Settings(PublicUrlSettings):
     assembler_batch_size: int = Field(200, ge=1, description="Row results written to MongoDB in one round trip.")
-    assembler_batch_wait_s: float = Field(0.02, ge=0)
+    assembler_batch_wait_s: float = Field(
+        0.02, ge=0, description="How long a batch of row results waits for more after its first one."
+    )
     reconcile_interval_s: float = Field(10.0, gt=0, description="How often the reconciler looks for stalled requests.")
     reconcile_stall_s: float = Field(60.0, gt=0, description="No progress for this long means a request stalled.")
     reconcile_max_rounds: int = Field(5, ge=0, description="Re-drives before missing rows are marked failed.")

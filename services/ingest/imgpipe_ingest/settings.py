@@ -11,13 +11,13 @@ class Settings(PublicUrlSettings):
     api_keys: str = Field(
         "", description="Comma-separated; when set, upload, status and input CSVs need one, and a key sees its own."
     )
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1)
-    max_rows: int = Field(1_000_000, ge=1)
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest accepted CSV (413 above).")
+    max_rows: int = Field(1_000_000, ge=1, description="Most rows in one CSV.")
     max_urls_per_row: int = Field(
-        MAX_IMAGES_PER_ROW, ge=1, le=MAX_IMAGES_PER_ROW, description="At most the row event's own bound."
+        MAX_IMAGES_PER_ROW, ge=1, le=MAX_IMAGES_PER_ROW, description="Most image URLs in one row (at most the row event's own bound)."
     )
     fetch_allow: str = Field("", description="CIDRs or host:port that webhooks may reach although not public.")
-    default_quality: int = Field(50, ge=1, le=95)
+    default_quality: int = Field(50, ge=1, le=95, description="Encoder quality of an upload that names none.")
     idempotency_ttl_s: float = Field(86_400, gt=0, description="How long an Idempotency-Key is remembered.")
     idempotency_lease_s: float = Field(
         120, gt=0, description="An Idempotency-Key whose upload was never stored is free again after this long."
