@@ -54,7 +54,9 @@ class BlobSettings(BaseSettings):
     store: Literal["gridfs", "directory"] = Field(
         "gridfs", description="Where files are stored: gridfs (in MongoDB) or directory."
     )
-    dir: Path = Field(Path("blobs"), description="The directory of the directory store; every service must see the same one.")
+    dir: Path = Field(
+        Path("blobs"), description="The directory store's directory; every service must see the same one."
+    )
 
 
 SettingsType = TypeVar("SettingsType", bound=BaseSettings)

@@ -8,7 +8,9 @@ from imgpipe_runtime.settings import BlobSettings, LogSettings, MongoSettings, P
 class Settings(PublicUrlSettings):
     worker_concurrency: int = Field(16, ge=1, description="Rows in flight per image-worker process.")
     compress_processes: int = Field(
-        default_factory=usable_cpus, ge=1, description="Codec (Pillow) processes; default: the CPUs the process may use, its cgroup quota included."
+        default_factory=usable_cpus,
+        ge=1,
+        description="Codec (Pillow) processes; default: the CPUs the process may use (cgroup quota included).",
     )
     compress_cpu_s: int = Field(
         30, ge=1, description="CPU seconds one image's decoding and encoding may use; past them: too_complex."
@@ -26,9 +28,7 @@ class Settings(PublicUrlSettings):
     fetch_attempts: int = Field(3, ge=1, description="Attempts for a transient download failure.")
     fetch_allow: str = Field("", description="CIDRs or host:port that may be fetched although not public.")
     fetch_max_redirects: int = Field(5, ge=0, description="Redirects followed per image.")
-    max_image_bytes: int = Field(
-        25 * 1024 * 1024, ge=1, description="Largest source image, enforced while it streams."
-    )
+    max_image_bytes: int = Field(25 * 1024 * 1024, ge=1, description="Largest source image, enforced while it streams.")
     max_image_pixels: int = Field(
         50_000_000, ge=1, description="Decompression-bomb guard, checked on the header before any pixel is decoded."
     )

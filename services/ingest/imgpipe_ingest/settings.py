@@ -14,7 +14,10 @@ class Settings(PublicUrlSettings):
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1, description="Largest accepted CSV (413 above).")
     max_rows: int = Field(1_000_000, ge=1, description="Most rows in one CSV.")
     max_urls_per_row: int = Field(
-        MAX_IMAGES_PER_ROW, ge=1, le=MAX_IMAGES_PER_ROW, description="Most image URLs in one row (at most the row event's own bound)."
+        MAX_IMAGES_PER_ROW,
+        ge=1,
+        le=MAX_IMAGES_PER_ROW,
+        description="Most image URLs in one row (the row event's bound at most).",
     )
     fetch_allow: str = Field("", description="CIDRs or host:port that webhooks may reach although not public.")
     default_quality: int = Field(50, ge=1, le=95, description="Encoder quality of an upload that names none.")
