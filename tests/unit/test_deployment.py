@@ -6,6 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import yaml
@@ -176,6 +177,32 @@ def test_the_rows_topics_get_many_partitions_and_the_others_few(compose):
         int(env[f"IMGPIPE_KAFKA_{role}PARTITIONS"]) for role in ("", "REQUEST_", "DEAD_LETTER_")
     )
     assert rows > requests >= dead_letters >= 1
+
+
+def test_mongodb_is_a_replica_set_of_one_that_the_services_reach_as_such_with_retryable_writes(compose):
+    mongodb = compose["services"]["mongodb"]
+    command = mongodb["command"]
+    replica_set = command[command.index("--replSet") + 1]
+    assert replica_set == "rs0"
+    for name in IMGPIPE_SERVICES:
+        url = urlsplit(service_env(compose["services"][name])["IMGPIPE_MONGO_URL"])
+        query = dict(parse_qsl(url.query))
+        assert url.scheme == "mongodb" and url.netloc == "mongodb:27017", name
+        assert query["replicaSet"] == replica_set and query["retryWrites"] == "true", name
+
+
+def test_the_mongodb_healthcheck_initiates_the_replica_set_once_and_waits_for_a_writable_primary(compose):
+    test = compose["services"]["mongodb"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "mongosh"]
+    script = test[test.index("--eval") + 1]
+    # rs.initiate only where rs.status() fails: never on a set that already has its configuration.
+    guarded = re.fullmatch(r"try \{ rs\.status\(\) \} catch \(e\) \{ rs\.initiate\((\{.*\})\) \};\s*(.*)", script, re.S)
+    assert guarded, script
+    config = yaml.safe_load(guarded.group(1))  # the JS object literal is YAML flow mapping
+    assert config["_id"] == "rs0"
+    # One member, named as the services reach it, so that the hosts the driver discovers resolve.
+    assert [member["host"] for member in config["members"]] == ["mongodb:27017"]
+    assert guarded.group(2) == "db.hello().isWritablePrimary || quit(1)"
 
 
 def test_the_docker_test_backend_runs_the_kafka_of_compose(compose):
