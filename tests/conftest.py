@@ -7,6 +7,7 @@ and Kafka settings of compose.yaml (needs a Docker engine; fails loudly without 
 """
 
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,11 +46,26 @@ def compose_service(name: str) -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())["services"][name]
 
 
+def interpolate(value: object, env: dict[str, str] | None = None) -> str:
+    """A compose.yaml value as compose sees it given ``env``: ``${NAME:-default}``, ``${NAME:?message}``,
+    ``${NAME}``."""
+
+    def substitute(match: re.Match) -> str:
+        name, operator, word = match.group(1), match.group(2), match.group(3)
+        if (env or {}).get(name):
+            return (env or {})[name]
+        if operator == ":-":
+            return word
+        raise KeyError(f"{name}: {word}" if operator == ":?" else name)
+
+    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", substitute, str(value))
+
+
 def kafka_settings(host: str, port: int) -> tuple[str, dict[str, str]]:
     """The image and settings of compose.yaml's Kafka, its HOST listener on ``port``, advertised as ``host``."""
     kafka = compose_service("kafka")
     env = {
-        **{name: str(value) for name, value in kafka["environment"].items()},
+        **{name: interpolate(value) for name, value in kafka["environment"].items()},
         "KAFKA_LISTENERS": f"PLAINTEXT://:9092,CONTROLLER://:9093,HOST://:{port}",
         "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://kafka:9092,HOST://{host}:{port}",
     }

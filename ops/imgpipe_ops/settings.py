@@ -14,7 +14,14 @@ class LocalSettings(BaseSettings):
     local_mongo_port: int = Field(27018, ge=1, le=65535, description="Port of the embedded database.")
     data_dir: Path = Field(Path(".imgpipe"), description="The embedded database's files, the files store and the logs.")
     image_workers: int = Field(1, ge=1, description="Image-worker processes.")
-    kafka_partitions: int = Field(4, ge=1, description="Partitions of every topic created at start-up.")
+    kafka_partitions: int = Field(
+        4,
+        ge=1,
+        description=(
+            "Partitions of the rows topics (imgpipe.rows.submitted, imgpipe.rows.processed): the most image "
+            "workers, and assemblers, that work at once."
+        ),
+    )
     local_database_ready_s: float = Field(
         120.0,
         gt=0,

@@ -31,7 +31,6 @@ from imgpipe_schemas.topics import REQUESTS_COMPLETED, ROWS_PROCESSED, ROWS_SUBM
 from tests.waiting import wait_for
 
 ROWS, PER_ROW = 8, 2
-PARTITIONS = 4  # imgpipe run's
 DRAIN_S = 3  # the services' drain under test; `make run` allows 20 s
 BUSY_STOP_S = 30  # what docs/operations.md promises for a busy stack
 IDLE_STOP_S = 10
@@ -307,7 +306,7 @@ def offsets_beyond_the_log(runner: Runner) -> list[tuple[str, str, int, int, int
         ends = log_ends(bootstrap, topic.name)
         consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
         try:
-            partitions = [TopicPartition(topic.name, p) for p in range(PARTITIONS)]
+            partitions = [TopicPartition(topic.name, p) for p in ends]
             for tp in consumer.committed(partitions, timeout=10):
                 if tp.offset > ends[tp.partition]:
                     beyond.append((group, topic.name, tp.partition, tp.offset, ends[tp.partition]))
@@ -328,11 +327,12 @@ def log_ends(bootstrap: str, topic: str) -> dict[int, int]:
         }
     )
     try:
+        # Each topic has the partitions of its role (rows or requests): asked, not assumed.
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-            for p in range(PARTITIONS)
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1] for p in partitions
         }
-        consumer.assign([TopicPartition(topic, p, ends[p]) for p in range(PARTITIONS)])
+        consumer.assign([TopicPartition(topic, p, ends[p]) for p in partitions])
         deadline = time.monotonic() + 3
         while time.monotonic() < deadline:
             message = consumer.poll(0.2)

@@ -1,4 +1,5 @@
 import asyncio
+import logging
 import uuid
 
 import faust
@@ -18,18 +19,48 @@ from imgpipe_bus import (
     handle_each,
     topic_names,
 )
+from imgpipe_bus.admin import ensure_partitions
 from imgpipe_schemas import ImageResult, RequestAccepted, RowProcessed, RowSubmitted
-from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_PROCESSED, ROWS_SUBMITTED
+from imgpipe_schemas.topics import REQUESTS_ACCEPTED, REQUESTS_COMPLETED, ROWS_PROCESSED, ROWS_SUBMITTED
+from tests.conftest import BACKEND
 from tests.integration.kafka_helpers import consume
 from tests.waiting import eventually
 
 
-def test_topics_are_created_explicitly_with_the_configured_partitions(bus_settings):
+def partition_counts(settings: BusSettings, names) -> dict[str, int]:
+    metadata = AdminClient({"bootstrap.servers": settings.bootstrap_servers}).list_topics(timeout=10)
+    return {name: len(metadata.topics[name].partitions) for name in names}
+
+
+def test_topics_are_created_explicitly_with_the_partitions_of_their_role(bus_settings):
     ensure_topics(bus_settings)
     assert ensure_topics(bus_settings) == []
-    metadata = AdminClient({"bootstrap.servers": bus_settings.bootstrap_servers}).list_topics(timeout=10)
+    counts = partition_counts(bus_settings, topic_names())
+    assert counts[ROWS_SUBMITTED.name] == counts[ROWS_PROCESSED.name] == bus_settings.partitions
+    assert counts[REQUESTS_ACCEPTED.name] == counts[REQUESTS_COMPLETED.name] == bus_settings.request_partitions
     for name in topic_names():
-        assert len(metadata.topics[name].partitions) == bus_settings.partitions
+        if name.endswith(".dlq"):
+            assert counts[name] == bus_settings.dead_letter_partitions, name
+    assert bus_settings.partitions > bus_settings.request_partitions > bus_settings.dead_letter_partitions
+
+
+def test_a_topic_with_fewer_partitions_than_configured_is_grown_or_the_refusal_logged(bus_settings, caplog):
+    """Apache Kafka adds the partitions; the embedded broker cannot (CreatePartitions is not supported) and
+    the service starts anyway, with one warning that names the topic and both counts."""
+    name = f"grow-{uuid.uuid4().hex[:8]}"
+    assert ensure_partitions(bus_settings, {name: 2}) == [name]
+    with caplog.at_level(logging.INFO, logger="imgpipe_bus.admin"):
+        assert ensure_partitions(bus_settings, {name: 5}) == []
+    [count] = partition_counts(bus_settings, [name]).values()
+    if BACKEND == "embedded":
+        assert count == 2
+        [warning] = [record for record in caplog.records if record.levelno == logging.WARNING]
+        assert warning.getMessage().startswith(
+            f"topic {name} keeps its 2 partitions, fewer than the 5 configured: the broker refused to add partitions ("
+        )
+    else:
+        assert count == 5
+        assert f"grew topic {name} from 2 to 5 partitions" in caplog.messages
 
 
 def test_dead_letter_topics_keep_their_letters_until_deleted(bus_settings):

@@ -6,14 +6,16 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import yaml
 
 from imgpipe_ops.processes import venv_command
-from tests.conftest import COMPOSE_FILE, kafka_settings
+from tests.conftest import COMPOSE_FILE, interpolate, kafka_settings
 
 ROOT = COMPOSE_FILE.parent
+HA_ENV_FILE = ROOT / "deploy" / "compose" / "ha.env"
 IMGPIPE_SERVICES = ("ingest", "image-worker", "assembler", "notifier")
 # The embedded stack's own packages, never in the production image: tansu's wheel, the GPL-2.0 database
 # server and its geometry stack.
@@ -65,7 +67,7 @@ def test_every_service_has_a_healthcheck_and_stops_within_its_grace_period(compo
 
 def test_kafka_keeps_its_log_on_the_volume_and_sets_every_default_the_image_drops(compose):
     kafka = compose["services"]["kafka"]
-    env = kafka["environment"]
+    env = service_env(kafka)
     [volume] = kafka["volumes"]
     name, mount = volume.split(":")
     assert env["KAFKA_LOG_DIRS"] == mount and name in compose["volumes"]
@@ -100,6 +102,107 @@ def test_tools_on_the_host_reach_kafka_on_a_listener_of_their_own(compose):
 def test_the_workers_compress_processes_follow_their_cpu_quota(compose):
     worker = compose["services"]["image-worker"]
     assert worker["environment"]["IMGPIPE_COMPRESS_PROCESSES"] == worker["deploy"]["resources"]["limits"]["cpus"]
+
+
+def env_file(path: Path) -> dict[str, str]:
+    lines = (line.strip() for line in path.read_text().splitlines())
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def service_env(service: dict, env: dict[str, str] | None = None) -> dict[str, str]:
+    """A service's environment as compose gives it, with ``env`` (and the one setting compose requires)."""
+    given = {"IMGPIPE_WEBHOOK_SECRET": "whsec_required", **(env or {})}
+    return {name: interpolate(value, given) for name, value in service["environment"].items()}
+
+
+def brokers(compose: dict) -> dict[str, dict]:
+    return {name: service for name, service in compose["services"].items() if name.startswith("kafka")}
+
+
+def test_the_ha_profile_adds_two_brokers_to_the_cluster_of_the_first(compose):
+    cluster = brokers(compose)
+    assert set(cluster) == {"kafka", "kafka-2", "kafka-3"}
+    assert "profiles" not in cluster["kafka"]
+    envs = {name: service_env(service) for name, service in cluster.items()}
+    assert len({env["CLUSTER_ID"] for env in envs.values()}) == 1
+    assert len({env["KAFKA_NODE_ID"] for env in envs.values()}) == 3
+    # One controller, on `kafka`; the others are brokers that join it.
+    assert envs["kafka"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    for name in ("kafka-2", "kafka-3"):
+        assert cluster[name]["profiles"] == ["ha"]
+        assert envs[name]["KAFKA_PROCESS_ROLES"] == "broker"
+        assert envs[name]["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{envs['kafka']['KAFKA_NODE_ID']}@kafka:9093"
+        assert f"PLAINTEXT://{name}:9092" in envs[name]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+        assert cluster[name]["depends_on"]["kafka"]["condition"] == "service_healthy"
+    # Each broker keeps its log on a volume of its own and answers tools on the host on a port of its own.
+    volumes = [service["volumes"][0].split(":")[0] for service in cluster.values()]
+    ports = [service["ports"][0] for service in cluster.values()]
+    assert len(set(volumes)) == 3 and len(set(ports)) == 3
+    for name, env in envs.items():
+        host_port = next(p for p in cluster[name]["ports"]).rsplit(":", 1)[1]
+        assert f"HOST://localhost:{host_port}" in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+
+
+def test_with_the_ha_env_file_every_topic_has_three_copies_two_in_sync(compose):
+    ha = env_file(HA_ENV_FILE)
+    cluster = brokers(compose)
+    for name in IMGPIPE_SERVICES:
+        service = compose["services"][name]
+        env = service_env(service, ha)
+        assert set(env["IMGPIPE_KAFKA_BOOTSTRAP_SERVERS"].split(",")) == {f"{b}:9092" for b in cluster}
+        assert int(env["IMGPIPE_KAFKA_REPLICATION_FACTOR"]) == len(cluster) == 3
+        assert int(env["IMGPIPE_KAFKA_MIN_INSYNC_REPLICAS"]) == 2
+        # With the profile the services wait for every broker; without it, for the one there is.
+        for broker in ("kafka-2", "kafka-3"):
+            assert service["depends_on"][broker] == {"condition": "service_healthy", "required": False}, name
+        assert service["depends_on"]["kafka"]["condition"] == "service_healthy"
+    for broker in cluster.values():
+        env = service_env(broker, ha)
+        assert env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"] == env["KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"]
+        assert (env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"], env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"]) == ("3", "2")
+
+
+def test_without_the_ha_env_file_one_broker_keeps_one_copy(compose):
+    for name in IMGPIPE_SERVICES:
+        env = service_env(compose["services"][name])
+        assert env["IMGPIPE_KAFKA_BOOTSTRAP_SERVERS"] == "kafka:9092"
+        assert (env["IMGPIPE_KAFKA_REPLICATION_FACTOR"], env["IMGPIPE_KAFKA_MIN_INSYNC_REPLICAS"]) == ("1", "1")
+    env = service_env(compose["services"]["kafka"])
+    assert (env["KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR"], env["KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"]) == ("1", "1")
+
+
+def test_the_rows_topics_get_many_partitions_and_the_others_few(compose):
+    env = service_env(compose["services"]["image-worker"])
+    rows, requests, dead_letters = (
+        int(env[f"IMGPIPE_KAFKA_{role}PARTITIONS"]) for role in ("", "REQUEST_", "DEAD_LETTER_")
+    )
+    assert rows > requests >= dead_letters >= 1
+
+
+def test_mongodb_is_a_replica_set_of_one_that_the_services_reach_as_such_with_retryable_writes(compose):
+    mongodb = compose["services"]["mongodb"]
+    command = mongodb["command"]
+    replica_set = command[command.index("--replSet") + 1]
+    assert replica_set == "rs0"
+    for name in IMGPIPE_SERVICES:
+        url = urlsplit(service_env(compose["services"][name])["IMGPIPE_MONGO_URL"])
+        query = dict(parse_qsl(url.query))
+        assert url.scheme == "mongodb" and url.netloc == "mongodb:27017", name
+        assert query["replicaSet"] == replica_set and query["retryWrites"] == "true", name
+
+
+def test_the_mongodb_healthcheck_initiates_the_replica_set_once_and_waits_for_a_writable_primary(compose):
+    test = compose["services"]["mongodb"]["healthcheck"]["test"]
+    assert test[:2] == ["CMD", "mongosh"]
+    script = test[test.index("--eval") + 1]
+    # rs.initiate only where rs.status() fails: never on a set that already has its configuration.
+    guarded = re.fullmatch(r"try \{ rs\.status\(\) \} catch \(e\) \{ rs\.initiate\((\{.*\})\) \};\s*(.*)", script, re.S)
+    assert guarded, script
+    config = yaml.safe_load(guarded.group(1))  # the JS object literal is YAML flow mapping
+    assert config["_id"] == "rs0"
+    # One member, named as the services reach it, so that the hosts the driver discovers resolve.
+    assert [member["host"] for member in config["members"]] == ["mongodb:27017"]
+    assert guarded.group(2) == "db.hello().isWritablePrimary || quit(1)"
 
 
 def test_the_docker_test_backend_runs_the_kafka_of_compose(compose):
