@@ -10,6 +10,7 @@ from imgpipe_bus import BusSettings
 from imgpipe_ops.process_logs import LogLimits
 from imgpipe_ops.processes import StartCancelled, StartFailed, port_open
 from imgpipe_ops.prune import add_command as add_prune_command
+from imgpipe_ops.roster import SERVICES
 from imgpipe_ops.settings import LocalSettings
 from imgpipe_ops.stack import LocalStack, StackConfig
 from imgpipe_ops.uploads import add_commands as add_upload_commands
@@ -27,7 +28,16 @@ LOCAL_DRAIN_MAX_S = 20.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def run(_: argparse.Namespace) -> int:
+def replicas(value: str) -> tuple[str, int]:
+    """``SERVICE=N`` of ``imgpipe run --replicas``."""
+    name, _, count = value.partition("=")
+    if name not in {service.name for service in SERVICES} or not count.isdigit() or int(count) < 1:
+        names = ", ".join(service.name for service in SERVICES)
+        raise argparse.ArgumentTypeError(f"{value!r}: expected SERVICE=N, N ≥ 1, SERVICE one of {names}")
+    return name, int(count)
+
+
+def run(args: argparse.Namespace) -> int:
     """Starts the stack and supervises it until SIGINT (Ctrl-C), SIGTERM or SIGHUP; a second signal hurries the stop."""
     settings = LocalSettings()
     for port, what in (
@@ -48,6 +58,7 @@ def run(_: argparse.Namespace) -> int:
             blob_dir=(settings.data_dir / "blobs").resolve(),
             services_log_to_files=False,
             image_workers=settings.image_workers,
+            replicas=dict(args.replicas),
             partitions=settings.kafka_partitions,
             drain_timeout_s=min(BusSettings().drain_timeout_s, LOCAL_DRAIN_MAX_S),
             database_ready_s=settings.local_database_ready_s,
@@ -166,7 +177,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     parser = argparse.ArgumentParser(prog="imgpipe", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start the whole system on the embedded broker and database").set_defaults(func=run)
+    run_cmd = commands.add_parser("run", help="start the whole system on the embedded broker and database")
+    run_cmd.add_argument(
+        "--replicas",
+        type=replicas,
+        action="append",
+        default=[],
+        metavar="SERVICE=N",
+        help="run N processes of SERVICE (repeatable): ingests share the API's port, assemblers the results topic",
+    )
+    run_cmd.set_defaults(func=run)
     demo_cmd = commands.add_parser("demo", help="upload sample photos to a running stack and show the output")
     demo_cmd.add_argument("--api", default=f"http://127.0.0.1:{LocalSettings().port}")
     demo_cmd.add_argument("--rows", type=int, default=5)

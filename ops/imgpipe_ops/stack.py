@@ -26,7 +26,7 @@ from imgpipe_ops.processes import (
     wait_for_broker,
     wait_for_database,
 )
-from imgpipe_ops.roster import SERVICES
+from imgpipe_ops.roster import SERVICES, service_of
 from imgpipe_ops.supervision import Restarts
 from imgpipe_runtime.webhooks import generate_secret
 
@@ -48,6 +48,8 @@ class StackConfig:
     log_dir: Path | None = None
     services_log_to_files: bool = True
     image_workers: int = 1
+    # Processes of each service (image-worker: image_workers unless given here); several ingests share the API's port.
+    replicas: dict[str, int] = field(default_factory=dict)
     partitions: int = 4
     env: dict[str, str] = field(default_factory=dict)
     external_kafka: str | None = None
@@ -162,11 +164,13 @@ class LocalStack:
 
     def start_services(self) -> None:
         for name in (service.name for service in SERVICES):
-            copies = self.config.image_workers if name == "image-worker" else 1
+            copies = self.replicas(name)
             for copy in range(copies):
                 label = name if copies == 1 else f"{name}-{copy + 1}"
                 log_file = self._log(label) if self.config.services_log_to_files else None
                 env = self.process_env(name, label)
+                if name == "ingest" and copies > 1:
+                    env["IMGPIPE_REUSE_PORT"] = "true"
                 process = Process(
                     label,
                     [venv_command(name)],
@@ -177,8 +181,8 @@ class LocalStack:
                 )
                 self.services.append(process.start())
         log.info("/metrics: %s", ", ".join(f"{p.name} {self.metrics_url(p.name)}/metrics" for p in self.services))
-        ingest = self.service("ingest")
-        ingest.wait_until(self.healthy, 60, "ingest answered /healthz", lambda: self.stop_requested)
+        for ingest in self.copies("ingest"):
+            ingest.wait_until(self.healthy, 60, "ingest answered /healthz", lambda: self.stop_requested)
 
     def start(self) -> "LocalStack":
         """Starts what is not given as external, creates the topics, then the services. A stop asked for
@@ -208,6 +212,14 @@ class LocalStack:
     def metrics_url(self, label: str) -> str:
         """Where the process ``label`` serves /metrics (and, but for ingest, whose is the API's, /healthz)."""
         return f"http://127.0.0.1:{self.metrics_ports[label]}"
+
+    def replicas(self, name: str) -> int:
+        default = self.config.image_workers if name == "image-worker" else 1
+        return self.config.replicas.get(name, default)
+
+    def copies(self, name: str) -> list[Process]:
+        """The processes of service ``name``: ``name`` itself, or ``name-1``, ``name-2``… when it has several."""
+        return [process for process in self.services if service_of(process.name) == name]
 
     def service(self, label: str) -> Process:
         return next(process for process in self.services if process.name == label)

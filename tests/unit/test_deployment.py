@@ -65,6 +65,25 @@ def test_every_service_has_a_healthcheck_and_stops_within_its_grace_period(compo
         assert service["init"] is True, name  # a PID 1 that forwards SIGTERM and reaps codec processes
 
 
+def test_every_imgpipe_service_scales_and_the_api_is_the_proxy_in_front_of_ingest(compose):
+    for name in IMGPIPE_SERVICES:  # `--scale NAME=N` needs no host port and no fixed container name
+        service = compose["services"][name]
+        assert "ports" not in service and "container_name" not in service, name
+    api = compose["services"]["api"]
+    assert api["ports"] == ["${IMGPIPE_BIND:-127.0.0.1}:8000:8000"]
+    assert api["depends_on"]["ingest"]["condition"] == "service_healthy"
+    mount = next(volume for volume in api["volumes"] if volume.endswith(":/etc/nginx/nginx.conf:ro"))
+    conf = (ROOT / mount.split(":")[0]).read_text()
+    assert re.search(r"server ingest:8000 resolve max_fails=\d+", conf), "replicas found again by name, checked"
+    assert "proxy_pass http://ingest;" in conf and "proxy_request_buffering off;" in conf
+    body_limit = int(re.search(r"client_max_body_size (\d+)m;", conf).group(1)) * 2**20
+    from imgpipe_ingest.api import FORM_OVERHEAD_BYTES
+    from imgpipe_ingest.settings import Settings
+
+    ingest_limit = Settings.model_fields["max_upload_bytes"].default + FORM_OVERHEAD_BYTES
+    assert ingest_limit <= body_limit < ingest_limit + 2**20, "ingest's own limit decides, in the API's envelope"
+
+
 def test_kafka_keeps_its_log_on_the_volume_and_sets_every_default_the_image_drops(compose):
     kafka = compose["services"]["kafka"]
     env = service_env(kafka)
@@ -88,7 +107,9 @@ def test_kafka_keeps_its_log_on_the_volume_and_sets_every_default_the_image_drop
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", env["CLUSTER_ID"])  # a base64 UUID, or Kafka refuses to format
     for service in compose["services"].values():
         for volume in service.get("volumes", []):
-            assert volume.split(":")[0] in compose["volumes"]
+            source = volume.split(":")[0]
+            # Data in named volumes; a file of the repository only read-only (the proxy's configuration).
+            assert source in compose["volumes"] or (source.startswith("./") and volume.endswith(":ro")), volume
 
 
 def test_tools_on_the_host_reach_kafka_on_a_listener_of_their_own(compose):

@@ -68,6 +68,12 @@ class ServiceApp(faust.App):
         self.in_flight = InFlight()
         self.first_rebalance_done = False
 
+    def holds(self, topic: Topic, partition: int) -> bool:
+        """Whether this member of its consumer group is assigned ``partition`` of ``topic``: between two
+        rebalances exactly one member of the group is, which makes it the one to run what must run once
+        per group (faust's own on_leader does the same with a topic of its own)."""
+        return any(tp.topic == topic.name and tp.partition == partition for tp in self.consumer.assignment())
+
     def start_with(self, start: Callable[[], Awaitable[Any]]) -> None:
         """Runs ``start`` when the app starts, before its consumer joins the group: for a health port,
         which must answer while the service is still starting."""

@@ -7,6 +7,7 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import KafkaException
+from prometheus_client import Counter
 
 from imgpipe_assembler import handlers, reconciler
 from imgpipe_assembler.adapters.requests import ProgressStore
@@ -37,6 +38,9 @@ log = logging.getLogger(__name__)
 
 # /metrics and /healthz, unless IMGPIPE_METRICS_PORT says otherwise.
 METRICS_PORT = 9102
+RECONCILER_PASSES = Counter(
+    "imgpipe_reconciler_passes", "Reconciler passes this assembler ran (one assembler of the group runs them)."
+)
 
 
 def build_app(settings: Settings, health: HealthSettings) -> ServiceApp:
@@ -79,8 +83,16 @@ def build_app(settings: Settings, health: HealthSettings) -> ServiceApp:
     )
     rows_topic = RowsTopic(settings.kafka)
 
+    def leading() -> bool:
+        """The reconciler and the retention pass run on one assembler of the group, however many run: the
+        one that holds partition 0 of the results topic."""
+        return app.holds(ROWS_PROCESSED, 0)
+
     @app.timer(settings.reconcile_interval_s)
     async def reconcile_stalled() -> None:
+        if not leading():
+            return
+        RECONCILER_PASSES.inc()
         try:
             # The embedded broker forgets its topics when it restarts.
             await asyncio.to_thread(ensure_topics, settings.kafka, 5.0)
@@ -96,6 +108,8 @@ def build_app(settings: Settings, health: HealthSettings) -> ServiceApp:
     @app.timer(settings.retention_interval_s)
     async def expire_old_requests() -> None:
         """Expired Idempotency-Key claims go whatever the retention; requests only with one."""
+        if not leading():
+            return
         try:
             if settings.retention_days:
                 pruned = await prune(db, blobs, datetime.now(UTC) - timedelta(days=settings.retention_days))

@@ -2,6 +2,7 @@
 (IMGPIPE_METRICS_HOST:IMGPIPE_METRICS_PORT), both in one event loop."""
 
 import asyncio
+import socket
 import sys
 
 import uvicorn
@@ -19,13 +20,24 @@ METRICS_PORT = 9104
 STARTUP_FAILURE = 3
 
 
-async def serve(api: uvicorn.Server, metrics: MetricsPort) -> None:
+async def serve(api: uvicorn.Server, metrics: MetricsPort, sockets: list[socket.socket] | None) -> None:
     """The metrics port listens from before the API starts until after it has stopped."""
     await metrics.start()
     try:
-        await api.serve()
+        await api.serve(sockets)
     finally:
         await metrics.stop()
+
+
+def shared_socket(host: str, port: int) -> socket.socket:
+    """The API's socket, bound with SO_REUSEPORT: every ingest process of the machine binds the same port,
+    and the kernel spreads the connections among them, as a proxy in front of them would."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
 
 
 def main() -> None:
@@ -37,7 +49,8 @@ def main() -> None:
         create_api(settings), host=settings.host, port=settings.port, log_config=None, access_log=settings.log.access
     )
     api = uvicorn.Server(config)
-    asyncio.run(serve(api, MetricsPort(metrics.host, metrics.port or METRICS_PORT)))
+    sockets = [shared_socket(settings.host, settings.port)] if settings.reuse_port else None
+    asyncio.run(serve(api, MetricsPort(metrics.host, metrics.port or METRICS_PORT), sockets))
     if not api.started:
         sys.exit(STARTUP_FAILURE)
 

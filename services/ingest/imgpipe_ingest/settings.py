@@ -30,6 +30,13 @@ class Settings(PublicUrlSettings):
         60, gt=0, description="An upload whose rows are not being accepted for this long is resumed by any ingest."
     )
     accept_resume_every_s: float = Field(10, gt=0, description="How often ingest looks for acceptances to resume.")
+    reuse_port: bool = Field(
+        False,
+        description=(
+            "Share the API's port with the other ingest processes of this machine (SO_REUSEPORT): the kernel "
+            "spreads the connections among them."
+        ),
+    )
     accept_chunk_rows: int = Field(1000, ge=1, description="Rows of an upload stored and published at a time.")
 
     kafka: BusSettings = Field(default_factory=BusSettings)
