@@ -174,7 +174,9 @@ def test_compose_checks_each_faust_service_on_its_default_health_port(service):
     assert compose["environment"]["IMGPIPE_METRICS_HOST"] == "0.0.0.0"  # reachable by a scraper beside it
 
 
-def test_compose_publishes_only_ingest_api_port_and_lets_a_scraper_beside_it_reach_its_metrics():
-    ingest = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["ingest"]
-    assert [str(port).split(":")[-2:] for port in ingest["ports"]] == [["8000", "8000"]]
+def test_compose_publishes_only_the_api_port_and_lets_a_scraper_beside_ingest_reach_its_metrics():
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    ingest, api = services["ingest"], services["api"]
+    assert "ports" not in ingest  # the api proxy in front of it is what the host reaches
+    assert [str(port).split(":")[-2:] for port in api["ports"]] == [["8000", "8000"]]
     assert ingest["environment"]["IMGPIPE_METRICS_HOST"] == "0.0.0.0"
