@@ -110,7 +110,7 @@ def test_the_docker_test_backend_runs_the_kafka_of_compose(compose):
 
 
 def requirements(name: str) -> dict[str, str]:
-    """name → pinned version, following -r includes."""
+    """name → pinned version, following -r includes; a package's extras (``moto[server]``) are not its name."""
     found = {}
     for line in (ROOT / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
@@ -118,7 +118,7 @@ def requirements(name: str) -> dict[str, str]:
             found |= requirements(line[3:].strip())
         elif line:
             package, version = line.split("==")
-            found[package.lower().replace("_", "-")] = version
+            found[package.split("[")[0].lower().replace("_", "-")] = version
     return found
 
 
