@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import obstore
-import pytest
 from PIL import Image
 
 from imgpipe_image_worker.adapters.codec_pool import CodecPool
@@ -120,10 +119,3 @@ async def test_the_codec_processes_write_their_outputs_to_the_bucket(s3_settings
     for i, output in enumerate(outputs):
         stored = await read(store, f"r1/images/{i}-0.jpg")
         assert len(stored) == output.length and Image.open(io.BytesIO(stored)).size == (300, 200)
-
-
-def test_settings_name_the_bucket_that_is_missing(monkeypatch):
-    monkeypatch.setenv("IMGPIPE_BLOB_STORE", "s3")
-    monkeypatch.delenv("IMGPIPE_S3_BUCKET", raising=False)
-    with pytest.raises(ValueError, match="IMGPIPE_S3_BUCKET"):
-        BlobSettings()
