@@ -6,12 +6,14 @@ run against Apache Kafka and MongoDB in containers started by testcontainers ins
 and Kafka settings of compose.yaml (needs a Docker engine; fails loudly without one).
 """
 
+import logging
 import os
 import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from imgpipe_bus import BusSettings
@@ -23,7 +25,7 @@ from imgpipe_ops.processes import (
     wait_for_database,
 )
 from imgpipe_runtime.mongo import connect
-from imgpipe_runtime.settings import MongoSettings
+from imgpipe_runtime.settings import MongoSettings, S3Settings
 
 BACKEND = os.environ.get("IMGPIPE_TEST_BACKEND", "embedded")
 if BACKEND not in ("embedded", "docker"):
@@ -126,3 +128,36 @@ async def db(mongo_settings):
     yield database
     await database.client.drop_database(mongo_settings.database)
     await database.client.close()
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint():
+    """An S3 server (moto's) in this process, on a port of its own, for the module's tests."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def new_bucket(endpoint: str) -> str:
+    bucket = f"imgpipe-{uuid.uuid4().hex[:12]}"
+    response = httpx.put(f"{endpoint}/{bucket}", timeout=10)
+    assert response.status_code == 200, response.text
+    return bucket
+
+
+@pytest.fixture
+def s3_settings(s3_endpoint) -> S3Settings:
+    """A bucket of its own for every test."""
+    return S3Settings(
+        bucket=new_bucket(s3_endpoint),
+        endpoint_url=s3_endpoint,
+        access_key_id="imgpipe-test",
+        secret_access_key="imgpipe-test-secret",
+    )

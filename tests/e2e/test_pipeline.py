@@ -24,6 +24,7 @@ from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, product
 from imgpipe_ops.stack import LocalStack, StackConfig
 from imgpipe_runtime.webhooks import verify
 from imgpipe_schemas.topics import ROWS_SUBMITTED
+from tests.conftest import new_bucket
 from tests.unit.test_metadata import tagged_jpeg
 from tests.waiting import wait_for
 
@@ -31,10 +32,20 @@ SECRET = "whsec_" + base64.b64encode(b"end-to-end test secret").decode()
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=["directory", "gridfs"])
+@pytest.fixture(scope="module", params=["directory", "gridfs", "s3"])
 def stack(request, infra, tmp_path_factory):
-    """The whole pipeline on each blob store: a local directory (make run) and GridFS (compose)."""
+    """The whole pipeline on each blob store: a local directory (make run), GridFS and an S3 bucket (compose)."""
     logs = tmp_path_factory.mktemp("stack-logs")
+    blobs = {"IMGPIPE_BLOB_STORE": request.param}
+    if request.param == "s3":
+        endpoint = request.getfixturevalue("s3_endpoint")
+        blobs |= {
+            "IMGPIPE_S3_BUCKET": new_bucket(endpoint),
+            "IMGPIPE_S3_ENDPOINT_URL": endpoint,
+            "IMGPIPE_S3_ACCESS_KEY_ID": "imgpipe-e2e",
+            "IMGPIPE_S3_SECRET_ACCESS_KEY": "imgpipe-e2e-secret",
+            "IMGPIPE_OUTPUT_URL_TTL": "3600",
+        }
     config = StackConfig(
         api_port=free_port(),
         log_dir=logs,
@@ -43,7 +54,7 @@ def stack(request, infra, tmp_path_factory):
         env={
             "IMGPIPE_WEBHOOK_SECRET": SECRET,
             "IMGPIPE_MONGO_DATABASE": f"e2e_{uuid.uuid4().hex[:8]}",
-            "IMGPIPE_BLOB_STORE": request.param,
+            **blobs,
         },
     )
     with LocalStack(config) as running:
@@ -101,8 +112,36 @@ def test_csv_to_compressed_images_and_signed_webhook(stack, sources):
     assert hook.headers["webhook-id"]
     assert payload["type"] == "request.completed"
     assert payload["data"]["request_id"] == request_id
-    assert payload["data"]["output_file_url"] == final["output_file_url"]
+    # The same file; a presigned URL is signed anew for each answer.
+    assert without_query(payload["data"]["output_file_url"]) == without_query(final["output_file_url"])
     assert payload["data"]["progress"] == final["progress"]
+
+
+def without_query(url: str) -> str:
+    return url.partition("?")[0]
+
+
+def test_output_urls_lead_to_the_store_and_ingest_serves_every_file_as_well(stack, sources):
+    """With a bucket, output URLs are the bucket's (presigned: no credentials needed) and ingest's /api/files
+    answers with a redirect there; with the other stores ingest serves the bytes itself."""
+    request_id = upload(stack.api_url, products_csv([(1, "P", [f"{sources.url}/photos/2.jpg"])]))
+    final = wait_until_finished(stack.api_url, request_id, timeout=60)
+    output_url = list(csv.DictReader(io.StringIO(httpx.get(final["output_file_url"]).text)))[0]["Output Image Urls"]
+    image = httpx.get(output_url, timeout=10)
+    assert image.status_code == 200 and Image.open(io.BytesIO(image.content)).format == "JPEG"
+
+    name = f"{request_id}/images/0-0.jpg"
+    through_ingest = httpx.get(f"{stack.api_url}/api/files/{name}", timeout=10)
+    if stack.config.env["IMGPIPE_BLOB_STORE"] == "s3":
+        bucket = stack.config.env["IMGPIPE_S3_BUCKET"]
+        assert output_url.startswith(f"{stack.config.env['IMGPIPE_S3_ENDPOINT_URL']}/{bucket}/{name}?X-Amz-")
+        assert final["output_file_url"].startswith(f"{stack.config.env['IMGPIPE_S3_ENDPOINT_URL']}/{bucket}/")
+        assert "X-Amz-Expires=3600" in output_url
+        assert through_ingest.status_code == 307
+        through_ingest = httpx.get(through_ingest.headers["location"], timeout=10)
+    else:
+        assert output_url == f"{stack.api_url}/api/files/{name}"
+    assert through_ingest.status_code == 200 and through_ingest.content == image.content
 
 
 def test_quality_and_format_per_request(stack, sources):
@@ -112,7 +151,7 @@ def test_quality_and_format_per_request(stack, sources):
     final = wait_until_finished(stack.api_url, request_id, timeout=60)
     output_url = list(csv.DictReader(io.StringIO(httpx.get(final["output_file_url"]).text)))[0]["Output Image Urls"]
     image = httpx.get(output_url)
-    assert output_url.endswith(".webp") and image.headers["content-type"] == "image/webp"
+    assert without_query(output_url).endswith(".webp") and image.headers["content-type"] == "image/webp"
     assert Image.open(io.BytesIO(image.content)).format == "WEBP"
 
 

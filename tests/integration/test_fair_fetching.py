@@ -19,6 +19,7 @@ from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas import ImageOptions, RowSubmitted
+from tests.blob_fakes import CodecWrittenBlobs
 from tests.integration.stalling import stalling  # noqa: F401 (a fixture)
 from tests.waiting import eventually
 
@@ -52,7 +53,7 @@ def production_worker() -> tuple[Adapters, Downloader]:
     adapters = Adapters(
         fetch=fetcher.fetch,
         compress=compressed,
-        blobs=None,
+        blobs=CodecWrittenBlobs(),
         producer=None,
         public_base_url="http://api",
         sources=SharedSources(),

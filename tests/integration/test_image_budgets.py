@@ -20,6 +20,7 @@ from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas import ImageOptions, RowProcessed, RowSubmitted
+from tests.blob_fakes import CodecWrittenBlobs
 
 CAP = 10_000
 SIZED = 4_000
@@ -95,7 +96,7 @@ def worker(fetcher: Downloader, image_budget_s: float, row_budget_s: float) -> A
     return Adapters(
         fetch=fetcher.fetch,
         compress=compressed,
-        blobs=None,
+        blobs=CodecWrittenBlobs(),
         producer=None,
         public_base_url="http://api",
         sources=SharedSources(),

@@ -4,9 +4,11 @@ docs``) writes it; tests/unit/test_configuration_doc.py fails while the file and
 
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from pydantic_settings import BaseSettings
@@ -111,6 +113,10 @@ def _default(info: FieldInfo) -> str:
         return ",".join(f"{item:g}" if isinstance(item, float) else str(item) for item in value)
     if isinstance(value, float):
         return f"{value:g}"
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g}"
+    if isinstance(value, SecretStr):
+        return "none" if not value.get_secret_value() else "set"
     return str(value)
 
 

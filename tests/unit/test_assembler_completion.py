@@ -121,6 +121,9 @@ class FakeBlobs:
 
         return Reader()
 
+    def url(self, name: str) -> None:
+        return None
+
 
 class FakeProducer:
     def __init__(self) -> None:

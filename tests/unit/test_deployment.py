@@ -132,7 +132,7 @@ def env_file(path: Path) -> dict[str, str]:
 
 def service_env(service: dict, env: dict[str, str] | None = None) -> dict[str, str]:
     """A service's environment as compose gives it, with ``env`` (and the one setting compose requires)."""
-    given = {"IMGPIPE_WEBHOOK_SECRET": "whsec_required", **(env or {})}
+    given = {"IMGPIPE_WEBHOOK_SECRET": "whsec_required", "IMGPIPE_S3_SECRET_ACCESS_KEY": "required", **(env or {})}
     return {name: interpolate(value, given) for name, value in service["environment"].items()}
 
 
@@ -234,7 +234,7 @@ def test_the_docker_test_backend_runs_the_kafka_of_compose(compose):
 
 
 def requirements(name: str) -> dict[str, str]:
-    """name → pinned version, following -r includes."""
+    """name → pinned version, following -r includes; a package's extras (``moto[server]``) are not its name."""
     found = {}
     for line in (ROOT / name).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
@@ -242,7 +242,7 @@ def requirements(name: str) -> dict[str, str]:
             found |= requirements(line[3:].strip())
         elif line:
             package, version = line.split("==")
-            found[package.lower().replace("_", "-")] = version
+            found[package.split("[")[0].lower().replace("_", "-")] = version
     return found
 
 

@@ -14,6 +14,7 @@ from imgpipe_image_worker.handlers import Adapters, process_row
 from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_schemas import ImageOptions, RowSubmitted
+from tests.blob_fakes import CodecWrittenBlobs
 from tests.waiting import eventually
 
 
@@ -102,7 +103,7 @@ def wired(fake: HangingSources, share: int, image_budget_s: float = 30) -> Adapt
     return Adapters(
         fetch=fake.fetch,
         compress=fake.compress,
-        blobs=None,
+        blobs=CodecWrittenBlobs(),
         producer=None,
         public_base_url="http://api",
         sources=SharedSources(),

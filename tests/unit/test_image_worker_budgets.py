@@ -128,6 +128,9 @@ class Hanging:
     async def put(self, name: str, data: bytes, content_type: str) -> None:
         await self._hang()
 
+    def url(self, name: str) -> None:
+        return None
+
 
 def wired(fake: Hanging, image_budget_s: float, row_budget_s: float, sources: SharedSources | None = None) -> Adapters:
     return Adapters(

@@ -11,6 +11,7 @@ from imgpipe_image_worker.handlers import Adapters, process_row
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_schemas import ImageOptions, RowSubmitted
+from tests.blob_fakes import CodecWrittenBlobs
 
 
 class FakeSources:
@@ -40,7 +41,7 @@ def adapters(fake: FakeSources) -> Adapters:
     return Adapters(
         fetch=fake.fetch,
         compress=fake.compress,
-        blobs=None,
+        blobs=CodecWrittenBlobs(),
         producer=None,
         public_base_url="http://api",
         sources=SharedSources(),

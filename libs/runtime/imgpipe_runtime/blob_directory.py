@@ -83,6 +83,10 @@ class DirectoryBlobStore:
         """What a codec process writes its output with."""
         return self
 
+    def url(self, name: str) -> None:
+        """None: ingest serves the directory's files."""
+        return None
+
     async def open(self, name: str) -> "FileBlob | None":
         try:
             path = self.path(name)

@@ -1,7 +1,8 @@
-"""Files (uploaded CSVs, output images, output CSVs), addressed by a path-like name, in one of two
-stores chosen by ``IMGPIPE_BLOB_STORE``: GridFS (where MongoDB is a real server, as in compose.yaml) or
-a local directory (the local stack's default: the embedded database is pure Python, and image bytes
-through it cost it about 11 ms of CPU per image)."""
+"""Files (uploaded CSVs, output images, output CSVs), addressed by a path-like name, in one of three
+stores chosen by ``IMGPIPE_BLOB_STORE``: an S3-compatible bucket (compose.yaml's default, which every
+replica and every client reaches), GridFS (where MongoDB is a real server) or a local directory (the local
+stack's default: the embedded database is pure Python, and image bytes through it cost it about 11 ms of
+CPU per image)."""
 
 import io
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import DuplicateKeyError
 
 from imgpipe_runtime.blob_directory import DirectoryBlobStore
+from imgpipe_runtime.blob_s3 import S3BlobStore, S3BlobWriter
 from imgpipe_runtime.mongo import Database, Document
 from imgpipe_runtime.settings import BlobSettings
 
@@ -33,7 +35,7 @@ class BlobReader(Protocol):
 
 
 class BlobStore(Protocol):
-    """What the services need of a file store; GridFsBlobStore and DirectoryBlobStore provide it."""
+    """What the services need of a file store; GridFsBlobStore, DirectoryBlobStore and S3BlobStore provide it."""
 
     async def put(self, name: str, data: bytes | IO[bytes], content_type: str) -> None: ...
 
@@ -43,7 +45,13 @@ class BlobStore(Protocol):
         """Deletes every blob whose name starts with ``prefix`` (a request's ``<id>/``); returns how many."""
         ...
 
-    def writer(self) -> DirectoryBlobStore | None: ...
+    def writer(self) -> DirectoryBlobStore | S3BlobWriter | None:
+        """What a codec process stores its output with, where any process can write to the store."""
+        ...
+
+    def url(self, name: str) -> str | None:
+        """Where a client fetches ``name`` straight from the store, or None where ingest serves it."""
+        ...
 
 
 class GridFsBlobStore:
@@ -104,6 +112,9 @@ class GridFsBlobStore:
         """None: a database client does not travel to a codec process, so outputs come back as bytes."""
         return None
 
+    def url(self, name: str) -> None:
+        return None
+
     async def open(self, name: str) -> "GridFsBlob | None":
         file = await self._files.find_one({"_id": name})
         if file is None:
@@ -133,12 +144,20 @@ class GridFsBlob:
 def open_blob_store(settings: BlobSettings, db: Database) -> BlobStore:
     if settings.store == "directory":
         return DirectoryBlobStore(settings.dir)
+    if settings.store == "s3":
+        return S3BlobStore(settings.s3)
     return GridFsBlobStore(db)
 
 
 def blob_url(public_base_url: str, name: str) -> str:
     """The absolute URL at which ingest serves the blob ``name``."""
     return f"{public_base_url.rstrip('/')}/api/files/{name}"
+
+
+def file_url(blobs: BlobStore, public_base_url: str, name: str) -> str:
+    """The URL handed out for the output ``name``: the store's own where clients reach it (a bucket's,
+    presigned or public), else ingest's."""
+    return blobs.url(name) or blob_url(public_base_url, name)
 
 
 def input_csv_name(request_id: str) -> str:

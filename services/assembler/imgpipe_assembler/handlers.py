@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.output_csv import OutputCsvWriter
 from imgpipe_bus import EventProducer, Letter, Unprocessable
-from imgpipe_runtime.blobs import BlobStore, blob_url, output_csv_name
+from imgpipe_runtime.blobs import BlobStore, file_url, output_csv_name
 from imgpipe_runtime.documents import Origin, stored_progress
 from imgpipe_runtime.logs import about_request
 from imgpipe_schemas import (
@@ -52,7 +52,8 @@ for _status in (RequestStatus.SUCCESS, RequestStatus.FAILED):
 @dataclass(frozen=True)
 class Adapters:
     """What the handlers and the reconciler reach outside with, built once by main.build_app;
-    ``public_base_url`` is what the output CSV's link is made of."""
+    ``public_base_url`` is what the output CSV's link is made of where ingest serves it (the blob store's own
+    URL otherwise)."""
 
     store: ProgressStore
     blobs: BlobStore
@@ -172,7 +173,7 @@ async def announce(request: dict, adapters: Adapters) -> None:
             event_type=request.get("completion_type", "request.completed"),
             request_id=uuid.UUID(request_id),
             status=request["status"],
-            output_file_url=blob_url(adapters.public_base_url, request["output_file"]),
+            output_file_url=file_url(adapters.blobs, adapters.public_base_url, request["output_file"]),
             progress=stored_progress(request),
             webhook_url=request.get("webhook_url"),
         ),

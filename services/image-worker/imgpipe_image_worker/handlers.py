@@ -25,7 +25,7 @@ from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed, ImageRejected
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
-from imgpipe_runtime.blobs import BlobStore, blob_url, output_image_stem
+from imgpipe_runtime.blobs import BlobStore, file_url, output_image_stem
 from imgpipe_schemas import ImageOptions, ImageResult, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import ROWS_PROCESSED
 
@@ -38,8 +38,9 @@ Compress = Callable[[bytes, int, str, str, ImageOptions], Awaitable[Compressed]]
 @dataclass(frozen=True)
 class Adapters:
     """What the handlers reach outside with, built once by main.build_app; ``public_base_url`` is what the
-    output images' links are made of. ``fetch(url, deadline)`` holds the source's bytes for its block;
-    ``request_fetches`` is keyed by request id and bounds each request's fetches in flight."""
+    output images' links are made of where ingest serves them (the blob store's own URLs otherwise).
+    ``fetch(url, deadline)`` holds the source's bytes for its block; ``request_fetches`` is keyed by
+    request id and bounds each request's fetches in flight."""
 
     fetch: Fetch
     compress: Compress
@@ -134,7 +135,7 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
     metrics.stored(output.length, stored_in)
     return ImageResult(
         source_url=url,
-        output_url=blob_url(adapters.public_base_url, name),
+        output_url=file_url(adapters.blobs, adapters.public_base_url, name),
         bytes_in=bytes_in,
         bytes_out=output.length,
         kept_source=output.kept_source,

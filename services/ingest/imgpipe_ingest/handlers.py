@@ -13,7 +13,7 @@ from typing import BinaryIO
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import CsvRejected, Limits, check_text, validate_csv
-from imgpipe_runtime.blobs import BlobStore, blob_url, input_csv_name, is_output_csv_name
+from imgpipe_runtime.blobs import BlobStore, blob_url, file_url, input_csv_name, is_output_csv_name
 from imgpipe_runtime.documents import stored_options, visible_to
 from imgpipe_runtime.logs import about_request
 from imgpipe_runtime.retention import EXPIRED_AT, is_tombstone
@@ -228,14 +228,15 @@ async def _store(
 
 
 async def request_status(
-    request_id: str, *, owner: str | None, store: RequestStore, public_base_url: str
+    request_id: str, *, owner: str | None, store: RequestStore, blobs: BlobStore, public_base_url: str
 ) -> StatusReport:
-    """Raises as visible_request does."""
+    """Raises as visible_request does. The output's URL is made afresh at every call (a presigned one
+    lives for its own time from then)."""
     request = await visible_request(request_id, owner=owner, store=store)
     output_file = request.get("output_file")
     return StatusReport(
         status=request["status"],
-        output_file_url=blob_url(public_base_url, output_file) if output_file else None,
+        output_file_url=file_url(blobs, public_base_url, output_file) if output_file else None,
         progress=await store.progress(request),
         rows_accepted=min(request.get("rows_accepted", request["rows_total"]), request["rows_total"]),
         webhooks=await store.webhook_deliveries(request_id),

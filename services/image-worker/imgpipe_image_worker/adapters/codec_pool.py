@@ -15,7 +15,7 @@ task waiting in a stopped process's pipe had not started, and goes to its replac
 ``ProcessPoolExecutor`` could do none of this: it cannot stop one task, and one dead process breaks every
 task in flight.
 
-Where the blob store can be written from any process (a local directory), the codec process stores
+Where the blob store can be written from any process (a local directory, a bucket), the codec process stores
 the output itself, so that only the source's bytes cross between processes, once.
 
 A codec process ends when the worker that started it dies, however it dies: after a kill -9 of the

@@ -18,7 +18,8 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 
-from imgpipe_ingest.deps import SettingsDep
+from imgpipe_ingest.deps import Blobs, SettingsDep
+from imgpipe_runtime.blobs import BlobStore, output_image_stem
 
 router = APIRouter()
 
@@ -87,19 +88,28 @@ NOT_FOUND = "<!doctype html><title>Not found</title><p>{} is not a request id: a
 
 
 @router.get("/requests/{request_id}", response_class=HTMLResponse, include_in_schema=False)
-async def status_page(request_id: str, settings: SettingsDep) -> HTMLResponse:
+async def status_page(request_id: str, settings: SettingsDep, blobs: Blobs) -> HTMLResponse:
     try:
         request_id = str(uuid.UUID(request_id))
     except ValueError:
-        return HTMLResponse(NOT_FOUND.format(html.escape(request_id[:64])), status_code=404, headers=_headers(settings))
-    return HTMLResponse(PAGE.substitute(request_id=request_id), headers=_headers(settings))
+        return HTMLResponse(
+            NOT_FOUND.format(html.escape(request_id[:64])), status_code=404, headers=_headers(settings, blobs)
+        )
+    return HTMLResponse(PAGE.substitute(request_id=request_id), headers=_headers(settings, blobs))
 
 
-def _headers(settings) -> dict[str, str]:
-    """Scripts, styles and API calls from ingest only; images also from the public base URL, where output
-    images are. No Referer: the page's URL holds the request id, and its links lead to image sources."""
-    public = urlsplit(settings.public_base_url)
-    images = f" {public.scheme}://{public.netloc}" if public.scheme in ("http", "https") and public.netloc else ""
+def _origin(url: str | None) -> str:
+    parts = urlsplit(url or "")
+    return f" {parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
+
+
+def _headers(settings, blobs: BlobStore) -> dict[str, str]:
+    """Scripts, styles and API calls from ingest only; images also from where output images are: the public
+    base URL, or the blob store's own (a bucket). No Referer: the page's URL holds the request id, and its
+    links lead to image sources."""
+    images = _origin(settings.public_base_url)
+    if (bucket := _origin(blobs.url(output_image_stem(str(uuid.UUID(int=0)), 0, 0) + ".jpg"))) not in ("", images):
+        images += bucket
     policy = (
         f"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'{images}; connect-src 'self'; "
         "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from imgpipe_ingest import handlers
 from imgpipe_ingest.auth import KeyedRoute
-from imgpipe_ingest.deps import Owner, SettingsDep, Store
+from imgpipe_ingest.deps import Blobs, Owner, SettingsDep, Store
 from imgpipe_ingest.envelope import ClientError, envelope, errors
 from imgpipe_ingest.payloads import RowOutcome, RowsAnswer, RowsPayload, StatusAnswer, StatusPayload
 
@@ -28,12 +28,12 @@ UNKNOWN = "no request with this id, or it was made with another API key"
     responses=errors(400, 401, 404, 410, 503, e400=NOT_A_UUID, e404=UNKNOWN),
 )
 async def output(
-    settings: SettingsDep, store: Store, owner: Owner, request_id: Annotated[str, Query()]
+    settings: SettingsDep, store: Store, blobs: Blobs, owner: Owner, request_id: Annotated[str, Query()]
 ) -> JSONResponse:
     request_id = _parse_request_id(request_id)
     try:
         status = await handlers.request_status(
-            request_id, owner=owner, store=store, public_base_url=settings.public_base_url
+            request_id, owner=owner, store=store, blobs=blobs, public_base_url=settings.public_base_url
         )
     except handlers.RequestNotFound as exc:
         raise ClientError(404, f"no request with id {request_id}") from exc
