@@ -40,7 +40,9 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     up.add_argument("csv", type=Path, help="the products CSV")
     up.add_argument("--webhook-url", help="where to POST the signed completion webhook")
     up.add_argument("--quality", type=int, help="encoder quality, 1-95 (server default 50)")
-    up.add_argument("--format", choices=["jpeg", "webp", "png", "keep"], help="output format (server default jpeg)")
+    up.add_argument(
+        "--format", choices=["jpeg", "webp", "png", "avif", "keep"], help="output format (server default jpeg)"
+    )
     up.add_argument("--max-width", type=int, help="widest output in pixels, 1-20000; never upscaled")
     up.add_argument("--max-height", type=int, help="tallest output in pixels, 1-20000; never upscaled")
     up.add_argument(
