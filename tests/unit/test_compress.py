@@ -1,12 +1,13 @@
 import io
 import struct
 
+import numpy as np
 import pillow_heif
 import pytest
 from PIL import AvifImagePlugin, Image
 from pillow_heif import as_plugin
 
-from imgpipe_image_worker import geometry
+from imgpipe_image_worker import geometry, perceptual
 from imgpipe_image_worker.compress import ImageRejected, Policy, compress
 from imgpipe_ops.samples import photo_like_jpeg
 from imgpipe_schemas import ImageOptions
@@ -393,3 +394,47 @@ def test_the_avif_and_heic_codecs_run_on_one_thread_in_a_codec_process():
     squeeze(photo_like_jpeg(64, 64, seed=13), 50, output_format="avif")
     assert AvifImagePlugin.DEFAULT_MAX_THREADS == 1
     assert pillow_heif.options.DECODE_THREADS == 1
+
+
+def flat_product_shot(side: int = 600) -> bytes:
+    image = Image.new("RGB", (side, side), "white")
+    image.paste((90, 40, 160), (side // 4, side // 4, side * 3 // 4, side * 3 // 4))
+    return encode(image, "JPEG", quality=98)
+
+
+def grainy(side: int = 600, seed: int = 3) -> bytes:
+    noise = np.random.default_rng(seed).normal(128, 40, (side, side, 3))
+    return encode(Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8)), "PNG")
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "webp", "avif"])
+def test_a_quality_mode_chooses_per_image_and_reports_the_quality_and_its_score(fmt):
+    mode = ImageOptions(quality_mode="auto:good")
+    easy = squeeze(flat_product_shot(), 50, output_format=fmt, options=mode)
+    hard = squeeze(grainy(), 50, output_format=fmt, options=mode)
+    for result in (easy, hard):
+        assert result.quality in perceptual.QUALITIES and result.score is not None and not result.kept_source
+        assert result.score >= perceptual.MODES["auto:good"][fmt.upper()] or result.quality == perceptual.QUALITIES[-1]
+    assert easy.quality < hard.quality
+    # The encode is at the chosen quality: the same bytes as a fixed-quality encode at it.
+    fixed = squeeze(grainy(), hard.quality, output_format=fmt)
+    assert (fixed.quality, fixed.score, fixed.data) == (hard.quality, None, hard.data)
+
+
+def test_a_quality_mode_is_searched_on_the_final_geometry(monkeypatch):
+    sizes = []
+    choose = perceptual.quality_for_mode
+
+    def spy(image: Image.Image, fmt: str, mode: str, *args) -> perceptual.Choice:
+        sizes.append((image.size, fmt, mode))
+        return choose(image, fmt, mode, *args)
+
+    monkeypatch.setattr(perceptual, "quality_for_mode", spy)
+    options = ImageOptions(max_width=300, quality_mode="auto:eco")
+    result = squeeze(photo_like_jpeg(900, 600, seed=14), 50, options=options)
+    assert sizes == [((300, 200), "JPEG", "auto:eco")] and (result.width, result.height) == (300, 200)
+
+
+def test_png_output_takes_the_fixed_quality_whatever_the_mode():
+    result = squeeze(flat_product_shot(), 40, output_format="png", options=ImageOptions(quality_mode="auto:best"))
+    assert (result.quality, result.score) == (40, None)

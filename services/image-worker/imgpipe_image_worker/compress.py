@@ -30,7 +30,7 @@ from typing import Protocol, cast
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from imgpipe_image_worker import encoders, geometry, metadata
+from imgpipe_image_worker import encoders, geometry, metadata, perceptual
 from imgpipe_image_worker.encoders import TYPES
 from imgpipe_schemas import ImageOptions
 
@@ -75,6 +75,8 @@ class Compressed:
     kept_source: bool = False
     width: int | None = None
     height: int | None = None
+    quality: int | None = None  # the encoder's; None for a source kept as it is
+    score: float | None = None  # the perceptual score, when a quality mode chose the quality
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,8 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
             metadata.clear(image)
             target = _target(policy.output_format, source_format)
             settings = encoders.Settings(policy.jpeg_optimize, policy.options.progressive, policy.median_cut_max_pixels)
-            encoded = encoders.encode(
-                image, target, policy.quality, settings, icc_profile, metadata.save_params(kept, target)
-            )
+            quality, score = _quality(image, target, policy)
+            encoded = encoders.encode(image, target, quality, settings, icc_profile, metadata.save_params(kept, target))
             if target == "JPEG":
                 encoded = metadata.with_iptc(encoded, kept)
     except ImageRejected:
@@ -145,7 +146,17 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
             extension, content_type = SOURCE_TYPES[source_format]
             return Compressed(source, extension, content_type, len(source), True, width, height)
     extension, content_type = TYPES[target]
-    return Compressed(encoded, extension, content_type, len(encoded), False, width, height)
+    return Compressed(encoded, extension, content_type, len(encoded), False, width, height, quality, score)
+
+
+def _quality(image: Image.Image, target: str, policy: Policy) -> tuple[int, float | None]:
+    """The encoder quality for ``image`` (at its final geometry) and, when a quality mode chose it, its score.
+    PNG has no perceptual search: it takes the fixed quality, mode or not."""
+    mode = policy.options.quality_mode
+    if mode is None or target not in perceptual.FORMATS:
+        return policy.quality, None
+    choice = perceptual.quality_for_mode(image, target, mode)
+    return choice.quality, choice.score
 
 
 def _target(output_format: str, source_format: str | None) -> str:
