@@ -46,7 +46,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         "lowest quality that still looks like the source (auto = auto:good)",
     )
     up.add_argument(
-        "--format", choices=["jpeg", "webp", "png", "avif", "keep"], help="output format (server default jpeg)"
+        "--format", choices=["jpeg", "webp", "png", "avif", "keep", "auto"], help="output format (server default jpeg)"
     )
     up.add_argument("--max-width", type=int, help="widest output in pixels, 1-20000; never upscaled")
     up.add_argument("--max-height", type=int, help="tallest output in pixels, 1-20000; never upscaled")

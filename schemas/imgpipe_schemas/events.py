@@ -22,7 +22,7 @@ from pydantic.json_schema import JsonSchemaValue
 
 SCHEMA_VERSION: Final = 1
 
-OutputFormat = Literal["jpeg", "webp", "png", "avif", "keep"]
+OutputFormat = Literal["jpeg", "webp", "png", "avif", "keep", "auto"]
 MAX_ERROR_MESSAGE = 500
 # Bounds on what a producer may send, the CSV's own: they keep every event, and the row result it leads
 # to, far below a Kafka message's 1 MB limit, so that an oversized event is invalid, never unsendable.

@@ -112,6 +112,17 @@ def test_a_quality_mode_travels_with_the_rows_and_the_fixed_quality_stays(client
     assert {(event.quality, event.image_options.quality_mode) for _, _, event in rows} == {(expected_quality, mode)}
 
 
+@pytest.mark.parametrize(("quality", "mode"), [(None, "auto:good"), ("auto:eco", "auto:eco")])
+def test_format_auto_compares_the_formats_at_a_quality_mode(client, settings, quality, mode):
+    form = {"format": "auto"} | ({"quality": quality} if quality else {})
+    response = post_csv(client, GOOD_CSV, **form)
+    assert response.status_code == 200
+    request_id = response.json()["payload"]["request_id"]
+    mine = lambda event: str(event.request_id) == request_id  # noqa: E731
+    rows = consume(settings.kafka.bootstrap_servers, ROWS_SUBMITTED, 2, match=mine)
+    assert {(event.output_format, event.image_options.quality_mode) for _, _, event in rows} == {("auto", mode)}
+
+
 def test_a_bad_csv_gets_400_listing_every_problem(client):
     response = post_csv(client, b"S. No.,Product Name,Input Image Urls\n0,,nope\n1,B,http://ok.test/a.jpg\n")
     assert response.status_code == 400

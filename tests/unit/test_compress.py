@@ -438,3 +438,27 @@ def test_a_quality_mode_is_searched_on_the_final_geometry(monkeypatch):
 def test_png_output_takes_the_fixed_quality_whatever_the_mode():
     result = squeeze(flat_product_shot(), 40, output_format="png", options=ImageOptions(quality_mode="auto:best"))
     assert (result.quality, result.score) == (40, None)
+
+
+def test_format_auto_keeps_the_smallest_of_avif_webp_and_jpeg_at_equal_perceptual_quality():
+    source = photo_like_jpeg(600, 400, seed=15, quality=95)
+    chosen = squeeze(source, 50, output_format="auto")  # no mode given: auto:good
+    good = ImageOptions(quality_mode="auto:good")
+    each = {fmt: squeeze(source, 50, output_format=fmt, options=good) for fmt in ("avif", "webp", "jpeg")}
+    assert chosen.extension in {"avif", "webp", "jpg"} and not chosen.kept_source
+    assert chosen.quality is not None and chosen.score is not None
+    for fmt, result in each.items():
+        at_its_quality = squeeze(source, result.quality, output_format=fmt)
+        assert chosen.length <= at_its_quality.length, fmt
+    winner = next(result for result in each.values() if result.extension == chosen.extension)
+    assert (winner.quality, winner.data) == (chosen.quality, chosen.data)
+
+
+def test_format_auto_honours_allowed_formats_and_never_flattens_transparency():
+    source = photo_like_jpeg(300, 200, seed=16, quality=95)
+    assert squeeze(source, output_format="auto", allowed_formats=("JPEG",)).extension == "jpg"
+    assert squeeze(source, output_format="auto", allowed_formats=("WEBP",)).extension == "webp"
+    image = photo((300, 200)).convert("RGBA")
+    image.paste((0, 0, 0, 0), (0, 0, 100, 100))
+    transparent = squeeze(encode(image, "PNG"), output_format="auto", allowed_formats=("JPEG", "WEBP"))
+    assert transparent.extension == "webp" and decoded(transparent.data).getpixel((10, 10))[3] == 0

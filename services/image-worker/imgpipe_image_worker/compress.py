@@ -17,7 +17,9 @@ costs about 0.6 s of CPU per megapixel of a many-colour image (30 s for 50 Mpx),
 ``median_cut_max_pixels`` the palette comes from the fast octree instead (about 0.01 s per megapixel).
 AVIF (libavif in Pillow) is written on one thread per codec process (see encoders). Sources may also be
 AVIF and HEIC/HEIF (pillow-heif), their pixel cap checked on the header like every other format's.
-``keep`` writes the source's own format where it is JPEG, PNG, WebP or AVIF, else JPEG. An animated image keeps
+``keep`` writes the source's own format where it is JPEG, PNG, WebP or AVIF, else JPEG; ``auto`` encodes
+AVIF, WebP and JPEG (those ``allowed_formats`` allows), each at its quality for the request's quality mode,
+and keeps the smallest. An animated image keeps
 its first frame. Whenever the result would not be smaller than the source, the source bytes are kept instead,
 unless the request's geometry (see geometry) changed the image: then the source is not what was asked for.
 Either way the output holds only the metadata the request keeps (see metadata).
@@ -33,6 +35,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 from imgpipe_image_worker import encoders, geometry, metadata, perceptual
 from imgpipe_image_worker.encoders import TYPES
 from imgpipe_schemas import ImageOptions
+from imgpipe_schemas.events import QualityMode
 
 RESIZABLE_MODES = {"RGB", "RGBA", "L", "LA", "CMYK"}
 # Sources that may be served as they are when re-encoding would not make them smaller.
@@ -46,6 +49,10 @@ SOURCE_TYPES = {
 OPENED = [*SOURCE_TYPES, "HEIF"]
 ORIENTATION = ExifTags.Base.Orientation
 MEDIAN_CUT_MAX_PIXELS = 2_000_000
+# format=auto: each candidate at its own quality for the request's mode (auto:good when none is given), so
+# that the smallest is chosen among outputs of equal perceptual quality.
+AUTO_FORMATS = ("AVIF", "WEBP", "JPEG")
+AUTO_FORMAT_MODE: QualityMode = "auto:good"
 
 
 class BlobWriter(Protocol):
@@ -87,6 +94,8 @@ class Policy:
     jpeg_optimize: bool = False
     median_cut_max_pixels: int = MEDIAN_CUT_MAX_PIXELS
     options: ImageOptions = ImageOptions()
+    # format=auto's candidates; a preset may narrow them.
+    allowed_formats: tuple[str, ...] = AUTO_FORMATS
 
 
 def compress(data: bytes, policy: Policy = Policy(), writer: BlobWriter | None = None, stem: str = "") -> Compressed:
@@ -123,12 +132,16 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
                     image = encoders.rgb_or_rgba(image)
                 image = geometry.apply(image, shape)
             metadata.clear(image)
-            target = _target(policy.output_format, source_format)
             settings = encoders.Settings(policy.jpeg_optimize, policy.options.progressive, policy.median_cut_max_pixels)
-            quality, score = _quality(image, target, policy)
-            encoded = encoders.encode(image, target, quality, settings, icc_profile, metadata.save_params(kept, target))
-            if target == "JPEG":
-                encoded = metadata.with_iptc(encoded, kept)
+            candidates = []
+            for target in _targets(policy, source_format, image):
+                quality, score = _quality(image, target, policy)
+                params = metadata.save_params(kept, target)
+                encoded = encoders.encode(image, target, quality, settings, icc_profile, params)
+                if target == "JPEG":
+                    encoded = metadata.with_iptc(encoded, kept)
+                candidates.append((len(encoded), target, encoded, quality, score))
+            _, target, encoded, quality, score = min(candidates, key=lambda candidate: candidate[0])
     except ImageRejected:
         raise
     except MemoryError as exc:  # this image's own, like any decoder failure: never the row's
@@ -153,10 +166,22 @@ def _quality(image: Image.Image, target: str, policy: Policy) -> tuple[int, floa
     """The encoder quality for ``image`` (at its final geometry) and, when a quality mode chose it, its score.
     PNG has no perceptual search: it takes the fixed quality, mode or not."""
     mode = policy.options.quality_mode
+    if mode is None and policy.output_format == "auto":
+        mode = AUTO_FORMAT_MODE
     if mode is None or target not in perceptual.FORMATS:
         return policy.quality, None
     choice = perceptual.quality_for_mode(image, target, mode)
     return choice.quality, choice.score
+
+
+def _targets(policy: Policy, source_format: str | None, image: Image.Image) -> list[str]:
+    """The formats to encode: one, or for ``auto`` each allowed one (all of them encoded, the smallest kept).
+    JPEG is not a candidate for an image with transparency, which it would flatten."""
+    if policy.output_format != "auto":
+        return [_target(policy.output_format, source_format)]
+    transparent = image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info
+    allowed = [fmt for fmt in policy.allowed_formats if not (transparent and fmt == "JPEG")]
+    return allowed or [policy.allowed_formats[0]]
 
 
 def _target(output_format: str, source_format: str | None) -> str:

@@ -55,7 +55,11 @@ async def upload(
     ] = None,
     output_format: Annotated[
         OutputFormat | None,
-        Form(alias="format", description="Output format (default jpeg); keep = the source's own"),
+        Form(
+            alias="format",
+            description="Output format (default jpeg); keep = the source's own; auto = per image the smallest of "
+            "AVIF, WebP and JPEG at the quality mode's perceptual quality (auto:good unless quality says otherwise)",
+        ),
     ] = None,
     max_width: Annotated[
         int | None, Form(ge=1, le=MAX_SIDE, description="Widest output in pixels; never upscaled")
@@ -87,6 +91,8 @@ async def upload(
     if file.size is not None and file.size > settings.max_upload_bytes:
         raise ClientError(413, f"the file is larger than {settings.max_upload_bytes} bytes")
     fixed_quality, quality_mode = _quality(quality, settings.default_quality)
+    if output_format == "auto" and quality_mode is None:
+        quality_mode = "auto:good"  # the formats are compared at equal perceptual quality
     chosen = {
         "quality_mode": quality_mode,
         "max_width": max_width,
