@@ -116,14 +116,15 @@ def corpus(count: int, side: int) -> list[tuple[str, Image.Image]]:
 def anchor_targets(images: list[tuple[str, Image.Image]], fmt: str) -> dict[str, float]:
     """Each mode's target for ``fmt``: the median trial SSIM of the corpus at the mode's anchor quality."""
     targets = {}
-    trials = [perceptual.trial_image(image) for _, image in images]
+    side = perceptual.TRIAL_SIDES[fmt]
+    trials = [perceptual.trial_image(image, side) for _, image in images]
     if fmt == "JPEG":
         trials = [trial.convert("RGB") for trial in trials]
     for mode, quality in ANCHORS.items():
         scores = [perceptual.ssim_luma(trial, perceptual.round_trip(trial, fmt, quality)) for trial in trials]
         targets[mode] = statistics.median(scores)
         print(
-            f"{fmt} {mode}: q{quality} trial SSIM median {targets[mode]:.4f} "
+            f"{fmt} {mode}: q{quality} trial SSIM at {side} px median {targets[mode]:.4f} "
             f"(min {min(scores):.4f}, max {max(scores):.4f})"
         )
     return targets
@@ -160,14 +161,14 @@ def measure(images: list[tuple[str, Image.Image]], fmt: str) -> None:
             per_kind.setdefault(kind, []).append(choice.quality)
             below += choice.score < perceptual.MODES[mode][fmt]
             decoded = Image.open(io.BytesIO(data))
-            reduced.append(perceptual.ssim_luma(image, decoded))
+            reduced.append(perceptual.ssim_luma(image, decoded, scale_to=perceptual.TRIAL_SIDES[fmt]))
             full.append(perceptual.ssim_luma(image, decoded, scale_to=max(image.size)))
         kinds = ", ".join(f"{kind} {statistics.median(q):g}" for kind, q in per_kind.items())
         print(
             f"{fmt} {mode}: median q {statistics.median(qualities):g} ({min(qualities)}–{max(qualities)}; {kinds}); "
             f"target missed by the top quality on {below}; "
             f"bytes vs q50 {total_bytes / fixed_bytes[50]:.2f}, vs q80 {total_bytes / fixed_bytes[80]:.2f}; "
-            f"full-size SSIM median {statistics.median(reduced):.4f} at {perceptual.TRIAL_SIDE}px, "
+            f"full-size SSIM median {statistics.median(reduced):.4f} at {perceptual.TRIAL_SIDES[fmt]}px, "
             f"{statistics.median(full):.4f} at full scale; "
             f"CPU per image: search {search_cpu / len(images) * 1000:.0f} ms + encode "
             f"{final_cpu / len(images) * 1000:.0f} ms vs fixed q80 {fixed_cpu[80] / len(images) * 1000:.0f} ms "

@@ -39,8 +39,15 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     up = commands.add_parser("upload", help="upload a products CSV; --wait follows it to the end")
     up.add_argument("csv", type=Path, help="the products CSV")
     up.add_argument("--webhook-url", help="where to POST the signed completion webhook")
-    up.add_argument("--quality", type=int, help="encoder quality, 1-95 (server default 50)")
-    up.add_argument("--format", choices=["jpeg", "webp", "png", "keep"], help="output format (server default jpeg)")
+    up.add_argument(
+        "--quality",
+        type=_quality,
+        help="encoder quality, 1-95 (server default 50), or auto, auto:eco, auto:good, auto:best: per image the "
+        "lowest quality that still looks like the source (auto = auto:good)",
+    )
+    up.add_argument(
+        "--format", choices=["jpeg", "webp", "png", "avif", "keep", "auto"], help="output format (server default jpeg)"
+    )
     up.add_argument("--max-width", type=int, help="widest output in pixels, 1-20000; never upscaled")
     up.add_argument("--max-height", type=int, help="tallest output in pixels, 1-20000; never upscaled")
     up.add_argument(
@@ -66,6 +73,16 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     st = commands.add_parser("status", help="a request's status and progress")
     st.add_argument("request_id")
     st.set_defaults(func=status_command)
+
+
+QUALITY_MODES = ("auto", "auto:eco", "auto:good", "auto:best")
+
+
+def _quality(value: str) -> str:
+    """A fixed quality or a quality mode, checked before anything is sent."""
+    if value in QUALITY_MODES or (value.isdigit() and 1 <= int(value) <= 95):
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r} is neither 1-95 nor one of {', '.join(QUALITY_MODES)}")
 
 
 def upload_command(args: argparse.Namespace) -> int:

@@ -22,7 +22,7 @@ from pydantic.json_schema import JsonSchemaValue
 
 SCHEMA_VERSION: Final = 1
 
-OutputFormat = Literal["jpeg", "webp", "png", "keep"]
+OutputFormat = Literal["jpeg", "webp", "png", "avif", "keep", "auto"]
 MAX_ERROR_MESSAGE = 500
 # Bounds on what a producer may send, the CSV's own: they keep every event, and the row result it leads
 # to, far below a Kafka message's 1 MB limit, so that an oversized event is invalid, never unsendable.
@@ -70,6 +70,7 @@ class WireModel(BaseModel):
 
 Fit = Literal["contain", "pad", "cover"]
 Metadata = Literal["strip", "keep_copyright", "keep"]
+QualityMode = Literal["auto:eco", "auto:good", "auto:best"]
 MAX_SIDE = 20_000
 
 
@@ -115,6 +116,12 @@ class ImageOptions(BaseModel):
         "keep: everything but GPS.",
     )
     keep_gps: bool = Field(False, description="With metadata=keep, GPS positions are kept too.")
+    quality_mode: QualityMode | None = Field(
+        None,
+        description="Perceptual quality: per image, the lowest encoder quality whose output still scores the "
+        "mode's SSIM target (JPEG, WebP, AVIF); the event's quality is then used only for PNG. "
+        "Left out: the event's fixed quality.",
+    )
 
     # Field validators, not one for the model, so that an error names its field; each sees the fields
     # declared before it.
@@ -193,8 +200,14 @@ class ImageResult(WireModel):
     )
     width: Annotated[int, Field(ge=1)] | None = Field(None, description="The output's width in pixels.")
     height: Annotated[int, Field(ge=1)] | None = Field(None, description="The output's height in pixels.")
+    quality: Annotated[int, Field(ge=1, le=100)] | None = Field(
+        None, description="The encoder quality of the output; null for a source kept as it is, or a failure."
+    )
+    score: Annotated[float, Field(ge=-1, le=1)] | None = Field(
+        None, description="The perceptual score (SSIM) at that quality, when a quality mode chose it; else null."
+    )
 
-    wire_optional = frozenset({"width", "height"})
+    wire_optional = frozenset({"width", "height", "quality", "score"})
 
     @field_validator("error_message")
     @classmethod

@@ -99,6 +99,30 @@ def test_upload_stores_the_request_and_publishes_one_event_per_row(client, setti
     assert (accepted.rows_total, accepted.images_total, accepted.webhook_url) == (2, 3, "http://127.0.0.1:9/h")
 
 
+@pytest.mark.parametrize(
+    ("quality", "mode"), [("auto", "auto:good"), ("auto:eco", "auto:eco"), ("auto:best", "auto:best"), ("070", None)]
+)
+def test_a_quality_mode_travels_with_the_rows_and_the_fixed_quality_stays(client, settings, quality, mode):
+    response = post_csv(client, GOOD_CSV, quality=quality)
+    assert response.status_code == 200
+    request_id = response.json()["payload"]["request_id"]
+    mine = lambda event: str(event.request_id) == request_id  # noqa: E731
+    rows = consume(settings.kafka.bootstrap_servers, ROWS_SUBMITTED, 2, match=mine)
+    expected_quality = 70 if mode is None else settings.default_quality
+    assert {(event.quality, event.image_options.quality_mode) for _, _, event in rows} == {(expected_quality, mode)}
+
+
+@pytest.mark.parametrize(("quality", "mode"), [(None, "auto:good"), ("auto:eco", "auto:eco")])
+def test_format_auto_compares_the_formats_at_a_quality_mode(client, settings, quality, mode):
+    form = {"format": "auto"} | ({"quality": quality} if quality else {})
+    response = post_csv(client, GOOD_CSV, **form)
+    assert response.status_code == 200
+    request_id = response.json()["payload"]["request_id"]
+    mine = lambda event: str(event.request_id) == request_id  # noqa: E731
+    rows = consume(settings.kafka.bootstrap_servers, ROWS_SUBMITTED, 2, match=mine)
+    assert {(event.output_format, event.image_options.quality_mode) for _, _, event in rows} == {("auto", mode)}
+
+
 def test_a_bad_csv_gets_400_listing_every_problem(client):
     response = post_csv(client, b"S. No.,Product Name,Input Image Urls\n0,,nope\n1,B,http://ok.test/a.jpg\n")
     assert response.status_code == 400
@@ -228,6 +252,9 @@ def test_a_large_upload_within_the_limits_is_read_in_chunks(bus_settings, mongo_
         ({"quality": "0"}, "quality"),
         ({"quality": "96"}, "quality"),
         ({"quality": "x"}, "quality"),
+        ({"quality": "auto:max"}, "quality"),
+        ({"quality": "auto:"}, "quality"),
+        ({"quality": "7.5"}, "quality"),
         ({"format": "gif"}, "format"),
         ({"max_width": "0"}, "max_width"),
         ({"max_height": "20001"}, "max_height"),
@@ -437,6 +464,10 @@ def test_rows_are_paged_in_input_order_with_each_images_outcome(client, settings
         output_url="http://127.0.0.1:8123/api/files/x.jpg",
         bytes_in=900,
         bytes_out=300,
+        width=640,
+        height=480,
+        quality=62,
+        score=0.9912,
     )
     failed = ImageResult(source_url="http://img.test/2b.jpg", error_code="http_404", error_message="Not Found")
     store_results(settings, request_id, {1: [ok, failed], 5: [ok, ok.model_copy(update={"source_url": "b"})]})
@@ -465,6 +496,10 @@ def test_rows_are_paged_in_input_order_with_each_images_outcome(client, settings
             "bytes_in": 900,
             "bytes_out": 300,
             "kept_source": False,
+            "width": 640,
+            "height": 480,
+            "quality": 62,
+            "score": 0.9912,
         },
         {
             "source_url": "http://img.test/2b.jpg",
@@ -475,6 +510,10 @@ def test_rows_are_paged_in_input_order_with_each_images_outcome(client, settings
             "bytes_in": 0,
             "bytes_out": 0,
             "kept_source": False,
+            "width": None,
+            "height": None,
+            "quality": None,
+            "score": None,
         },
     ]
     assert rows_page(client, request_id, failed="true", offset=1)["rows"] == []

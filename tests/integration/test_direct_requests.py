@@ -82,9 +82,9 @@ async def test_results_before_rows_before_the_request_still_complete_it(adapters
         "images_failed": 0,
     }
     assert await output_table(adapters, request) == [
-        ["S. No.", "Product Name", "Input Image Urls", "Output Image Urls", "Image Errors"],
-        ["10", "P0", "http://in/0", "http://out/0", ""],
-        ["11", "P1", "http://in/1", "http://out/1", ""],
+        ["S. No.", "Product Name", "Input Image Urls", "Output Image Urls", "Image Errors", "Image Details"],
+        ["10", "P0", "http://in/0", "http://out/0", "", "quality=;score=;;0"],
+        ["11", "P1", "http://in/1", "http://out/1", "", "quality=;score=;;0"],
     ]
     completed = consume(
         bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 1, match=lambda e: e.request_id == request_id
@@ -115,7 +115,15 @@ async def test_an_uploads_events_leave_its_stored_rows_alone(adapters, mongo_set
     await record_results([processed(request_id, 0)], adapters)
     request = await adapters.store.get(str(request_id))
     assert request["status"] == "SUCCESS"
-    assert (await output_table(adapters, request))[1] == ["7", "Hat", "http://in/0", "red", "http://out/0", ""]
+    assert (await output_table(adapters, request))[1] == [
+        "7",
+        "Hat",
+        "http://in/0",
+        "red",
+        "http://out/0",
+        "",
+        "quality=;score=;;0",
+    ]
     await db.client.close()
 
 

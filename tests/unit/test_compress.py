@@ -1,9 +1,13 @@
 import io
+import struct
 
+import numpy as np
+import pillow_heif
 import pytest
-from PIL import Image
+from PIL import AvifImagePlugin, Image
+from pillow_heif import as_plugin
 
-from imgpipe_image_worker import geometry
+from imgpipe_image_worker import geometry, perceptual
 from imgpipe_image_worker.compress import ImageRejected, Policy, compress
 from imgpipe_ops.samples import photo_like_jpeg
 from imgpipe_schemas import ImageOptions
@@ -317,3 +321,144 @@ def test_jpeg_output_is_progressive_unless_baseline_is_asked_for():
     assert decoded(squeeze(source).data).info.get("progressive") == 1
     baseline = decoded(shaped(source, progressive=False).data)
     assert "progressive" not in baseline.info and baseline.format == "JPEG"
+
+
+def heic(image: Image.Image, **params) -> bytes:
+    pillow_heif.register_heif_opener()
+    return encode(image, "HEIF", **params)
+
+
+def claiming(data: bytes, width: int, height: int) -> bytes:
+    """``data`` (a HEIC or an AVIF) with a header that claims ``width`` × ``height``: its 'ispe' boxes."""
+    lied = bytearray(data)
+    position = data.find(b"ispe")
+    assert position > 0
+    while position != -1:
+        lied[position + 8 : position + 16] = struct.pack(">II", width, height)
+        position = data.find(b"ispe", position + 4)
+    return bytes(lied)
+
+
+def test_avif_output_decodes_and_its_quality_trades_bytes():
+    source = photo_like_jpeg(480, 320, seed=11, quality=95)
+    low, high = squeeze(source, 50, output_format="avif"), squeeze(source, 95, output_format="avif")
+    assert (low.content_type, low.extension) == ("image/avif", "avif") and not low.kept_source
+    image = decoded(low.data)
+    assert (image.format, image.size) == ("AVIF", (480, 320))
+    assert len(low.data) < len(high.data)
+
+
+def test_avif_output_keeps_transparency():
+    image = photo().convert("RGBA")
+    image.paste((0, 0, 0, 0), (0, 0, 50, 50))
+    out = decoded(squeeze(encode(image, "PNG"), 60, output_format="avif").data)
+    assert out.mode == "RGBA" and out.getpixel((10, 10))[3] == 0
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_avif_and_heic_sources_are_read_and_compressed_to_jpeg(fmt):
+    image = photo((320, 256), seed=12)
+    source = heic(image, quality=90) if fmt == "HEIF" else encode(image, "AVIF", quality=90)
+    result = squeeze(source, 50)
+    out = decoded(result.data)
+    assert (out.format, out.size) == ("JPEG", (320, 256)) and not result.kept_source
+    assert abs(out.getpixel((160, 128))[0] - image.getpixel((160, 128))[0]) < 40  # the same picture
+
+
+def test_an_avif_source_is_kept_as_avif_and_a_heic_source_never_served_as_it_is():
+    image = Image.new("RGB", (64, 64), (20, 120, 200))
+    avif = encode(image, "AVIF", quality=50)
+    kept = squeeze(avif, 50, output_format="keep")
+    assert decoded(kept.data).format == "AVIF"
+    # A HEIC smaller than its re-encode would be served as it is, were browsers able to show it.
+    small = heic(image, quality=30)
+    result = squeeze(small, 95)
+    assert not result.kept_source and decoded(result.data).format == "JPEG" and result.length > len(small)
+    assert decoded(squeeze(small, 50, output_format="keep").data).format == "JPEG"
+
+
+@pytest.mark.parametrize("fmt", ["AVIF", "HEIF"])
+def test_a_heic_or_avif_claiming_too_many_pixels_is_refused_before_decoding(fmt, monkeypatch):
+    """A file of a few hundred bytes whose header claims 12000 × 10000 pixels (120 Mpx, the cap 50 Mpx)."""
+    image = Image.new("RGB", (128, 64), (200, 50, 50))
+    bomb = claiming(heic(image) if fmt == "HEIF" else encode(image, "AVIF"), 12_000, 10_000)
+    assert len(bomb) < 2000
+    for reader in (as_plugin.HeifImageFile, AvifImagePlugin.AvifImageFile):
+        monkeypatch.setattr(reader, "load", lambda self: pytest.fail("pixels decoded before the cap was checked"))
+    with pytest.raises(ImageRejected) as rejected:
+        squeeze(bomb, 50)
+    assert rejected.value.code == "too_many_pixels" and "120000000 pixels" in str(rejected.value)
+
+
+def test_the_avif_and_heic_codecs_run_on_one_thread_in_a_codec_process():
+    squeeze(photo_like_jpeg(64, 64, seed=13), 50, output_format="avif")
+    assert AvifImagePlugin.DEFAULT_MAX_THREADS == 1
+    assert pillow_heif.options.DECODE_THREADS == 1
+
+
+def flat_product_shot(side: int = 600) -> bytes:
+    image = Image.new("RGB", (side, side), "white")
+    image.paste((90, 40, 160), (side // 4, side // 4, side * 3 // 4, side * 3 // 4))
+    return encode(image, "JPEG", quality=98)
+
+
+def grainy(side: int = 600, seed: int = 3) -> bytes:
+    noise = np.random.default_rng(seed).normal(128, 40, (side, side, 3))
+    return encode(Image.fromarray(np.clip(noise, 0, 255).astype(np.uint8)), "PNG")
+
+
+@pytest.mark.parametrize("fmt", ["jpeg", "webp", "avif"])
+def test_a_quality_mode_chooses_per_image_and_reports_the_quality_and_its_score(fmt):
+    mode = ImageOptions(quality_mode="auto:good")
+    easy = squeeze(flat_product_shot(), 50, output_format=fmt, options=mode)
+    hard = squeeze(grainy(), 50, output_format=fmt, options=mode)
+    for result in (easy, hard):
+        assert result.quality in perceptual.QUALITIES and result.score is not None and not result.kept_source
+        assert result.score >= perceptual.MODES["auto:good"][fmt.upper()] or result.quality == perceptual.QUALITIES[-1]
+    assert easy.quality < hard.quality
+    # The encode is at the chosen quality: the same bytes as a fixed-quality encode at it.
+    fixed = squeeze(grainy(), hard.quality, output_format=fmt)
+    assert (fixed.quality, fixed.score, fixed.data) == (hard.quality, None, hard.data)
+
+
+def test_a_quality_mode_is_searched_on_the_final_geometry(monkeypatch):
+    sizes = []
+    choose = perceptual.quality_for_mode
+
+    def spy(image: Image.Image, fmt: str, mode: str, *args) -> perceptual.Choice:
+        sizes.append((image.size, fmt, mode))
+        return choose(image, fmt, mode, *args)
+
+    monkeypatch.setattr(perceptual, "quality_for_mode", spy)
+    options = ImageOptions(max_width=300, quality_mode="auto:eco")
+    result = squeeze(photo_like_jpeg(900, 600, seed=14), 50, options=options)
+    assert sizes == [((300, 200), "JPEG", "auto:eco")] and (result.width, result.height) == (300, 200)
+
+
+def test_png_output_takes_the_fixed_quality_whatever_the_mode():
+    result = squeeze(flat_product_shot(), 40, output_format="png", options=ImageOptions(quality_mode="auto:best"))
+    assert (result.quality, result.score) == (40, None)
+
+
+def test_format_auto_keeps_the_smallest_of_avif_webp_and_jpeg_at_equal_perceptual_quality():
+    source = photo_like_jpeg(600, 400, seed=15, quality=95)
+    chosen = squeeze(source, 50, output_format="auto")  # no mode given: auto:good
+    good = ImageOptions(quality_mode="auto:good")
+    each = {fmt: squeeze(source, 50, output_format=fmt, options=good) for fmt in ("avif", "webp", "jpeg")}
+    assert chosen.extension in {"avif", "webp", "jpg"} and not chosen.kept_source
+    assert chosen.quality is not None and chosen.score is not None
+    for fmt, result in each.items():
+        at_its_quality = squeeze(source, result.quality, output_format=fmt)
+        assert chosen.length <= at_its_quality.length, fmt
+    winner = next(result for result in each.values() if result.extension == chosen.extension)
+    assert (winner.quality, winner.data) == (chosen.quality, chosen.data)
+
+
+def test_format_auto_honours_allowed_formats_and_never_flattens_transparency():
+    source = photo_like_jpeg(300, 200, seed=16, quality=95)
+    assert squeeze(source, output_format="auto", allowed_formats=("JPEG",)).extension == "jpg"
+    assert squeeze(source, output_format="auto", allowed_formats=("WEBP",)).extension == "webp"
+    image = photo((300, 200)).convert("RGBA")
+    image.paste((0, 0, 0, 0), (0, 0, 100, 100))
+    transparent = squeeze(encode(image, "PNG"), output_format="auto", allowed_formats=("JPEG", "WEBP"))
+    assert transparent.extension == "webp" and decoded(transparent.data).getpixel((10, 10))[3] == 0

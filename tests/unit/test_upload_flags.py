@@ -1,5 +1,7 @@
 import argparse
 
+import pytest
+
 from imgpipe_ops.uploads import _form_fields, add_commands
 
 
@@ -25,3 +27,13 @@ def test_image_option_flags_become_the_forms_fields():
 
 def test_options_left_out_are_not_sent():
     assert all(value is None for value in _form_fields(parsed()).values())
+
+
+def test_quality_takes_a_number_or_a_mode_and_refuses_anything_else(capsys):
+    assert _form_fields(parsed("--quality", "auto"))["quality"] == "auto"
+    assert _form_fields(parsed("--quality", "auto:eco"))["quality"] == "auto:eco"
+    assert _form_fields(parsed("--quality", "70"))["quality"] == "70"
+    for bad in ("0", "96", "auto:max", "high"):
+        with pytest.raises(SystemExit):
+            parsed("--quality", bad)
+        assert "neither 1-95 nor" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""The output CSV: every input column in input row order, plus output URLs and image errors. Pure."""
+"""The output CSV: every input column in input row order, plus output URLs, image errors and image details.
+Pure."""
 
 import csv
 import hashlib
@@ -10,6 +11,7 @@ from imgpipe_schemas import ImageResult
 
 OUTPUT_URLS = "Output Image Urls"
 IMAGE_ERRORS = "Image Errors"
+IMAGE_DETAILS = "Image Details"
 
 
 class OutputCsvWriter:
@@ -17,8 +19,9 @@ class OutputCsvWriter:
     memory; ``digest`` is the SHA-256 of what was written, to tell a rebuilt output from the stored one.
 
     A failed image keeps its position in ``Output Image Urls`` as an empty entry, so the n-th output URL
-    always belongs to the n-th input URL; ``Image Errors`` names each failed image and why. A row's cells
-    are stored without trailing empty ones, and padded to the header's width here.
+    always belongs to the n-th input URL; ``Image Errors`` names each failed image and why. ``Image Details``
+    holds, in the same positions as the URLs, each output's ``quality=…;score=…;WxH;bytes`` (details). A
+    row's cells are stored without trailing empty ones, and padded to the header's width here.
     """
 
     def __init__(self, columns: Sequence[str], out: IO[bytes]) -> None:
@@ -27,7 +30,7 @@ class OutputCsvWriter:
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator="\n")
         self.digest = hashlib.sha256()
-        self._csv.writerow([*columns, OUTPUT_URLS, IMAGE_ERRORS])
+        self._csv.writerow([*columns, OUTPUT_URLS, IMAGE_ERRORS, IMAGE_DETAILS])
         self._flush()
 
     def add(self, cells: Sequence[str], images: Sequence[ImageResult]) -> None:
@@ -38,7 +41,8 @@ class OutputCsvWriter:
             for number, image in enumerate(images, start=1)
             if image.output_url is None
         )
-        self._csv.writerow([*cells, *[""] * (self._width - len(cells)), urls, errors])
+        details_of = ",".join(details(image) if image.ok else "" for image in images)
+        self._csv.writerow([*cells, *[""] * (self._width - len(cells)), urls, errors, details_of])
         self._flush()
 
     def _flush(self) -> None:
@@ -47,6 +51,16 @@ class OutputCsvWriter:
         self._buffer.truncate()
         self.digest.update(data)
         self._out.write(data)
+
+
+def details(image: ImageResult) -> str:
+    """``quality=62;score=0.9912;1200x800;48213``: the encoder quality (empty for a source kept as it is),
+    the perceptual score when a quality mode chose that quality (else empty), the size in pixels (empty
+    for a result stored before sizes were reported) and the output's bytes."""
+    quality = "" if image.quality is None else str(image.quality)
+    score = "" if image.score is None else f"{image.score:.4f}"
+    size = "" if image.width is None or image.height is None else f"{image.width}x{image.height}"
+    return f"quality={quality};score={score};{size};{image.bytes_out}"
 
 
 def build_output_csv(columns: Sequence[str], rows: Iterable[tuple[Sequence[str], Sequence[ImageResult]]]) -> bytes:

@@ -15,7 +15,11 @@ PNG has no quality setting: below quality 95 it is quantised to an adaptive pale
 ``256 * quality / 100`` colours, which is what "quality" can mean for it. Median cut, the better palette,
 costs about 0.6 s of CPU per megapixel of a many-colour image (30 s for 50 Mpx), so above
 ``median_cut_max_pixels`` the palette comes from the fast octree instead (about 0.01 s per megapixel).
-``keep`` writes the source's own format where it is JPEG, PNG or WebP, else JPEG. An animated image keeps
+AVIF (libavif in Pillow) is written on one thread per codec process (see encoders). Sources may also be
+AVIF and HEIC/HEIF (pillow-heif), their pixel cap checked on the header like every other format's.
+``keep`` writes the source's own format where it is JPEG, PNG, WebP or AVIF, else JPEG; ``auto`` encodes
+AVIF, WebP and JPEG (those ``allowed_formats`` allows), each at its quality for the request's quality mode,
+and keeps the smallest. An animated image keeps
 its first frame. Whenever the result would not be smaller than the source, the source bytes are kept instead,
 unless the request's geometry (see geometry) changed the image: then the source is not what was asked for.
 Either way the output holds only the metadata the request keeps (see metadata).
@@ -28,20 +32,27 @@ from typing import Protocol, cast
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from imgpipe_image_worker import geometry, metadata
+from imgpipe_image_worker import encoders, geometry, metadata, perceptual
+from imgpipe_image_worker.encoders import TYPES
 from imgpipe_schemas import ImageOptions
+from imgpipe_schemas.events import QualityMode
 
-JPEG_MODES = {"RGB", "L", "CMYK"}
 RESIZABLE_MODES = {"RGB", "RGBA", "L", "LA", "CMYK"}
-TYPES = {"JPEG": ("jpg", "image/jpeg"), "PNG": ("png", "image/png"), "WEBP": ("webp", "image/webp")}
+# Sources that may be served as they are when re-encoding would not make them smaller.
 SOURCE_TYPES = {
     **TYPES,
     "GIF": ("gif", "image/gif"),
     "TIFF": ("tiff", "image/tiff"),
     "BMP": ("bmp", "image/bmp"),
 }
+# Every format opened. HEIC is read, never served as it is: browsers other than Safari cannot show it.
+OPENED = [*SOURCE_TYPES, "HEIF"]
 ORIENTATION = ExifTags.Base.Orientation
 MEDIAN_CUT_MAX_PIXELS = 2_000_000
+# format=auto: each candidate at its own quality for the request's mode (auto:good when none is given), so
+# that the smallest is chosen among outputs of equal perceptual quality.
+AUTO_FORMATS = ("AVIF", "WEBP", "JPEG")
+AUTO_FORMAT_MODE: QualityMode = "auto:good"
 
 
 class BlobWriter(Protocol):
@@ -71,6 +82,8 @@ class Compressed:
     kept_source: bool = False
     width: int | None = None
     height: int | None = None
+    quality: int | None = None  # the encoder's; None for a source kept as it is
+    score: float | None = None  # the perceptual score, when a quality mode chose the quality
 
 
 @dataclass(frozen=True)
@@ -81,6 +94,8 @@ class Policy:
     jpeg_optimize: bool = False
     median_cut_max_pixels: int = MEDIAN_CUT_MAX_PIXELS
     options: ImageOptions = ImageOptions()
+    # format=auto's candidates; a preset may narrow them.
+    allowed_formats: tuple[str, ...] = AUTO_FORMATS
 
 
 def compress(data: bytes, policy: Policy = Policy(), writer: BlobWriter | None = None, stem: str = "") -> Compressed:
@@ -93,8 +108,9 @@ def compress(data: bytes, policy: Policy = Policy(), writer: BlobWriter | None =
 
 def _encode(data: bytes, policy: Policy) -> Compressed:
     Image.MAX_IMAGE_PIXELS = None  # the cap below is exact; Pillow's own only warns up to twice its limit
+    encoders.set_up_codecs()
     try:
-        with Image.open(io.BytesIO(data), formats=list(SOURCE_TYPES)) as opened:
+        with Image.open(io.BytesIO(data), formats=OPENED) as opened:
             image: Image.Image = opened
             if image.width * image.height > policy.max_pixels:
                 raise ImageRejected(
@@ -113,15 +129,19 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
                 image = ImageOps.exif_transpose(image)
             if shape is not None:
                 if image.mode not in RESIZABLE_MODES:
-                    image = _rgb_or_rgba(image)
+                    image = encoders.rgb_or_rgba(image)
                 image = geometry.apply(image, shape)
             metadata.clear(image)
-            target = _target(policy.output_format, source_format)
-            out = io.BytesIO()
-            _save(image, out, target, policy, icc_profile, metadata.save_params(kept, target))
-            if target == "JPEG":
-                out = io.BytesIO(metadata.with_iptc(out.getvalue(), kept))
-                out.seek(0, io.SEEK_END)
+            settings = encoders.Settings(policy.jpeg_optimize, policy.options.progressive, policy.median_cut_max_pixels)
+            candidates = []
+            for target in _targets(policy, source_format, image):
+                quality, score = _quality(image, target, policy)
+                params = metadata.save_params(kept, target)
+                encoded = encoders.encode(image, target, quality, settings, icc_profile, params)
+                if target == "JPEG":
+                    encoded = metadata.with_iptc(encoded, kept)
+                candidates.append((len(encoded), target, encoded, quality, score))
+            _, target, encoded, quality, score = min(candidates, key=lambda candidate: candidate[0])
     except ImageRejected:
         raise
     except MemoryError as exc:  # this image's own, like any decoder failure: never the row's
@@ -133,64 +153,38 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
             "undecodable_image", f"the image could not be decoded: {exc.__class__.__name__}: {exc}"[:300]
         ) from exc
     width, height = image.size
-    if shape is None and out.tell() >= len(data) and source_format in SOURCE_TYPES:
+    if shape is None and len(encoded) >= len(data) and source_format in SOURCE_TYPES:
         source = metadata.cleaned_source(data, source_format, kept, orientation)
-        if source is not None and len(source) <= out.tell():
+        if source is not None and len(source) <= len(encoded):
             extension, content_type = SOURCE_TYPES[source_format]
             return Compressed(source, extension, content_type, len(source), True, width, height)
     extension, content_type = TYPES[target]
-    return Compressed(out.getvalue(), extension, content_type, out.tell(), False, width, height)
+    return Compressed(encoded, extension, content_type, len(encoded), False, width, height, quality, score)
+
+
+def _quality(image: Image.Image, target: str, policy: Policy) -> tuple[int, float | None]:
+    """The encoder quality for ``image`` (at its final geometry) and, when a quality mode chose it, its score.
+    PNG has no perceptual search: it takes the fixed quality, mode or not."""
+    mode = policy.options.quality_mode
+    if mode is None and policy.output_format == "auto":
+        mode = AUTO_FORMAT_MODE
+    if mode is None or target not in perceptual.FORMATS:
+        return policy.quality, None
+    choice = perceptual.quality_for_mode(image, target, mode)
+    return choice.quality, choice.score
+
+
+def _targets(policy: Policy, source_format: str | None, image: Image.Image) -> list[str]:
+    """The formats to encode: one, or for ``auto`` each allowed one (all of them encoded, the smallest kept).
+    JPEG is not a candidate for an image with transparency, which it would flatten."""
+    if policy.output_format != "auto":
+        return [_target(policy.output_format, source_format)]
+    transparent = image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info
+    allowed = [fmt for fmt in policy.allowed_formats if not (transparent and fmt == "JPEG")]
+    return allowed or [policy.allowed_formats[0]]
 
 
 def _target(output_format: str, source_format: str | None) -> str:
     if output_format == "keep":
         return source_format if source_format in TYPES else "JPEG"
     return output_format.upper()
-
-
-def _save(
-    image: Image.Image, out: io.BytesIO, target: str, policy: Policy, icc_profile: bytes | None, kept: dict
-) -> None:
-    """``kept``: the save parameters that write the metadata the request keeps (metadata.save_params)."""
-    quality = policy.quality
-    if target == "JPEG":
-        _jpeg_compatible(image).save(
-            out,
-            "JPEG",
-            quality=quality,
-            optimize=policy.jpeg_optimize,
-            progressive=policy.options.progressive,
-            icc_profile=icc_profile,
-            **kept,
-        )
-    elif target == "WEBP":
-        _rgb_or_rgba(image).save(out, "WEBP", quality=quality, method=4, icc_profile=icc_profile, **kept)
-    else:
-        image = _rgb_or_rgba(image)
-        if quality < 95:
-            colours = max(2, round(256 * quality / 100))
-            # Median cut cannot take alpha, and its cost grows with the pixels and the colours.
-            cheap = image.mode == "RGBA" or image.width * image.height > policy.median_cut_max_pixels
-            method = Image.Quantize.FASTOCTREE if cheap else Image.Quantize.MEDIANCUT
-            image = image.quantize(colors=colours, method=method)
-        image.save(out, "PNG", optimize=True, icc_profile=icc_profile, **kept)
-
-
-def _rgb_or_rgba(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGB", "RGBA"):
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return image.convert("I").point(lambda value: value / 256).convert("RGB")
-    has_alpha = image.mode in ("LA", "PA", "RGBa") or "transparency" in image.info
-    return image.convert("RGBA" if has_alpha else "RGB")
-
-
-def _jpeg_compatible(image: Image.Image) -> Image.Image:
-    if image.mode in JPEG_MODES:
-        return image
-    image = _rgb_or_rgba(image)
-    if image.mode == "RGBA":
-        flat = Image.new("RGB", image.size, (255, 255, 255))
-        flat.paste(image, mask=image.getchannel("A"))
-        return flat
-    return image

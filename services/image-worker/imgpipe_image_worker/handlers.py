@@ -141,6 +141,8 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
         kept_source=output.kept_source,
         width=output.width,
         height=output.height,
+        quality=output.quality,
+        score=output.score,
     )
 
 

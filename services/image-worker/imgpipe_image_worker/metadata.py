@@ -104,7 +104,7 @@ def save_params(selected: Selected, target: str) -> dict:
     params: dict = {}
     if exif := selected.exif_bytes():
         params["exif"] = exif
-    if target in ("JPEG", "WEBP") and selected.xmp:
+    if target in ("JPEG", "WEBP", "AVIF") and selected.xmp:
         params["xmp"] = selected.xmp
     if target == "JPEG" and selected.comment:
         params["comment"] = selected.comment

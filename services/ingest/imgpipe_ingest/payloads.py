@@ -50,6 +50,12 @@ class ImageOutcome(Payload):
     bytes_in: int = 0
     bytes_out: int = 0
     kept_source: bool = Field(False, description="Re-encoding would not have made it smaller: the output is the source")
+    width: int | None = Field(None, description="The output's width in pixels")
+    height: int | None = Field(None, description="The output's height in pixels")
+    quality: int | None = Field(None, description="The encoder quality used; null for a source kept as it is")
+    score: float | None = Field(
+        None, description="The perceptual score (SSIM on luma) at that quality, when a quality mode chose it"
+    )
 
 
 class RowOutcome(Payload):

@@ -1,6 +1,6 @@
 """POST /api/upload/: the form read into one UploadOptions, then handlers.accept_upload."""
 
-from typing import Annotated
+from typing import Annotated, cast
 
 from fastapi import APIRouter, File, Form, Header, UploadFile
 from fastapi.responses import JSONResponse
@@ -14,7 +14,10 @@ from imgpipe_ingest.envelope import ClientError, envelope, errors
 from imgpipe_ingest.payloads import Uploaded, UploadPayload
 from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
 from imgpipe_schemas import ImageOptions
-from imgpipe_schemas.events import MAX_SIDE, Fit, Metadata, OutputFormat
+from imgpipe_schemas.events import MAX_SIDE, Fit, Metadata, OutputFormat, QualityMode
+
+# 1–95 (leading zeros forgiven, as an integer field forgave them), or a quality mode.
+QUALITY_PATTERN = r"^(?:0*(?:[1-9]|[1-8][0-9]|9[0-5])|auto(?::(?:eco|good|best))?)$"
 
 # The API key is checked before the body is received (KeyedRoute).
 router = APIRouter(route_class=KeyedRoute)
@@ -41,10 +44,22 @@ async def upload(
     keys: Keys,
     file: Annotated[UploadFile, File(description="CSV: S. No., Product Name, Input Image Urls")],
     webhook_url: Annotated[str | None, Form(description="Where to POST the signed completion webhook")] = None,
-    quality: Annotated[int | None, Form(ge=1, le=95, description="Encoder quality, 1–95 (default 50)")] = None,
+    quality: Annotated[
+        str | None,
+        Form(
+            pattern=QUALITY_PATTERN,
+            description="Encoder quality, 1–95 (default 50); or a perceptual quality mode, per image the lowest "
+            "quality that still looks like the source: auto (= auto:good), auto:eco, auto:good, auto:best",
+            examples=["50", "auto"],
+        ),
+    ] = None,
     output_format: Annotated[
         OutputFormat | None,
-        Form(alias="format", description="Output format (default jpeg); keep = the source's own"),
+        Form(
+            alias="format",
+            description="Output format (default jpeg); keep = the source's own; auto = per image the smallest of "
+            "AVIF, WebP and JPEG at the quality mode's perceptual quality (auto:good unless quality says otherwise)",
+        ),
     ] = None,
     max_width: Annotated[
         int | None, Form(ge=1, le=MAX_SIDE, description="Widest output in pixels; never upscaled")
@@ -75,7 +90,11 @@ async def upload(
 ) -> JSONResponse:
     if file.size is not None and file.size > settings.max_upload_bytes:
         raise ClientError(413, f"the file is larger than {settings.max_upload_bytes} bytes")
+    fixed_quality, quality_mode = _quality(quality, settings.default_quality)
+    if output_format == "auto" and quality_mode is None:
+        quality_mode = "auto:good"  # the formats are compared at equal perceptual quality
     chosen = {
+        "quality_mode": quality_mode,
         "max_width": max_width,
         "max_height": max_height,
         "fit": fit,
@@ -85,7 +104,7 @@ async def upload(
         "keep_gps": keep_gps,
     }
     options = handlers.UploadOptions(
-        quality=quality or settings.default_quality,
+        quality=fixed_quality,
         output_format=output_format or "jpeg",
         image_options=_image_options(chosen),
         webhook_url=await _checked_webhook_url(webhook_url, policy),
@@ -111,6 +130,16 @@ async def upload(
     if accepted.repeated:
         return envelope(200, "File already uploaded with this Idempotency-Key", payload)
     return envelope(200, "File uploaded successfully", payload)
+
+
+def _quality(quality: str | None, default: int) -> tuple[int, QualityMode | None]:
+    """The form's quality (which QUALITY_PATTERN admitted): a fixed quality, or a mode and the fixed quality
+    that PNG outputs, which have no perceptual search, take instead."""
+    if quality is None:
+        return default, None
+    if quality.startswith("auto"):
+        return default, cast(QualityMode, "auto:good" if quality == "auto" else quality)
+    return int(quality), None
 
 
 def _image_options(chosen: dict) -> ImageOptions:
