@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from imgpipe_image_worker.adapters.codec_pool import CodecPool
-from imgpipe_image_worker.compress import BlobWriter, Compressed, ImageRejected, Policy, compress
+from imgpipe_image_worker.compress import BlobWriter, Compressed, Encoding, ImageRejected, compress
 from imgpipe_ops.samples import photo_like_jpeg
 from tests.waiting import eventually
 
 
-def hostile_or_compress(data: bytes, policy: Policy, writer: BlobWriter | None, stem: str) -> Compressed:
+def hostile_or_compress(data: bytes, policy: Encoding, writer: BlobWriter | None, stem: str) -> Compressed:
     """A codec (run in the codec processes) for which ``spin:<file>`` writes the process's id to the file and
     then works for ever, ``exit`` ends the process at once, and anything else is compressed."""
     if data.startswith(b"spin:"):
@@ -48,7 +48,7 @@ def test_image_rejected_survives_pickling():
 
 
 async def test_rejections_do_not_break_the_pool():
-    pool = CodecPool(processes=2, policy=Policy(max_pixels=10_000_000))
+    pool = CodecPool(processes=2, encoding=Encoding(max_pixels=10_000_000))
     photo = photo_like_jpeg(300, 200, seed=1)
     try:
         for data, code in ((photo[: len(photo) // 3], "undecodable_image"), (b"<html>", "not_an_image")):
@@ -61,7 +61,7 @@ async def test_rejections_do_not_break_the_pool():
 
 
 async def test_an_image_that_overruns_its_cpu_limit_is_stopped_and_the_other_images_go_on(tmp_path):
-    pool = CodecPool(processes=2, policy=Policy(), cpu_limit_s=1, codec=hostile_or_compress)
+    pool = CodecPool(processes=2, encoding=Encoding(), cpu_limit_s=1, codec=hostile_or_compress)
     pid_file = tmp_path / "pid"
     try:
         hostile = asyncio.ensure_future(pool.compress(spin(pid_file), 50, "png", "r/images/0-0"))
@@ -79,7 +79,7 @@ async def test_an_image_that_overruns_its_cpu_limit_is_stopped_and_the_other_ima
 
 async def test_an_image_whose_caller_stops_waiting_frees_its_codec_process_at_once(tmp_path):
     """The only process of the pool, with an hour of CPU to spend: the next image still gets it."""
-    pool = CodecPool(processes=1, policy=Policy(), cpu_limit_s=3600, codec=hostile_or_compress)
+    pool = CodecPool(processes=1, encoding=Encoding(), cpu_limit_s=3600, codec=hostile_or_compress)
     pid_file = tmp_path / "pid"
     try:
         hostile = asyncio.ensure_future(pool.compress(spin(pid_file), 50, "png", "r/images/0-0"))
@@ -96,7 +96,7 @@ async def test_an_image_whose_caller_stops_waiting_frees_its_codec_process_at_on
 
 
 async def test_an_image_whose_decoder_dies_twice_is_reported_as_decoder_crashed_and_the_others_go_on():
-    pool = CodecPool(processes=2, policy=Policy(), codec=hostile_or_compress)
+    pool = CodecPool(processes=2, encoding=Encoding(), codec=hostile_or_compress)
     try:
         crashing = asyncio.ensure_future(pool.compress(b"exit", 50, "jpeg", "r/images/0-0"))
         others = asyncio.ensure_future(compressed_photos(pool, 6))
@@ -121,10 +121,10 @@ def test_codec_processes_end_when_their_worker_is_killed(tmp_path):
     script.write_text(
         "import asyncio, sys\n"
         "from imgpipe_image_worker.adapters.codec_pool import CodecPool\n"
-        "from imgpipe_image_worker.compress import Policy\n"
+        "from imgpipe_image_worker.compress import Encoding\n"
         "from imgpipe_ops.samples import photo_like_jpeg\n"
         "async def main():\n"
-        "    pool = CodecPool(processes=2, policy=Policy())\n"
+        "    pool = CodecPool(processes=2, encoding=Encoding())\n"
         "    await pool.compress(photo_like_jpeg(64, 64, seed=1), 50, 'jpeg', 'r/images/0-0')\n"
         "    print(*pool.process_ids(), flush=True)\n"
         "    await asyncio.sleep(3600)\n"

@@ -160,13 +160,13 @@ async def test_a_request_whose_rows_never_came_is_redriven_then_failed(adapters,
 
 async def test_a_direct_requests_rows_waiting_in_the_topic_are_not_redriven(adapters, bus_settings):
     """The assembler records where it read a direct producer's rows, so the reconciler sees them wait."""
-    from imgpipe_bus import Letter, encode
+    from imgpipe_bus import Consumed, encode
 
     request_id = uuid.uuid4()
     rows = [submitted(request_id, 0), submitted(request_id, 1)]
     where = await adapters.producer.publish_many(ROWS_SUBMITTED, rows)
     letters = [
-        Letter(ROWS_SUBMITTED.name, at.partition, at.offset, None, row.partition_key().encode(), encode(row), [])
+        Consumed(ROWS_SUBMITTED.name, at.partition, at.offset, None, row.partition_key().encode(), encode(row), [])
         for row, at in zip(rows, where, strict=True)
     ]
     await register_requests([accepted(request_id, 2)], adapters)

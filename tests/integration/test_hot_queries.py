@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from imgpipe_assembler.adapters.requests import ProgressStore
-from imgpipe_bus import Letter
+from imgpipe_bus import Consumed
 from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import InputRow
@@ -58,9 +58,9 @@ def result(request_id: str, index: int, failed: int = 0) -> RowProcessed:
     return RowProcessed(request_id=uuid.UUID(request_id), row_index=index, images=images)
 
 
-def letter(replays: int = 0) -> Letter:
+def letter(replays: int = 0) -> Consumed:
     headers = [("imgpipe.replay.count", str(replays).encode())] if replays else []
-    return Letter("imgpipe.requests.completed", 0, 1, None, b"k", b"{}", headers)
+    return Consumed("imgpipe.requests.completed", 0, 1, None, b"k", b"{}", headers)
 
 
 class World:

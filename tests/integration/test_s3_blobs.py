@@ -11,7 +11,7 @@ import obstore
 from PIL import Image
 
 from imgpipe_image_worker.adapters.codec_pool import CodecPool
-from imgpipe_image_worker.compress import Policy
+from imgpipe_image_worker.compress import Encoding
 from imgpipe_ops.samples import photo_like_jpeg
 from imgpipe_runtime import blob_s3
 from imgpipe_runtime.blob_s3 import S3BlobStore
@@ -108,7 +108,7 @@ def test_a_public_bucket_hands_out_plain_urls(s3_settings):
 
 async def test_the_codec_processes_write_their_outputs_to_the_bucket(s3_settings):
     store = S3BlobStore(s3_settings)
-    pool = CodecPool(processes=2, policy=Policy(), writer=store.writer())
+    pool = CodecPool(processes=2, encoding=Encoding(), writer=store.writer())
     try:
         outputs = [
             await pool.compress(photo_like_jpeg(300, 200, seed=i), 50, "jpeg", f"r1/images/{i}-0") for i in range(3)

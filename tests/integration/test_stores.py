@@ -8,7 +8,7 @@ from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.handlers import Adapters, record_results
 from imgpipe_bus import EventProducer, ensure_topics
 from imgpipe_image_worker.adapters.codec_pool import CodecPool
-from imgpipe_image_worker.compress import Policy
+from imgpipe_image_worker.compress import Encoding
 from imgpipe_ops.samples import photo_like_jpeg
 from imgpipe_runtime.blob_directory import DirectoryBlobStore
 from imgpipe_runtime.blobs import GridFsBlobStore, open_blob_store
@@ -66,7 +66,7 @@ async def test_a_name_that_could_leave_the_blob_directory_is_never_a_file(blob_s
 
 async def test_an_image_compressed_in_a_pool_process_is_stored_there_or_comes_back(blob_store):
     """With a directory the codec process writes the file; with GridFS the bytes come back to be put."""
-    pool = CodecPool(processes=1, policy=Policy(), writer=blob_store.writer())
+    pool = CodecPool(processes=1, encoding=Encoding(), writer=blob_store.writer())
     try:
         output = await pool.compress(photo_like_jpeg(300, 200, seed=1), 50, "jpeg", "r/images/0-0")
     finally:

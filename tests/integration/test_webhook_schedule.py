@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pymongo.errors import AutoReconnect, NotPrimaryError, OperationFailure, WriteConcernError
 
-from imgpipe_bus import Letter
+from imgpipe_bus import Consumed
 from imgpipe_bus.dead_letters import REPLAY_HEADER
 from imgpipe_notifier.adapters.deliveries import DeliveryLog
 from imgpipe_notifier.handlers import Adapters, Schedule, accept, deliver_due, webhook_body
@@ -63,8 +63,8 @@ def completed() -> RequestCompleted:
     )
 
 
-def letter_of(event: RequestCompleted) -> Letter:
-    return Letter(
+def letter_of(event: RequestCompleted) -> Consumed:
+    return Consumed(
         "imgpipe.requests.completed",
         2,
         41,
@@ -156,7 +156,7 @@ async def test_two_notifiers_never_attempt_the_same_delivery_at_once(deliveries)
     assert sorted(posted) == sorted(str(event.event_id) for event in events)
 
 
-def replayed(letter: Letter, count: int, offset: int) -> Letter:
+def replayed(letter: Consumed, count: int, offset: int) -> Consumed:
     """The letter as ``imgpipe dlq replay`` puts it back on its topic: a new offset, the replay count."""
     headers = [(key, value) for key, value in letter.headers if key != REPLAY_HEADER] + [(REPLAY_HEADER, b"%d" % count)]
     return dataclasses.replace(letter, offset=offset, headers=headers)

@@ -8,13 +8,13 @@ from PIL import AvifImagePlugin, Image
 from pillow_heif import as_plugin
 
 from imgpipe_image_worker import geometry, perceptual
-from imgpipe_image_worker.compress import ImageRejected, Policy, compress
+from imgpipe_image_worker.compress import Encoding, ImageRejected, compress
 from imgpipe_ops.samples import photo_like_jpeg
 from imgpipe_schemas import ImageOptions
 
 
 def squeeze(data: bytes, quality: int = 50, **policy) -> object:
-    return compress(data, Policy(quality=quality, **policy))
+    return compress(data, Encoding(quality=quality, **policy))
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:
@@ -88,7 +88,7 @@ def test_png_quantisation_of_a_large_image_takes_the_cheap_palette(monkeypatch):
         out = decoded(result.data)
         assert not result.kept_source and out.mode == "P" and len(out.getcolors(256)) <= 128
     assert methods == [Image.Quantize.MEDIANCUT, Image.Quantize.FASTOCTREE]
-    assert Policy().median_cut_max_pixels == 2_000_000
+    assert Encoding().median_cut_max_pixels == 2_000_000
 
 
 def test_webp_and_png_outputs_and_keep():
@@ -228,7 +228,7 @@ def test_optimize_is_a_setting_that_saves_bytes_of_baseline_jpegs():
 
 
 def shaped(data: bytes, **options) -> object:
-    return compress(data, Policy(options=ImageOptions(**options)))
+    return compress(data, Encoding(options=ImageOptions(**options)))
 
 
 def stripes(width: int, height: int) -> Image.Image:

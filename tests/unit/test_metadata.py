@@ -6,7 +6,7 @@ import pytest
 from PIL import Image, ImageCms
 
 from imgpipe_image_worker import metadata
-from imgpipe_image_worker.compress import Policy, compress
+from imgpipe_image_worker.compress import Encoding, compress
 from imgpipe_ops.samples import photo_like_jpeg
 from imgpipe_schemas import ImageOptions
 
@@ -37,7 +37,7 @@ def tagged_jpeg(quality: int) -> bytes:
 
 
 def output(source: bytes, quality: int, output_format: str = "jpeg", **options):
-    result = compress(source, Policy(quality=quality, output_format=output_format, options=ImageOptions(**options)))
+    result = compress(source, Encoding(quality=quality, output_format=output_format, options=ImageOptions(**options)))
     image = Image.open(io.BytesIO(result.data))
     image.load()
     return result, image

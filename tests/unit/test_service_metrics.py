@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
-from imgpipe_bus import DeadLetters, Failure, Letter
+from imgpipe_bus import Consumed, DeadLetters, Failure
 from imgpipe_bus.health import MetricsPort
 from imgpipe_image_worker.handlers import handle_row
 from imgpipe_ingest import metrics as ingest_metrics
@@ -118,7 +118,7 @@ class FakeSender:
 
 
 async def test_the_notifier_counts_every_attempt_by_what_became_of_its_delivery():
-    letter = Letter("imgpipe.requests.completed", 0, 7, None, b"k", b"v", [])
+    letter = Consumed("imgpipe.requests.completed", 0, 7, None, b"k", b"v", [])
     dead_letters = DeadLetters(Recorder(), group="notifier")
     wired = notifier.Adapters(
         deliveries=FakeDeliveries(),
@@ -156,7 +156,7 @@ async def test_every_dead_letter_is_counted_by_its_source_topic_and_stage_once_s
     samples = Samples()
     failure = Failure("image-worker", ValueError("bad"), 1, NOW, NOW)
     for offset in range(3):
-        await letters.send(Letter("imgpipe.rows.submitted", 0, offset, None, None, b"x", []), failure)
+        await letters.send(Consumed("imgpipe.rows.submitted", 0, offset, None, None, b"x", []), failure)
     assert samples.moved("imgpipe_dead_letters_total", topic="imgpipe.rows.submitted", stage="image-worker") == 3
 
 

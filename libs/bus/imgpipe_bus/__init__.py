@@ -1,6 +1,6 @@
 from imgpipe_bus.admin import broker_reachable, ensure_topics, topic_names
 from imgpipe_bus.codec import PoisonMessage, decode, encode
-from imgpipe_bus.dead_letters import DeadLetters, Failure, Letter, dlq_name, origin_of
+from imgpipe_bus.dead_letters import Consumed, DeadLetters, Failure, dlq_name, origin_of
 from imgpipe_bus.handling import (
     DeadLetterCopy,
     RetryPolicy,
@@ -23,7 +23,7 @@ __all__ = [
     "EventProducer",
     "Failure",
     "HealthSettings",
-    "Letter",
+    "Consumed",
     "PoisonMessage",
     "RetryPolicy",
     "ServiceApp",

@@ -49,7 +49,7 @@ def replay_count(headers: list[tuple[str, bytes]]) -> int:
 
 
 @dataclass(frozen=True)
-class Letter:
+class Consumed:
     """A consumed message as plain data, to be kept (say in MongoDB) and dead-lettered later."""
 
     topic: str
@@ -61,7 +61,7 @@ class Letter:
     headers: list[tuple[str, bytes]]
 
     @classmethod
-    def of(cls, message: Any) -> "Letter":
+    def of(cls, message: Any) -> "Consumed":
         return cls(
             message.topic,
             message.partition,
@@ -80,7 +80,7 @@ class Letter:
         return {**self.__dict__, "headers": [list(header) for header in self.headers]}
 
     @classmethod
-    def from_document(cls, document: dict[str, Any]) -> "Letter":
+    def from_document(cls, document: dict[str, Any]) -> "Consumed":
         return cls(**{**document, "headers": [(key, bytes(value)) for key, value in document["headers"]]})
 
 

@@ -6,7 +6,7 @@ so a crash at any point means it is delivered again, never lost.
 What a handler gets and gives back:
 
 - ``handle_each`` calls ``handler(event, letter)`` for every message: the decoded event, and the message
-  as a Letter (plain data, which a handler may keep to dead-letter the message itself later). Every
+  as a Consumed (plain data, which a handler may keep to dead-letter the message itself later). Every
   handler gets both, so that its signature never depends on how it is registered.
 - The handler returns ``DeadLetterCopy(reason)`` when it handled the event but wants a copy of the message
   in the dead-letter topic, to be replayed once the cause is fixed; anything else it returns means
@@ -32,7 +32,7 @@ from confluent_kafka import KafkaException
 
 from imgpipe_bus.batches import take_batches
 from imgpipe_bus.codec import PoisonMessage, decode
-from imgpipe_bus.dead_letters import DeadLetters, Failure, Letter
+from imgpipe_bus.dead_letters import Consumed, DeadLetters, Failure
 from imgpipe_schemas import Event, Topic
 
 if TYPE_CHECKING:
@@ -140,7 +140,7 @@ class Stage:
 async def handle_each(
     stream: faust.StreamT[Any],
     stage: Stage,
-    handler: Callable[[Event, Letter], Awaitable[Any]],
+    handler: Callable[[Event, Consumed], Awaitable[Any]],
     about: Callable[[Event], contextlib.AbstractContextManager[Any]] | None = None,
 ) -> None:
     """One message at a time, ``handler(event, letter)``; a DeadLetterCopy it returns dead-letters a copy of
@@ -156,7 +156,7 @@ async def handle_each(
             # Bound now, per message: the call runs later, and again on each retry.
             async def call(
                 event: Event = event,
-                letter: Letter = Letter.of(item.message),  # noqa: B008
+                letter: Consumed = Consumed.of(item.message),  # noqa: B008
                 returned: list[Any] = returned,
             ) -> None:
                 returned.append(await handler(event, letter))
@@ -183,7 +183,7 @@ async def handle_batches(
         call = handler
     else:
 
-        async def call(events: Sequence[Event], letters: Sequence[Letter]) -> Any:
+        async def call(events: Sequence[Event], letters: Sequence[Consumed]) -> Any:
             return await handler(events)
 
     async for batch in take_batches(stream, max_events, within_s):
@@ -199,7 +199,7 @@ async def _handle_batch(stage: Stage, handler: Callable[..., Awaitable[Any]], ba
     if not decoded:
         return
     events = [event for _, event in decoded]
-    letters = [Letter.of(message) for message, _ in decoded]
+    letters = [Consumed.of(message) for message, _ in decoded]
     if await _attempt(stage, lambda: handler(events, letters=letters)):
         return
     for (message, event), letter in zip(decoded, letters, strict=True):

@@ -13,7 +13,7 @@ from prometheus_client import Counter
 
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.output_csv import OutputCsvWriter
-from imgpipe_bus import EventProducer, Letter, Unprocessable
+from imgpipe_bus import Consumed, EventProducer, Unprocessable
 from imgpipe_runtime.blobs import BlobStore, file_url, output_csv_name
 from imgpipe_runtime.documents import Origin, stored_progress
 from imgpipe_runtime.logs import about_request
@@ -80,7 +80,7 @@ async def register_requests(accepted: Sequence[RequestAccepted], adapters: Adapt
                 await complete_if_done(str(event.request_id), adapters)
 
 
-async def register_rows(rows: Sequence[RowSubmitted], adapters: Adapters, letters: Sequence[Letter] = ()) -> None:
+async def register_rows(rows: Sequence[RowSubmitted], adapters: Adapters, letters: Sequence[Consumed] = ()) -> None:
     """Stores the input of rows produced straight to Kafka, so that their request can be re-driven and
     its output CSV built, and where each was read (``letters``), so that the reconciler can tell a row that
     waits for a worker from a lost one. Rows of an upload were stored by ingest and are skipped."""

@@ -87,7 +87,7 @@ class Compressed:
 
 
 @dataclass(frozen=True)
-class Policy:
+class Encoding:
     quality: int = 50
     output_format: str = "jpeg"
     max_pixels: int = 50_000_000
@@ -98,31 +98,33 @@ class Policy:
     allowed_formats: tuple[str, ...] = AUTO_FORMATS
 
 
-def compress(data: bytes, policy: Policy = Policy(), writer: BlobWriter | None = None, stem: str = "") -> Compressed:
-    out = _encode(data, policy)
+def compress(
+    data: bytes, encoding: Encoding = Encoding(), writer: BlobWriter | None = None, stem: str = ""
+) -> Compressed:
+    out = _encode(data, encoding)
     if writer is not None:
         writer.write(f"{stem}.{out.extension}", cast(bytes, out.data), out.content_type)  # _encode's has its bytes
         return dataclasses.replace(out, data=None)
     return out
 
 
-def _encode(data: bytes, policy: Policy) -> Compressed:
+def _encode(data: bytes, encoding: Encoding) -> Compressed:
     Image.MAX_IMAGE_PIXELS = None  # the cap below is exact; Pillow's own only warns up to twice its limit
     encoders.set_up_codecs()
     try:
         with Image.open(io.BytesIO(data), formats=OPENED) as opened:
             image: Image.Image = opened
-            if image.width * image.height > policy.max_pixels:
+            if image.width * image.height > encoding.max_pixels:
                 raise ImageRejected(
                     "too_many_pixels",
                     f"{image.width}×{image.height} is {image.width * image.height} pixels; "
-                    f"the cap is {policy.max_pixels}",
+                    f"the cap is {encoding.max_pixels}",
                 )
             source_format = image.format
-            kept = metadata.select(image, policy.options)
+            kept = metadata.select(image, encoding.options)
             orientation = image.getexif().get(ORIENTATION, 1)
             displayed = image.size[::-1] if orientation in geometry.TRANSPOSED else image.size
-            shape = geometry.plan(*displayed, policy.options)
+            shape = geometry.plan(*displayed, encoding.options)
             image = geometry.load_reduced(image, shape, orientation)
             icc_profile = image.info.get("icc_profile")
             if orientation != 1:
@@ -132,10 +134,12 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
                     image = encoders.rgb_or_rgba(image)
                 image = geometry.apply(image, shape)
             metadata.clear(image)
-            settings = encoders.Settings(policy.jpeg_optimize, policy.options.progressive, policy.median_cut_max_pixels)
+            settings = encoders.Settings(
+                encoding.jpeg_optimize, encoding.options.progressive, encoding.median_cut_max_pixels
+            )
             candidates = []
-            for target in _targets(policy, source_format, image):
-                quality, score = _quality(image, target, policy)
+            for target in _targets(encoding, source_format, image):
+                quality, score = _quality(image, target, encoding)
                 params = metadata.save_params(kept, target)
                 encoded = encoders.encode(image, target, quality, settings, icc_profile, params)
                 if target == "JPEG":
@@ -162,26 +166,26 @@ def _encode(data: bytes, policy: Policy) -> Compressed:
     return Compressed(encoded, extension, content_type, len(encoded), False, width, height, quality, score)
 
 
-def _quality(image: Image.Image, target: str, policy: Policy) -> tuple[int, float | None]:
+def _quality(image: Image.Image, target: str, encoding: Encoding) -> tuple[int, float | None]:
     """The encoder quality for ``image`` (at its final geometry) and, when a quality mode chose it, its score.
     PNG has no perceptual search: it takes the fixed quality, mode or not."""
-    mode = policy.options.quality_mode
-    if mode is None and policy.output_format == "auto":
+    mode = encoding.options.quality_mode
+    if mode is None and encoding.output_format == "auto":
         mode = AUTO_FORMAT_MODE
     if mode is None or target not in perceptual.FORMATS:
-        return policy.quality, None
+        return encoding.quality, None
     choice = perceptual.quality_for_mode(image, target, mode)
     return choice.quality, choice.score
 
 
-def _targets(policy: Policy, source_format: str | None, image: Image.Image) -> list[str]:
+def _targets(encoding: Encoding, source_format: str | None, image: Image.Image) -> list[str]:
     """The formats to encode: one, or for ``auto`` each allowed one (all of them encoded, the smallest kept).
     JPEG is not a candidate for an image with transparency, which it would flatten."""
-    if policy.output_format != "auto":
-        return [_target(policy.output_format, source_format)]
+    if encoding.output_format != "auto":
+        return [_target(encoding.output_format, source_format)]
     transparent = image.mode in ("RGBA", "LA", "PA", "RGBa") or "transparency" in image.info
-    allowed = [fmt for fmt in policy.allowed_formats if not (transparent and fmt == "JPEG")]
-    return allowed or [policy.allowed_formats[0]]
+    allowed = [fmt for fmt in encoding.allowed_formats if not (transparent and fmt == "JPEG")]
+    return allowed or [encoding.allowed_formats[0]]
 
 
 def _target(output_format: str, source_format: str | None) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 
-from imgpipe_bus import DeadLetterCopy, EventProducer, Letter
+from imgpipe_bus import Consumed, DeadLetterCopy, EventProducer
 from imgpipe_image_worker import metrics
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed, ImageRejected
@@ -53,7 +53,7 @@ class Adapters:
     request_fetches: KeyedSlots
 
 
-async def handle_row(row: RowSubmitted, letter: Letter, adapters: Adapters) -> DeadLetterCopy | None:
+async def handle_row(row: RowSubmitted, letter: Consumed, adapters: Adapters) -> DeadLetterCopy | None:
     """Reports the row's result; a row some of whose images failed transiently even after retries also
     goes to the dead-letter topic, for replay. The loop dead-letters that copy, so ``letter`` is not kept."""
     result = await process_row(row, adapters)

@@ -19,7 +19,7 @@ from imgpipe_image_worker import handlers
 from imgpipe_image_worker.adapters.codec_pool import CodecPool
 from imgpipe_image_worker.adapters.downloader import Downloader
 from imgpipe_image_worker.budgets import ByteBudget
-from imgpipe_image_worker.compress import Policy
+from imgpipe_image_worker.compress import Encoding
 from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
@@ -38,8 +38,8 @@ def build_app(settings: Settings, health: HealthSettings) -> ServiceApp:
     app = create_app(IMAGE_WORKER_GROUP, settings.kafka)
     db = connect(settings.mongo)
     blobs = open_blob_store(settings.blobs, db)
-    policy = Policy(max_pixels=settings.max_image_pixels, jpeg_optimize=settings.jpeg_optimize)
-    codecs = CodecPool(settings.compress_processes, policy, blobs.writer(), cpu_limit_s=settings.compress_cpu_s)
+    encoding = Encoding(max_pixels=settings.max_image_pixels, jpeg_optimize=settings.jpeg_optimize)
+    codecs = CodecPool(settings.compress_processes, encoding, blobs.writer(), cpu_limit_s=settings.compress_cpu_s)
     producer = EventProducer(settings.kafka)
     downloader = Downloader(
         max_bytes=settings.max_image_bytes,

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import PyMongoError
 
-from imgpipe_bus import DeadLetters, Failure, Letter
+from imgpipe_bus import Consumed, DeadLetters, Failure
 from imgpipe_notifier import metrics
 from imgpipe_notifier.adapters.deliveries import DELIVERED, FAILED, GONE, RETRYING, DeliveryLog, this_round
 from imgpipe_notifier.adapters.webhook import WebhookSender
@@ -71,14 +71,14 @@ def retryable(outcome: int | str) -> bool:
 
 
 async def accept(
-    event: RequestCompleted, letter: Letter, adapters: Adapters, *, now: datetime | None = None
+    event: RequestCompleted, letter: Consumed, adapters: Adapters, *, now: datetime | None = None
 ) -> str | None:
     with about_request(event.request_id):
         return await _accept(event, letter, adapters, now=now)
 
 
 async def _accept(
-    event: RequestCompleted, letter: Letter, adapters: Adapters, *, now: datetime | None = None
+    event: RequestCompleted, letter: Consumed, adapters: Adapters, *, now: datetime | None = None
 ) -> str | None:
     """Records the delivery and makes its first attempt; later attempts are deliver_due's. A completion
     delivered again (a redelivered message) finds its delivery recorded and changes nothing. The letter
@@ -166,7 +166,7 @@ async def _attempt(delivery: dict, adapters: Adapters, *, now: datetime) -> str:
         first = earlier[0]["at"] if earlier else now
         # Before recording: if the dead letter cannot be stored now, the lease runs out and all is tried again.
         await adapters.dead_letters.send(
-            Letter.from_document(delivery["letter"]), Failure("notifier", reason, number, first, now)
+            Consumed.from_document(delivery["letter"]), Failure("notifier", reason, number, first, now)
         )
         log.error("%s; dead-lettered", reason)
     else:

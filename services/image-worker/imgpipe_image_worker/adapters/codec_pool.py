@@ -40,10 +40,10 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import cast
 
-from imgpipe_image_worker.compress import BlobWriter, Compressed, ImageRejected, Policy, compress
+from imgpipe_image_worker.compress import BlobWriter, Compressed, Encoding, ImageRejected, compress
 from imgpipe_schemas import ImageOptions
 
-Codec = Callable[[bytes, Policy, BlobWriter | None, str], Compressed]
+Codec = Callable[[bytes, Encoding, BlobWriter | None, str], Compressed]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ class CodecPool:
     def __init__(
         self,
         processes: int,
-        policy: Policy,
+        encoding: Encoding,
         writer: BlobWriter | None = None,
         *,
         cpu_limit_s: int = DEFAULT_CPU_LIMIT_S,
@@ -66,7 +66,7 @@ class CodecPool:
         """``codec`` runs in the codec processes: a module-level function, which travels by its name."""
         if cpu_limit_s < 1:
             raise ValueError("a codec task needs at least one second of CPU")
-        self._policy = policy
+        self._encoding = encoding
         self._writer = writer
         self._cpu_limit_s = cpu_limit_s
         self._codec = codec
@@ -88,8 +88,8 @@ class CodecPool:
     ) -> Compressed:
         """The output of ``data``; already stored as ``<stem>.<extension>`` when its bytes are None."""
         options = options or ImageOptions()
-        policy = dataclasses.replace(self._policy, quality=quality, output_format=output_format, options=options)
-        call = (self._codec, (data, policy, self._writer, stem), self._cpu_limit_s)
+        encoding = dataclasses.replace(self._encoding, quality=quality, output_format=output_format, options=options)
+        call = (self._codec, (data, encoding, self._writer, stem), self._cpu_limit_s)
         for attempt in range(2):
             outcome = await self._run(call)
             if outcome == CRASHED:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from imgpipe_bus import Letter
+from imgpipe_bus import Consumed
 from imgpipe_runtime.documents import DELIVERIES
 
 PENDING, RETRYING, DELIVERED, GONE, FAILED = "pending", "retrying", "delivered", "gone", "failed"
@@ -24,7 +24,7 @@ class DeliveryLog:
         self._deliveries = db[DELIVERIES]
 
     async def open(
-        self, webhook_id: str, request_id: str, url: str, body: bytes, letter: Letter, now: datetime, lease_s: float
+        self, webhook_id: str, request_id: str, url: str, body: bytes, letter: Consumed, now: datetime, lease_s: float
     ) -> dict | None:
         """Records a new delivery, leased to the caller for its first attempt; None if it exists already."""
         delivery = {
@@ -69,7 +69,7 @@ class DeliveryLog:
                 claimed.append(({**delivery, "next_attempt_at": lease}, now))
         return claimed
 
-    async def reopen(self, webhook_id: str, letter: Letter, now: datetime, lease_s: float) -> dict | None:
+    async def reopen(self, webhook_id: str, letter: Consumed, now: datetime, lease_s: float) -> dict | None:
         """The failed (or gone) delivery of a completion replayed ``letter.replays`` times, opened again and
         leased to the caller; None when it is still open, was delivered (a subscriber that answered 2xx has
         it), or has already been reopened by this replay (the replayed message delivered twice)."""
