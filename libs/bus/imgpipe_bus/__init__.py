@@ -11,6 +11,7 @@ from imgpipe_bus.handling import (
     handle_each,
 )
 from imgpipe_bus.health import HealthSettings, serve_health
+from imgpipe_bus.ports import DeadLetterSink, Publisher
 from imgpipe_bus.producer import EventProducer
 from imgpipe_bus.service import run_service
 from imgpipe_bus.settings import BusSettings
@@ -19,12 +20,14 @@ from imgpipe_bus.stream import ServiceApp, create_app, faust_topic, run_worker
 __all__ = [
     "BusSettings",
     "DeadLetterCopy",
+    "DeadLetterSink",
     "DeadLetters",
     "EventProducer",
     "Failure",
     "HealthSettings",
     "Consumed",
     "PoisonMessage",
+    "Publisher",
     "RetryPolicy",
     "ServiceApp",
     "Stage",

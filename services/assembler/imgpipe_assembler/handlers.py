@@ -13,7 +13,7 @@ from prometheus_client import Counter
 
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.output_csv import OutputCsvWriter
-from imgpipe_bus import Consumed, EventProducer, Unprocessable
+from imgpipe_bus import Consumed, Publisher, Unprocessable
 from imgpipe_runtime.blobs import BlobStore, file_url, output_csv_name
 from imgpipe_runtime.documents import Origin, stored_progress
 from imgpipe_runtime.logs import about_request
@@ -57,7 +57,7 @@ class Adapters:
 
     store: ProgressStore
     blobs: BlobStore
-    producer: EventProducer
+    producer: Publisher
     public_base_url: str
 
 

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 
-from imgpipe_bus import Consumed, DeadLetterCopy, EventProducer
+from imgpipe_bus import Consumed, DeadLetterCopy, Publisher
 from imgpipe_image_worker import metrics
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed, ImageRejected
@@ -45,7 +45,7 @@ class Adapters:
     fetch: Fetch
     compress: Compress
     blobs: BlobStore
-    producer: EventProducer
+    producer: Publisher
     public_base_url: str
     sources: SharedSources
     image_budget_s: float

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
-from imgpipe_ingest.adapters.idempotency import IdempotencyKeys
-from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import CsvRejected, Limits, check_text, validate_csv
+from imgpipe_ingest.ports import IdempotencyClaims, Requests
 from imgpipe_runtime.blobs import BlobStore, blob_url, file_url, input_csv_name, is_output_csv_name
 from imgpipe_runtime.documents import stored_options, visible_to
 from imgpipe_runtime.logs import about_request
@@ -40,7 +39,7 @@ class RequestExpired(LookupError):
         )
 
 
-async def visible_request(request_id: str, *, owner: str | None, store: RequestStore) -> dict:
+async def visible_request(request_id: str, *, owner: str | None, store: Requests) -> dict:
     """The request, for a caller that may see it: RequestNotFound for one that does not exist or that the
     owner may not see (another key learns nothing, not even that the id is taken), RequestExpired for one
     whose retention ran out."""
@@ -97,7 +96,7 @@ class IdempotencyConflict(Exception):
 def upload_digest(file_digest: str, options: UploadOptions) -> str:
     """What an Idempotency-Key is claimed with: the file and every option but the key itself, in the form
     keys were always claimed with, so that a key claimed by an earlier version still matches its upload.
-    The owner is not part of it: it scopes the key itself (IdempotencyKeys)."""
+    The owner is not part of it: it scopes the key itself (adapters.idempotency.IdempotencyKeys)."""
     chosen: dict[str, object] = {
         "webhook_url": options.webhook_url,
         "quality": options.quality,
@@ -113,9 +112,9 @@ async def accept_upload(
     options: UploadOptions,
     *,
     limits: Limits,
-    store: RequestStore,
+    store: Requests,
     blobs: BlobStore,
-    keys: IdempotencyKeys,
+    keys: IdempotencyClaims,
     lease_s: float,
 ) -> Accepted:
     """Validates the whole CSV and stores it with its request, PENDING: the upload is then safe, and its
@@ -161,7 +160,7 @@ async def accept_upload(
 
 
 @contextlib.asynccontextmanager
-async def _renewing(keys: IdempotencyKeys, key: str | None, request_id: str, owner: str | None):
+async def _renewing(keys: IdempotencyClaims, key: str | None, request_id: str, owner: str | None):
     """Keeps the upload's claim of ``key`` its own while the block stores it, however long that takes."""
     if key is None:
         yield
@@ -183,7 +182,7 @@ async def _renewing(keys: IdempotencyKeys, key: str | None, request_id: str, own
 
 
 async def _release_unless_stored(
-    keys: IdempotencyKeys, store: RequestStore, key: str, request_id: str, owner: str | None
+    keys: IdempotencyClaims, store: Requests, key: str, request_id: str, owner: str | None
 ) -> None:
     """After a failure, the key is freed only if the request is surely not stored: an insert that failed
     ambiguously (the connection lost after the write) may have stored it, and then the key names it.
@@ -204,7 +203,7 @@ async def _store(
     options: UploadOptions,
     *,
     limits: Limits,
-    store: RequestStore,
+    store: Requests,
     blobs: BlobStore,
     lease_s: float,
 ) -> dict:
@@ -228,7 +227,7 @@ async def _store(
 
 
 async def request_status(
-    request_id: str, *, owner: str | None, store: RequestStore, blobs: BlobStore, public_base_url: str
+    request_id: str, *, owner: str | None, store: Requests, blobs: BlobStore, public_base_url: str
 ) -> StatusReport:
     """Raises as visible_request does. The output's URL is made afresh at every call (a presigned one
     lives for its own time from then)."""
@@ -258,7 +257,7 @@ async def request_rows(
     request_id: str,
     *,
     owner: str | None,
-    store: RequestStore,
+    store: Requests,
     public_base_url: str,
     offset: int,
     limit: int,
@@ -282,7 +281,7 @@ def is_capability_file(name: str) -> bool:
     return is_output_csv_name(name) or image
 
 
-async def expired_file(name: str, *, owner: str | None, store: RequestStore) -> RequestExpired | None:
+async def expired_file(name: str, *, owner: str | None, store: Requests) -> RequestExpired | None:
     """Why a file that is not there is gone, when its request expired and the caller may see that it did."""
     try:
         await visible_request(name.split("/", 1)[0], owner=owner, store=store)
@@ -293,7 +292,7 @@ async def expired_file(name: str, *, owner: str | None, store: RequestStore) -> 
     return None
 
 
-async def owned_file_visible(name: str, *, owner: str | None, store: RequestStore) -> bool:
+async def owned_file_visible(name: str, *, owner: str | None, store: Requests) -> bool:
     """Whether ``name`` is the input CSV (or an output CSV named without a token) of a request that the
     owner may see."""
     request = await store.get(name.split("/", 1)[0])

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 from pymongo.errors import PyMongoError
 
-from imgpipe_bus import Consumed, DeadLetters, Failure
+from imgpipe_bus import Consumed, DeadLetterSink, Failure
 from imgpipe_notifier import metrics
-from imgpipe_notifier.adapters.deliveries import DELIVERED, FAILED, GONE, RETRYING, DeliveryLog, this_round
-from imgpipe_notifier.adapters.webhook import WebhookSender
+from imgpipe_notifier.adapters.deliveries import DELIVERED, FAILED, GONE, RETRYING, this_round
+from imgpipe_notifier.ports import Deliveries, WebhookPoster
 from imgpipe_runtime.logs import about_request
 from imgpipe_schemas import RequestCompleted
 
@@ -43,9 +43,9 @@ class Adapters:
     """What the handlers reach outside with, built once by main.build_app; ``schedule`` is when they
     attempt, ``default_url`` where a completion without a webhook URL of its own is sent (if anywhere)."""
 
-    deliveries: DeliveryLog
-    sender: WebhookSender
-    dead_letters: DeadLetters
+    deliveries: Deliveries
+    sender: WebhookPoster
+    dead_letters: DeadLetterSink
     schedule: Schedule
     default_url: str | None
     # Deliveries attempted whose outcome is not recorded yet (the database refuses writes): not attempted
