@@ -7,12 +7,13 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import IO
 
 from prometheus_client import Counter
 
-from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.output_csv import OutputCsvWriter
+from imgpipe_assembler.ports import Completions, Store
 from imgpipe_bus import Consumed, Publisher, Unprocessable
 from imgpipe_runtime.blobs import BlobStore, file_url, output_csv_name
 from imgpipe_runtime.documents import Origin, stored_progress
@@ -55,7 +56,7 @@ class Adapters:
     ``public_base_url`` is what the output CSV's link is made of where ingest serves it (the blob store's own
     URL otherwise)."""
 
-    store: ProgressStore
+    store: Store
     blobs: BlobStore
     producer: Publisher
     public_base_url: str
@@ -115,52 +116,89 @@ async def complete_if_done(
 ) -> None:
     """Builds the output and announces it when every row is in: once when the request completes, and
     again (as an update) when a replayed row changes a finished request's output. ``give_up`` finishes
-    it with the rows there are (FAILED when rows are missing).
-
-    A finished request's output is rebuilt also when a row changed after it was built, which a crash
-    between the two leaves behind (the row's redelivery then changes nothing); and an update is announced
-    only when the rebuilt output differs from the stored one."""
+    it with the rows there are (FAILED when rows are missing). Decide, build, finish, announce."""
     request = await adapters.store.get(request_id)
     if request is None:
         log.info("results for request %s wait for its request.accepted event", request_id)
         return
-    finished = request["status"] in FINISHED
-    if finished and not output_changed:
-        output_changed = await adapters.store.output_stale(request)
-    if not finished or output_changed:
-        if not give_up and await adapters.store.rows_done(request) < request["rows_total"]:
+    step = await decide(request, adapters.store, output_changed=output_changed, give_up=give_up)
+    if step is Next.BUILD:
+        built = await build(request, adapters, give_up=give_up)
+        if built is None:
             return
-        output_file = output_csv_name(request_id, request.get("output_token"))
-        with tempfile.SpooledTemporaryFile(max_size=OUTPUT_SPOOL_BYTES) as spool:
-            built = await write_output(request, adapters.store, spool)
-            if not give_up and built.progress.rows_done < request["rows_total"]:
-                return  # a live count ahead of the rows: the missing ones complete it when they come
-            unchanged = (built.status, built.progress) == (request["status"], stored_progress(request))
-            if (
-                finished
-                and unchanged
-                and built.digest == await _stored_digest(adapters.blobs, request.get("output_file"))
-            ):
-                await adapters.store.mark_output_built(request_id)
-                return
-            spool.seek(0)
-            await adapters.blobs.put(output_file, spool, "text/csv")
-        status, counted = built.status, built.progress
-        if finished and not request.get("completion_published", True):
-            # Its completion was never announced (the broker was down): it goes out too, so that the
-            # subscriber gets both rather than an update of a request it never saw complete.
-            await announce(request, adapters)
-        updated = await adapters.store.finish(request_id, status, output_file, counted, update=finished)
-        if updated is None:  # finished meanwhile by another delivery
+        finished = await finish(request, built, adapters)
+        if finished is None:
             return
-        if not finished:
-            COMPLETED_REQUESTS.labels(status.value).inc()
-            COMPLETED_ROWS.inc(counted.rows_done)
-        request = updated
-        log.info("request %s %s: %s", request_id, request["completion_type"], counted.model_dump())
-    elif request.get("completion_published"):
+        request = finished
+    elif step is Next.NOTHING:
         return
     await announce(request, adapters)
+
+
+class Next(Enum):
+    NOTHING = "nothing"  # rows are missing, or the request is finished and announced as it is
+    ANNOUNCE = "announce"  # finished as it is, but its completion never went out (the broker was down)
+    BUILD = "build"  # every row is in, or a finished request's rows changed: the output is built
+
+
+async def decide(request: dict, store: Completions, *, output_changed: bool, give_up: bool) -> Next:
+    """What the request needs. A finished request's output is rebuilt also when a row changed after it was
+    built, which a crash between the two leaves behind (the row's redelivery then changes nothing)."""
+    if request["status"] in FINISHED:
+        if output_changed or await store.output_stale(request):
+            return Next.BUILD
+        return Next.NOTHING if request.get("completion_published") else Next.ANNOUNCE
+    if not give_up and await store.rows_done(request) < request["rows_total"]:
+        return Next.NOTHING
+    return Next.BUILD
+
+
+@dataclass(frozen=True)
+class Built:
+    output: "BuiltOutput"
+    output_file: str
+
+
+async def build(request: dict, adapters: Adapters, *, give_up: bool) -> Built | None:
+    """The output CSV, written from the rows and stored; None when there is nothing new to announce: rows
+    are still missing (a live count ahead of the rows), or a finished request's rebuilt output is the one
+    it has."""
+    request_id = request["_id"]
+    output_file = output_csv_name(request_id, request.get("output_token"))
+    with tempfile.SpooledTemporaryFile(max_size=OUTPUT_SPOOL_BYTES) as spool:
+        built = await write_output(request, adapters.store, spool)
+        if not give_up and built.progress.rows_done < request["rows_total"]:
+            return None  # the missing rows complete it when they come
+        unchanged = (built.status, built.progress) == (request["status"], stored_progress(request))
+        if (
+            request["status"] in FINISHED
+            and unchanged
+            and built.digest == await _stored_digest(adapters.blobs, request.get("output_file"))
+        ):
+            await adapters.store.mark_output_built(request_id)
+            return None
+        spool.seek(0)
+        await adapters.blobs.put(output_file, spool, "text/csv")
+    return Built(built, output_file)
+
+
+async def finish(request: dict, built: Built, adapters: Adapters) -> dict | None:
+    """Records how the request finished (or its new output), with a new completion event id; None when
+    another delivery finished it meanwhile."""
+    request_id, was_finished = request["_id"], request["status"] in FINISHED
+    if was_finished and not request.get("completion_published", True):
+        # Its completion was never announced (the broker was down): it goes out too, so that the
+        # subscriber gets both rather than an update of a request it never saw complete.
+        await announce(request, adapters)
+    status, counted = built.output.status, built.output.progress
+    updated = await adapters.store.finish(request_id, status, built.output_file, counted, update=was_finished)
+    if updated is None:
+        return None
+    if not was_finished:
+        COMPLETED_REQUESTS.labels(status.value).inc()
+        COMPLETED_ROWS.inc(counted.rows_done)
+    log.info("request %s %s: %s", request_id, updated["completion_type"], counted.model_dump())
+    return updated
 
 
 async def announce(request: dict, adapters: Adapters) -> None:
@@ -191,7 +229,7 @@ class BuiltOutput:
     digest: str
 
 
-async def write_output(request: dict, store: ProgressStore, out: IO[bytes]) -> BuiltOutput:
+async def write_output(request: dict, store: Completions, out: IO[bytes]) -> BuiltOutput:
     """Writes the request's output CSV into ``out`` from its rows, read a chunk at a time in input order,
     and finds how it finishes in the same pass: memory does not grow with the request's rows."""
     writer = OutputCsvWriter(request["columns"], out)
@@ -214,7 +252,7 @@ async def _stored_digest(blobs: BlobStore, name: str | None) -> str | None:
 
 
 class Tally:
-    """How a request finishes with the rows it has (its rows in input order, see ProgressStore.iter_rows),
+    """How a request finishes with the rows it has (its rows in input order, see CompletionStore.iter_rows),
     counted a row at a time. FAILED when rows are missing (given up on) or not one image was ever
     processed (every row given up on); else SUCCESS, even if some images failed: the output CSV says which."""
 

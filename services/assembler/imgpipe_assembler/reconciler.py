@@ -26,9 +26,9 @@ from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
-from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_assembler.adapters.rows_topic import RowsTopic
 from imgpipe_assembler.handlers import Adapters, announce, complete_if_done, record_results, unprocessed_results
+from imgpipe_assembler.ports import Store
 from imgpipe_bus.positions import State
 from imgpipe_runtime.documents import image_options
 from imgpipe_runtime.logs import about_request
@@ -170,7 +170,7 @@ async def _reconcile_request(
 
 
 async def _ripe(
-    request: dict, unanswered: list[dict], store: ProgressStore, policy: ReconcilePolicy, now: datetime
+    request: dict, unanswered: list[dict], store: Store, policy: ReconcilePolicy, now: datetime
 ) -> list[dict]:
     """The unanswered rows to publish again: those already unanswered a stall ago, whose results are not
     merely on their way. Rows first seen unanswered are noted, with the time, and wait for a later pass."""
