@@ -29,6 +29,7 @@ from imgpipe_ops.client import upload, wait_until_finished
 from imgpipe_ops.processes import free_port
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
 from imgpipe_ops.stack import LocalStack, StackConfig
+from imgpipe_schemas import DEFAULT_QUALITY
 
 UPLOAD_TIMEOUT_S = 120
 # A client watching a big request polls a few times a second; 50 polls a second would cost the
@@ -58,7 +59,7 @@ def plain_loop(data: bytes) -> int:
     with Image.open(io.BytesIO(data)) as image:
         image.load()
         out = io.BytesIO()
-        image.convert("RGB").save(out, "JPEG", quality=50)
+        image.convert("RGB").save(out, "JPEG", quality=DEFAULT_QUALITY)
     return len(out.getvalue())
 
 

@@ -24,7 +24,7 @@ from imgpipe_ops.processes import free_port
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
 from imgpipe_ops.stack import LocalStack, StackConfig
 from imgpipe_runtime.documents import REQUESTS, ROWS, Origin, new_request, new_row, row_id, row_results
-from imgpipe_schemas import ImageResult, Progress, RequestStatus, RowProcessed
+from imgpipe_schemas import CSV_COLUMNS, DEFAULT_QUALITY, ImageResult, Progress, RequestStatus, RowProcessed
 
 SMALL_SIDE = 320
 PRELOAD_ROWS = 100_000
@@ -81,13 +81,13 @@ def preload(mongo_url: str, rows: int) -> float:
             request = new_request(
                 status=RequestStatus.SUCCESS,
                 origin=Origin.UPLOAD,
-                columns=["S. No.", "Product Name", "Input Image Urls"],
+                columns=list(CSV_COLUMNS),
                 rows_total=ROWS_PER_EARLIER_REQUEST,
                 images_total=2 * ROWS_PER_EARLIER_REQUEST,
                 webhook_url=None,
                 now=long_ago,
                 input_file=f"{request_id}/input.csv",
-                quality=50,
+                quality=DEFAULT_QUALITY,
                 output_format="jpeg",
             )
             db[REQUESTS].insert_one(
@@ -143,13 +143,13 @@ def output_of_a_finished_request(stack: LocalStack, rows: int) -> float:
         request = new_request(
             status=RequestStatus.PROCESSING,
             origin=Origin.UPLOAD,
-            columns=["S. No.", "Product Name", "Input Image Urls"],
+            columns=list(CSV_COLUMNS),
             rows_total=rows,
             images_total=rows,
             webhook_url=None,
             now=now,
             input_file=f"{request_id}/input.csv",
-            quality=50,
+            quality=DEFAULT_QUALITY,
             output_format="jpeg",
         )
         request["live"] = {"rows_done": rows - 1, "images_ok": rows - 1, "images_failed": 0}

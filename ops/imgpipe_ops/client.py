@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import httpx
 
-FINISHED = ("SUCCESS", "FAILED")
+from imgpipe_schemas import FINISHED
 
 
 class ApiError(RuntimeError):

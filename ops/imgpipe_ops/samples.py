@@ -11,6 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from PIL import Image
 
+from imgpipe_schemas import CSV_COLUMNS
+
 
 def photo_like_jpeg(width: int, height: int, seed: int, quality: int = 92) -> bytes:
     """Smooth shapes plus sensor-like grain: compresses like a photo, unlike pure noise or flat colour."""
@@ -123,7 +125,7 @@ def products_csv(rows: list[tuple[int, str, list[str]]]) -> bytes:
 
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["S. No.", "Product Name", "Input Image Urls"])
+    writer.writerow(CSV_COLUMNS)
     for serial, name, urls in rows:
         writer.writerow([serial, name, ",".join(urls)])
     return out.getvalue().encode()

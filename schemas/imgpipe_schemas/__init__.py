@@ -1,4 +1,7 @@
 from imgpipe_schemas.events import (
+    CSV_COLUMNS,
+    DEFAULT_OUTPUT_FORMAT,
+    DEFAULT_QUALITY,
     EVENT_TYPES,
     FINISHED,
     SCHEMA_VERSION,
@@ -15,6 +18,9 @@ from imgpipe_schemas.events import (
 from imgpipe_schemas.topics import TOPICS, Topic
 
 __all__ = [
+    "CSV_COLUMNS",
+    "DEFAULT_OUTPUT_FORMAT",
+    "DEFAULT_QUALITY",
     "EVENT_TYPES",
     "FINISHED",
     "SCHEMA_VERSION",

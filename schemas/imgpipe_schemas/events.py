@@ -23,6 +23,12 @@ from pydantic.json_schema import JsonSchemaValue
 SCHEMA_VERSION: Final = 1
 
 OutputFormat = Literal["jpeg", "webp", "png", "avif", "keep", "auto"]
+# What a request that names none gets, wherever it is built (ingest, the reconciler, the codec, the tools).
+DEFAULT_QUALITY = 50
+DEFAULT_OUTPUT_FORMAT: OutputFormat = "jpeg"
+# The input CSV's columns, in order: what an upload must have, and what a request produced straight to Kafka
+# is written out as.
+CSV_COLUMNS = ("S. No.", "Product Name", "Input Image Urls")
 MAX_ERROR_MESSAGE = 500
 # Bounds on what a producer may send, the CSV's own: they keep every event, and the row result it leads
 # to, far below a Kafka message's 1 MB limit, so that an oversized event is invalid, never unsendable.
@@ -172,8 +178,8 @@ class RowSubmitted(Event):
     serial: Annotated[int, Field(ge=0, le=2**63 - 1, description="A 64-bit signed integer, as MongoDB stores it.")]
     product_name: Annotated[str, Field(max_length=MAX_PRODUCT_CHARS)]
     image_urls: Annotated[list[SourceUrl], Field(min_length=1, max_length=MAX_IMAGES_PER_ROW)]
-    quality: Annotated[int, Field(ge=1, le=95)] = 50
-    output_format: OutputFormat = "jpeg"
+    quality: Annotated[int, Field(ge=1, le=95)] = DEFAULT_QUALITY
+    output_format: OutputFormat = DEFAULT_OUTPUT_FORMAT
     image_options: ImageOptions = Field(
         default_factory=ImageOptions, description="Geometry and the like; left out, every option's default."
     )

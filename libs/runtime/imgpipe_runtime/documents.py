@@ -20,7 +20,15 @@ from uuid import UUID
 
 from imgpipe_runtime.mongo import Database
 from imgpipe_runtime.outages import is_outage
-from imgpipe_schemas import ImageOptions, Progress, RequestStatus, RowProcessed
+from imgpipe_schemas import (
+    DEFAULT_OUTPUT_FORMAT,
+    DEFAULT_QUALITY,
+    ImageOptions,
+    Progress,
+    RequestStatus,
+    RowProcessed,
+    RowSubmitted,
+)
 
 log = logging.getLogger(__name__)
 
@@ -148,6 +156,30 @@ def image_options(*documents: Mapping[str, Any] | None) -> ImageOptions:
         if document and document.get("image_options"):
             return ImageOptions.model_validate(document["image_options"])
     return ImageOptions()
+
+
+def row_event(
+    request: Mapping[str, Any],
+    row_index: int,
+    serial: int,
+    product_name: str,
+    image_urls: Sequence[str],
+    row: Mapping[str, Any] | None = None,
+) -> RowSubmitted:
+    """The one builder of a row's event, for ingest's first publication and the reconciler's re-drive: the
+    row's encoder and image options where a stored ``row`` has its own (a row produced straight to Kafka),
+    else its request's, else the defaults."""
+    row = row or {}
+    return RowSubmitted(
+        request_id=UUID(request["_id"]),
+        row_index=row_index,
+        serial=serial,
+        product_name=product_name,
+        image_urls=list(image_urls),
+        quality=row.get("quality") or request.get("quality") or DEFAULT_QUALITY,
+        output_format=row.get("output_format") or request.get("output_format") or DEFAULT_OUTPUT_FORMAT,
+        image_options=image_options(row, request),
+    )
 
 
 def visible_to(request: Mapping[str, Any], owner: str | None) -> bool:

@@ -20,7 +20,6 @@ broker) is published again, with the same event id, a stall after each try.
 """
 
 import logging
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,9 +29,9 @@ from imgpipe_assembler.adapters.rows_topic import RowsTopic
 from imgpipe_assembler.handlers import Adapters, announce, complete_if_done, record_results, unprocessed_results
 from imgpipe_assembler.ports import Store
 from imgpipe_bus.positions import State
-from imgpipe_runtime.documents import image_options
+from imgpipe_runtime.documents import row_event
 from imgpipe_runtime.logs import about_request
-from imgpipe_schemas import FINISHED, RequestStatus, RowSubmitted
+from imgpipe_schemas import FINISHED, RequestStatus
 from imgpipe_schemas.topics import ROWS_SUBMITTED
 
 log = logging.getLogger(__name__)
@@ -214,7 +213,9 @@ async def _redrive(
         if row in spent:
             continue
         try:
-            events.append(_row_event(request, row))
+            events.append(
+                row_event(request, row["row_index"], row["serial"], row["product_name"], row["image_urls"], row)
+            )
         except ValidationError as exc:  # stored before the events' bounds: it can never be sent
             invalid.append(unprocessed_results(request_id, row, f"not processed: not a valid row event: {exc}"))
     if invalid:
@@ -230,16 +231,3 @@ async def _redrive(
     await adapters.store.mark_redriven(request_id, now, unanswered)
     await complete_if_done(request_id, adapters)
     return "gave_up" if spent and not events else "redriven"
-
-
-def _row_event(request: dict, row: dict) -> RowSubmitted:
-    return RowSubmitted(
-        request_id=uuid.UUID(request["_id"]),
-        row_index=row["row_index"],
-        serial=row["serial"],
-        product_name=row["product_name"],
-        image_urls=row["image_urls"],
-        quality=row.get("quality") or request.get("quality") or 50,
-        output_format=row.get("output_format") or request.get("output_format") or "jpeg",
-        image_options=image_options(row, request),
-    )

@@ -34,7 +34,7 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from imgpipe_image_worker import encoders, geometry, metadata, perceptual
 from imgpipe_image_worker.encoders import TYPES
-from imgpipe_schemas import ImageOptions
+from imgpipe_schemas import DEFAULT_QUALITY, ImageOptions
 from imgpipe_schemas.events import QualityMode
 
 RESIZABLE_MODES = {"RGB", "RGBA", "L", "LA", "CMYK"}
@@ -88,7 +88,7 @@ class Compressed:
 
 @dataclass(frozen=True)
 class Encoding:
-    quality: int = 50
+    quality: int = DEFAULT_QUALITY
     output_format: str = "jpeg"
     max_pixels: int = 50_000_000
     jpeg_optimize: bool = False

@@ -23,10 +23,10 @@ from imgpipe_bus import EventProducer
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import ROWS_PER_BATCH, InputRow, Limits, read_rows
 from imgpipe_runtime.blobs import BlobStore
-from imgpipe_runtime.documents import image_options
+from imgpipe_runtime.documents import row_event
 from imgpipe_runtime.logs import about_request
 from imgpipe_runtime.outages import is_outage
-from imgpipe_schemas import RequestAccepted, RowSubmitted
+from imgpipe_schemas import RequestAccepted
 from imgpipe_schemas.events import MAX_IMAGES_PER_ROW
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
 
@@ -65,7 +65,7 @@ async def accept_rows(
                 if not rows:
                     continue
                 await store.insert_rows(request_id, rows)
-                events = (row_event(request_id, row, request) for row in rows)
+                events = (row_event(request, row.index, row.serial, row.product_name, row.image_urls) for row in rows)
                 positions = await producer.publish_many(ROWS_SUBMITTED, events)
                 await store.record_publication(request_id, [row.index for row in rows], positions)
                 accepted = rows[-1].index + 1
@@ -78,20 +78,6 @@ async def accept_rows(
     await store.mark_processing(request_id)
     log.info("accepted request %s: %d rows, %d images", request_id, request["rows_total"], request["images_total"])
     return True
-
-
-def row_event(request_id: str, row: InputRow, request: dict) -> RowSubmitted:
-    """``row`` of the stored ``request``, with the request's encoder and image options."""
-    return RowSubmitted(
-        request_id=uuid.UUID(request_id),
-        row_index=row.index,
-        serial=row.serial,
-        product_name=row.product_name,
-        image_urls=row.image_urls,
-        quality=request["quality"],
-        output_format=request["output_format"],
-        image_options=image_options(request),
-    )
 
 
 async def _copy_input(blobs: BlobStore, name: str, out: BinaryIO) -> None:

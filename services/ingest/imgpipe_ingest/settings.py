@@ -3,6 +3,7 @@ from pydantic import Field
 from imgpipe_bus import BusSettings
 from imgpipe_runtime.settings import BlobSettings, LogSettings, MongoSettings, PublicUrlSettings
 from imgpipe_runtime.webhooks import WebhookSecrets
+from imgpipe_schemas import DEFAULT_QUALITY
 from imgpipe_schemas.events import MAX_IMAGES_PER_ROW
 
 
@@ -20,7 +21,9 @@ class Settings(PublicUrlSettings):
         description="Most image URLs in one row (the row event's bound at most).",
     )
     fetch_allow: str = Field("", description="CIDRs or host:port that webhooks may reach although not public.")
-    default_quality: int = Field(50, ge=1, le=95, description="Encoder quality of an upload that names none.")
+    default_quality: int = Field(
+        DEFAULT_QUALITY, ge=1, le=95, description="Encoder quality of an upload that names none."
+    )
     idempotency_ttl_s: float = Field(86_400, gt=0, description="How long an Idempotency-Key is remembered.")
     idempotency_lease_s: float = Field(
         120, gt=0, description="An Idempotency-Key whose upload was never stored is free again after this long."

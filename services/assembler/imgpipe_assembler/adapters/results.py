@@ -22,10 +22,10 @@ from imgpipe_runtime.documents import (
     row_id,
     row_results,
 )
-from imgpipe_schemas import RequestAccepted, RequestStatus, RowProcessed, RowSubmitted
+from imgpipe_schemas import CSV_COLUMNS, RequestAccepted, RequestStatus, RowProcessed, RowSubmitted
 
 # The columns of a request produced straight to Kafka: the CSV it would have been uploaded as.
-DIRECT_COLUMNS = ["S. No.", "Product Name", "Input Image Urls"]
+DIRECT_COLUMNS = list(CSV_COLUMNS)
 
 
 class ResultStore(Collections):
