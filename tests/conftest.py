@@ -6,9 +6,7 @@ run against Apache Kafka and MongoDB in containers started by testcontainers ins
 and Kafka settings of compose.yaml (needs a Docker engine; fails loudly without one).
 """
 
-import os
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -23,37 +21,7 @@ from imgpipe_ops.processes import (
 )
 from imgpipe_runtime.mongo import connect
 from imgpipe_runtime.settings import MongoSettings
-
-BACKEND = os.environ.get("IMGPIPE_TEST_BACKEND", "embedded")
-if BACKEND not in ("embedded", "docker"):
-    raise pytest.UsageError(f"IMGPIPE_TEST_BACKEND must be 'embedded' or 'docker', not {BACKEND!r}")
-
-
-@dataclass(frozen=True)
-class Infra:
-    bootstrap: str
-    mongo_url: str
-    database_pid: int | None = None  # the embedded database's process, whose CPU a test may measure
-
-
-COMPOSE_FILE = Path(__file__).parent.parent / "compose.yaml"
-
-
-def compose_service(name: str) -> dict:
-    import yaml
-
-    return yaml.safe_load(COMPOSE_FILE.read_text())["services"][name]
-
-
-def kafka_settings(host: str, port: int) -> tuple[str, dict[str, str]]:
-    """The image and settings of compose.yaml's Kafka, its HOST listener on ``port``, advertised as ``host``."""
-    kafka = compose_service("kafka")
-    env = {
-        **{name: str(value) for name, value in kafka["environment"].items()},
-        "KAFKA_LISTENERS": f"PLAINTEXT://:9092,CONTROLLER://:9093,HOST://:{port}",
-        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://kafka:9092,HOST://{host}:{port}",
-    }
-    return kafka["image"], env
+from tests.support.infra import BACKEND, Infra, compose_service, kafka_settings
 
 
 @pytest.fixture(scope="session")

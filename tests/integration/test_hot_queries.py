@@ -32,7 +32,7 @@ from imgpipe_runtime.documents import (
 from imgpipe_runtime.mongo import connect
 from imgpipe_runtime.settings import MongoSettings
 from imgpipe_schemas import ImageResult, Progress, RequestAccepted, RequestStatus, RowProcessed, RowSubmitted
-from tests.conftest import BACKEND
+from tests.support.infra import BACKEND
 
 SMALL, LARGE = 1_000, 100_000
 CALLS = 150  # per query and size, at least: see MIN_CPU_S

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from imgpipe_ops.processes import venv_command
-from tests.conftest import COMPOSE_FILE, kafka_settings
+from tests.support.infra import COMPOSE_FILE, kafka_settings
 
 ROOT = COMPOSE_FILE.parent
 IMGPIPE_SERVICES = ("ingest", "image-worker", "assembler", "notifier")

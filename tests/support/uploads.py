@@ -2,7 +2,7 @@
 
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import CsvSummary
-from tests.csv_parsing import parse_csv
+from tests.support.csv_parsing import parse_csv
 
 
 async def store_upload(
