@@ -36,17 +36,22 @@ check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Test modules run in parallel processes (pytest-xdist), each module whole on one of them, each process with its
+# own broker and database; most tests wait on I/O, so more processes than cores pay. `make test PARALLEL=`
+# runs them one at a time.
+PARALLEL ?= -n 3 --dist loadfile --no-loadscope-reorder
+
 test: install tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 
 test-unit: install
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest $(PARALLEL) tests/unit
 
 test-integration: install
-	$(BIN)/python -m pytest tests/integration
+	$(BIN)/python -m pytest $(PARALLEL) tests/integration
 
 test-e2e: install tools
-	$(BIN)/python -m pytest tests/e2e
+	$(BIN)/python -m pytest $(PARALLEL) tests/e2e
 
 demo: install
 	$(BIN)/imgpipe demo

@@ -24,6 +24,43 @@ from imgpipe_runtime.settings import MongoSettings
 from tests.support.infra import BACKEND, Infra, compose_service, kafka_settings
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """The modules marked long_running first, in their own order: with `-n`, each module runs on one
+    worker, handed out in this order, so the longest start at once and the short ones fill in beside them."""
+    items.sort(key=lambda item: item.get_closest_marker("long_running") is None)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, except that a worker whose only pending test is a single long one is given the
+    last module waiting (a short unit-test module) to follow it, rather than the next long one, which would
+    wait behind it. (A worker needs one test after the one it runs before it starts it.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    class LongRunningFirst(LoadFileScheduling):
+        def _assign_work_unit(self, node) -> None:
+            if self._pending_of(self.assigned_work.get(node, {})) == 1 and len(self.workqueue) > 1:
+                self.workqueue.move_to_end(next(reversed(self.workqueue)), last=False)
+            super()._assign_work_unit(node)
+
+    return LongRunningFirst(config, log) if config.getvalue("dist") == "loadfile" else None
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The paths of the screenshots tests took (recorded as a "screenshot" property, so that a run with `-n`
+    reports them too, from whichever worker took them)."""
+    paths = [
+        value
+        for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+        for name, value in getattr(report, "user_properties", [])
+        if name == "screenshot"
+    ]
+    if paths:
+        terminalreporter.section("screenshots")
+        for path in paths:
+            terminalreporter.write_line(path)
+
+
 @pytest.fixture(scope="session")
 def docker_infra():
     from testcontainers.community.mongodb import MongoDbContainer
@@ -57,7 +94,7 @@ def infra(request, tmp_path_factory):
         yield Infra(bootstrap, mongo_url, database.pid)
     finally:
         broker.stop()
-        database.stop()
+        database.kill()  # it holds nothing worth keeping (in memory), and its graceful stop takes 2 s
 
 
 @pytest.fixture

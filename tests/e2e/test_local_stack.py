@@ -35,7 +35,7 @@ PARTITIONS = 4  # imgpipe run's
 DRAIN_S = 3  # the services' drain under test; `make run` allows 20 s
 BUSY_STOP_S = 30  # what the README promises for a busy stack
 IDLE_STOP_S = 10
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long_running]
 
 
 @dataclass(frozen=True)

@@ -368,6 +368,7 @@ async def database_cpu(pid: int, calls: list[Call], give_up_after_s: float | Non
     return sample({"db": pid})["db"].cpu_s - start
 
 
+@pytest.mark.long_running
 @pytest.mark.timeout(900)
 async def test_every_hot_query_costs_the_same_at_100000_documents_of_other_requests(infra):
     if BACKEND == "docker":
