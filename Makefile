@@ -36,10 +36,10 @@ check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# Test modules run in parallel processes (pytest-xdist), each module whole on one of them, each process with its
-# own broker and database; most tests wait on I/O, so more processes than cores pay. `make test PARALLEL=`
-# runs them one at a time.
-PARALLEL ?= -n 3 --dist loadfile --no-loadscope-reorder
+# The test modules run in four parallel processes (pytest-xdist), each module whole in one of them with its own
+# broker and database; most tests wait on processes and sockets, so more processes than cores pay.
+# `make test PARALLEL=` runs them one at a time.
+PARALLEL ?= -n 4 --dist loadfile --no-loadscope-reorder
 
 test: install tools
 	$(BIN)/python -m pytest $(PARALLEL)

@@ -1,9 +1,11 @@
 """Real infrastructure for the integration and end-to-end tests.
 
 By default each test module gets its own embedded broker (tansu) and database (secantusd-py) as local
-processes, stopped by process id when the module ends. With ``IMGPIPE_TEST_BACKEND=docker`` the tests
-run against Apache Kafka and MongoDB in containers started by testcontainers instead, with the images
-and Kafka settings of compose.yaml (needs a Docker engine; fails loudly without one).
+processes, stopped by process id when the module ends. With `-n` (pytest-xdist, as `make test` runs them)
+each module runs whole in one worker process, so its infrastructure and stacks are never shared. With
+``IMGPIPE_TEST_BACKEND=docker`` the tests run against Apache Kafka and MongoDB in containers started by
+testcontainers instead, with the images and Kafka settings of compose.yaml (needs a Docker engine; fails
+loudly without one).
 """
 
 import uuid
