@@ -41,17 +41,22 @@ check: install
 	$(BIN)/mypy
 	@for dir in $(PACKAGE_DIRS); do (cd $$dir && $(CURDIR)/$(BIN)/deptry --no-ansi .) || exit 1; done
 
+# The test modules run in four parallel processes (pytest-xdist), each module whole in one of them with its own
+# broker and database; most tests wait on processes and sockets, so more processes than cores pay.
+# `make test PARALLEL=` runs them one at a time.
+PARALLEL ?= -n 4 --dist loadfile --no-loadscope-reorder
+
 test: install tools
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL)
 
 test-unit: install
-	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest $(PARALLEL) tests/unit
 
 test-integration: install
-	$(BIN)/python -m pytest tests/integration
+	$(BIN)/python -m pytest $(PARALLEL) tests/integration
 
 test-e2e: install tools
-	$(BIN)/python -m pytest tests/e2e
+	$(BIN)/python -m pytest $(PARALLEL) tests/e2e
 
 demo: install
 	$(BIN)/imgpipe demo

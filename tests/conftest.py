@@ -1,19 +1,17 @@
 """Real infrastructure for the integration and end-to-end tests.
 
 By default each test module gets its own embedded broker (tansu) and database (secantusd-py) as local
-processes, stopped by process id when the module ends. With ``IMGPIPE_TEST_BACKEND=docker`` the tests
-run against Apache Kafka and MongoDB in containers started by testcontainers instead, with the images
-and Kafka settings of compose.yaml (needs a Docker engine; fails loudly without one).
+processes, stopped by process id when the module ends. With `-n` (pytest-xdist, as `make test` runs them)
+each module runs whole in one worker process, so its infrastructure and stacks are never shared. With
+``IMGPIPE_TEST_BACKEND=docker`` the tests run against Apache Kafka and MongoDB in containers started by
+testcontainers instead, with the images and Kafka settings of compose.yaml (needs a Docker engine; fails
+loudly without one).
 """
 
 import logging
-import os
-import re
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
 
 from imgpipe_bus import BusSettings
@@ -26,52 +24,45 @@ from imgpipe_ops.processes import (
 )
 from imgpipe_runtime.mongo import connect
 from imgpipe_runtime.settings import MongoSettings, S3Settings
-
-BACKEND = os.environ.get("IMGPIPE_TEST_BACKEND", "embedded")
-if BACKEND not in ("embedded", "docker"):
-    raise pytest.UsageError(f"IMGPIPE_TEST_BACKEND must be 'embedded' or 'docker', not {BACKEND!r}")
+from tests.support.infra import BACKEND, Infra, compose_service, kafka_settings
+from tests.support.s3 import new_bucket
 
 
-@dataclass(frozen=True)
-class Infra:
-    bootstrap: str
-    mongo_url: str
-    database_pid: int | None = None  # the embedded database's process, whose CPU a test may measure
+def pytest_collection_modifyitems(items) -> None:
+    """The modules marked long_running first, in their own order: with `-n`, each module runs on one
+    worker, handed out in this order, so the longest start at once and the short ones fill in beside them."""
+    items.sort(key=lambda item: item.get_closest_marker("long_running") is None)
 
 
-COMPOSE_FILE = Path(__file__).parent.parent / "compose.yaml"
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadfile``, except that a worker whose only pending test is a single long one is given the
+    last module waiting (a short unit-test module) to follow it, rather than the next long one, which would
+    wait behind it. (A worker needs one test after the one it runs before it starts it.)"""
+    from xdist.scheduler import LoadFileScheduling
+
+    class LongRunningFirst(LoadFileScheduling):
+        def _assign_work_unit(self, node) -> None:
+            if self._pending_of(self.assigned_work.get(node, {})) == 1 and len(self.workqueue) > 1:
+                self.workqueue.move_to_end(next(reversed(self.workqueue)), last=False)
+            super()._assign_work_unit(node)
+
+    return LongRunningFirst(config, log) if config.getvalue("dist") == "loadfile" else None
 
 
-def compose_service(name: str) -> dict:
-    import yaml
-
-    return yaml.safe_load(COMPOSE_FILE.read_text())["services"][name]
-
-
-def interpolate(value: object, env: dict[str, str] | None = None) -> str:
-    """A compose.yaml value as compose sees it given ``env``: ``${NAME:-default}``, ``${NAME:?message}``,
-    ``${NAME}``."""
-
-    def substitute(match: re.Match) -> str:
-        name, operator, word = match.group(1), match.group(2), match.group(3)
-        if (env or {}).get(name):
-            return (env or {})[name]
-        if operator == ":-":
-            return word
-        raise KeyError(f"{name}: {word}" if operator == ":?" else name)
-
-    return re.sub(r"\$\{(\w+)(?:(:-|:\?)([^}]*))?\}", substitute, str(value))
-
-
-def kafka_settings(host: str, port: int) -> tuple[str, dict[str, str]]:
-    """The image and settings of compose.yaml's Kafka, its HOST listener on ``port``, advertised as ``host``."""
-    kafka = compose_service("kafka")
-    env = {
-        **{name: interpolate(value) for name, value in kafka["environment"].items()},
-        "KAFKA_LISTENERS": f"PLAINTEXT://:9092,CONTROLLER://:9093,HOST://:{port}",
-        "KAFKA_ADVERTISED_LISTENERS": f"PLAINTEXT://kafka:9092,HOST://{host}:{port}",
-    }
-    return kafka["image"], env
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The paths of the screenshots tests took (recorded as a "screenshot" property, so that a run with `-n`
+    reports them too, from whichever worker took them)."""
+    paths = [
+        value
+        for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", [])
+        for name, value in getattr(report, "user_properties", [])
+        if name == "screenshot"
+    ]
+    if paths:
+        terminalreporter.section("screenshots")
+        for path in paths:
+            terminalreporter.write_line(path)
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +98,7 @@ def infra(request, tmp_path_factory):
         yield Infra(bootstrap, mongo_url, database.pid)
     finally:
         broker.stop()
-        database.stop()
+        database.kill()  # it holds nothing worth keeping (in memory), and its graceful stop takes 2 s
 
 
 @pytest.fixture
@@ -143,13 +134,6 @@ def s3_endpoint():
         yield f"http://127.0.0.1:{port}"
     finally:
         server.stop()
-
-
-def new_bucket(endpoint: str) -> str:
-    bucket = f"imgpipe-{uuid.uuid4().hex[:12]}"
-    response = httpx.put(f"{endpoint}/{bucket}", timeout=10)
-    assert response.status_code == 200, response.text
-    return bucket
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ ROWS, PER_ROW = 8, 2
 DRAIN_S = 3  # the services' drain under test; `make run` allows 20 s
 BUSY_STOP_S = 30  # what docs/operations.md promises for a busy stack
 IDLE_STOP_S = 10
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.long_running]
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, product
 from imgpipe_ops.stack import LocalStack, StackConfig
 from imgpipe_runtime.webhooks import verify
 from imgpipe_schemas.topics import ROWS_SUBMITTED
-from tests.conftest import new_bucket
-from tests.unit.test_metadata import tagged_jpeg
+from tests.support.s3 import new_bucket
+from tests.support.tagged import tagged_jpeg
 from tests.waiting import wait_for
 
 SECRET = "whsec_" + base64.b64encode(b"end-to-end test secret").decode()

@@ -133,14 +133,14 @@ def screenshots(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("status-page-screenshots")
 
 
-def screenshot(browser, folder: Path, name: str, capsys) -> Path:
-    """The whole page, not only the window."""
+def screenshot(browser, folder: Path, name: str, record_property) -> Path:
+    """The whole page, not only the window; its path is printed at the end of the run (tests/conftest.py),
+    from whichever process ran the test."""
     height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1280, max(1000, height + 100))
     path = folder / f"{name}.png"
     browser.save_screenshot(str(path))
-    with capsys.disabled():
-        print(f"\nstatus page screenshot: {path}")
+    record_property("screenshot", str(path))
     return path
 
 
@@ -182,7 +182,7 @@ def enter_key(browser, key: str) -> None:
     field.submit()
 
 
-def test_a_person_follows_a_request_from_0_to_100_percent(browser, stack, screenshots, capsys):
+def test_a_person_follows_a_request_from_0_to_100_percent(browser, stack, screenshots, record_property):
     photos = {f"/held/{n}.jpg": photo_like_jpeg(320, 240, seed=n) for n in range(4)}
     with HeldImages(photos) as held:
         table = [
@@ -211,7 +211,7 @@ def test_a_person_follows_a_request_from_0_to_100_percent(browser, stack, screen
             ["4", "Boots", "waiting"],
         ]
         assert not visible(browser, "failures")
-        screenshot(browser, screenshots, "0-percent", capsys)
+        screenshot(browser, screenshots, "0-percent", record_property)
 
         held.release("/held/0.jpg", "/held/1.jpg")
         shows(browser, "percent", "60 %")
@@ -232,7 +232,7 @@ def test_a_person_follows_a_request_from_0_to_100_percent(browser, stack, screen
         )
         assert failure[:3] == ["2", "Blue <b>scarf</b>", f"{held.url}/missing.jpg"]
         assert failure[3].startswith("http_404")
-        screenshot(browser, screenshots, "60-percent", capsys)
+        screenshot(browser, screenshots, "60-percent", record_property)
 
         held.release("/held/2.jpg", "/held/3.jpg")
         shows(browser, "percent", "100 %")
@@ -250,14 +250,14 @@ def test_a_person_follows_a_request_from_0_to_100_percent(browser, stack, screen
         assert f"{held.url}/hook" in text(browser, "webhooks-body") and "→ 200" in text(browser, "webhooks-body")
         assert held.webhooks
         assert browser.execute_script("return window.sameDocument") is True  # never reloaded
-        screenshot(browser, screenshots, "100-percent", capsys)
+        screenshot(browser, screenshots, "100-percent", record_property)
 
         browser.find_element("css selector", "#input a").click()  # fetched with the key, handed over as a file
         downloaded = browser.downloads / "input.csv"
         wait_for(lambda: downloaded.exists() and downloaded.read_bytes() == products_csv(table), 30, "the input CSV")
 
 
-def test_a_10000_row_request_is_shown_a_page_at_a_time(browser, stack, screenshots, capsys):
+def test_a_10000_row_request_is_shown_a_page_at_a_time(browser, stack, screenshots, record_property):
     request_id, rows_total = str(uuid.uuid4()), 10_000
     now = datetime.now(UTC)
     failed_rows = list(range(0, rows_total, 7))
@@ -303,7 +303,7 @@ def test_a_10000_row_request_is_shown_a_page_at_a_time(browser, stack, screensho
     shows(browser, "failures-range", "rows with a failed image: 1–20")
     assert len(browser.find_elements("css selector", "#failures-body tr")) == 20
     assert not browser.find_element("id", "rows-next").get_attribute("disabled")
-    screenshot(browser, screenshots, "10000-rows", capsys)
+    screenshot(browser, screenshots, "10000-rows", record_property)
 
     browser.find_element("id", "rows-next").click()
     shows(browser, "rows-range", "rows 51–100 of 10,000")
@@ -347,7 +347,7 @@ def test_the_demo_prints_its_status_page(browser, stack, capsys):
     shows(browser, "percent", "100 %")
 
 
-def test_the_api_docs_on_the_same_origin_load_nothing_from_elsewhere(browser, stack, screenshots, capsys):
+def test_the_api_docs_on_the_same_origin_load_nothing_from_elsewhere(browser, stack, screenshots, record_property):
     """/docs shares its origin with the page that keeps the API key: it renders, under its
     Content-Security-Policy, from ingest's own files, and a call made from it is answered."""
     browser.get(f"{stack.api_url}/docs")
@@ -363,7 +363,7 @@ def test_the_api_docs_on_the_same_origin_load_nothing_from_elsewhere(browser, st
     answer = ".live-responses-table tr.response .response-col_status"
     wait_for(lambda: health.find_elements("css selector", answer), 30, "the call's answer", 0.1)
     assert health.find_element("css selector", answer).text.startswith("200")
-    screenshot(browser, screenshots, "docs", capsys)
+    screenshot(browser, screenshots, "docs", record_property)
     fetched = browser.execute_script(
         "return [location.href].concat(performance.getEntriesByType('resource').map(entry => entry.name))"
     )

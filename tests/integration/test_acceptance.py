@@ -12,7 +12,7 @@ from imgpipe_runtime.blob_directory import DirectoryBlobStore
 from imgpipe_runtime.blobs import input_csv_name
 from imgpipe_runtime.documents import ROWS, ensure_indexes
 from imgpipe_schemas.topics import ROWS_SUBMITTED
-from tests.integration.kafka_helpers import consume
+from tests.support.kafka_helpers import consume
 
 ROWS_TOTAL = 2500
 CSV = (

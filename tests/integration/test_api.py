@@ -15,8 +15,8 @@ from imgpipe_runtime.documents import ROWS, row_id, row_results
 from imgpipe_runtime.webhooks import generate_secret, sign_headers
 from imgpipe_schemas import ImageOptions, ImageResult, RowProcessed
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, ROWS_SUBMITTED
-from tests.integration.kafka_helpers import consume
-from tests.integration.test_openapi import answers_as_documented
+from tests.support.kafka_helpers import consume
+from tests.support.openapi import answers_as_documented
 from tests.waiting import wait_for
 
 SECRET = generate_secret()
@@ -38,7 +38,7 @@ def settings(bus_settings, mongo_settings) -> Settings:
 
 @pytest.fixture
 def client(settings):
-    """Every answer it gets is checked against the OpenAPI document (test_openapi.check_documented)."""
+    """Every answer it gets is checked against the OpenAPI document (tests/support/openapi.py)."""
     with TestClient(create_api(settings)) as test_client:
         yield answers_as_documented(test_client)
 

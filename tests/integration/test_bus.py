@@ -2,7 +2,6 @@ import asyncio
 import logging
 import uuid
 
-import faust
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -10,20 +9,17 @@ from confluent_kafka.admin import AdminClient
 from imgpipe_bus import (
     BusSettings,
     EventProducer,
-    agent_stage,
     create_app,
     encode,
     ensure_topics,
-    faust_topic,
-    handle_batches,
-    handle_each,
     topic_names,
 )
 from imgpipe_bus.admin import ensure_partitions
 from imgpipe_schemas import ImageResult, RequestAccepted, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, REQUESTS_COMPLETED, ROWS_PROCESSED, ROWS_SUBMITTED
-from tests.conftest import BACKEND
-from tests.integration.kafka_helpers import consume
+from tests.support.agents import run_agent
+from tests.support.infra import BACKEND
+from tests.support.kafka_helpers import consume
 from tests.waiting import eventually
 
 
@@ -142,31 +138,6 @@ def committed(bootstrap: str, group: str, partition: int) -> int:
         return position.offset
     finally:
         consumer.close()
-
-
-async def run_agent(settings: BusSettings, group: str, batches: bool, handle_one) -> faust.App:
-    """An app whose one agent handles REQUESTS_ACCEPTED with handle_each (concurrency 4) or handle_batches."""
-    app = create_app(group, settings)
-    producer = EventProducer(settings)
-    app.close_on_shutdown(producer.close)
-    stage = agent_stage(app, REQUESTS_ACCEPTED, producer)
-
-    async def each(event, letter) -> None:
-        await handle_one(event)
-
-    async def batch(events) -> None:
-        for event in events:
-            await handle_one(event)
-
-    @app.agent(faust_topic(app, REQUESTS_ACCEPTED), concurrency=1 if batches else 4)
-    async def agent(stream):
-        if batches:
-            await handle_batches(stream, stage, batch, max_events=3, within_s=0.02)
-        else:
-            await handle_each(stream, stage, each)
-
-    await app.start()
-    return app
 
 
 @pytest.mark.timeout(120)

@@ -16,8 +16,8 @@ from imgpipe_runtime.blobs import GridFsBlobStore
 from imgpipe_runtime.mongo import connect
 from imgpipe_schemas import ImageOptions, ImageResult, RequestAccepted, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_COMPLETED, ROWS_SUBMITTED
-from tests.integration.kafka_helpers import consume
-from tests.integration.uploads import store_upload
+from tests.support.kafka_helpers import consume
+from tests.support.uploads import store_upload
 
 
 @pytest.fixture

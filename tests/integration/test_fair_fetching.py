@@ -19,8 +19,8 @@ from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas import ImageOptions, RowSubmitted
-from tests.blob_fakes import CodecWrittenBlobs
-from tests.integration.stalling import stalling  # noqa: F401 (a fixture)
+from tests.support.blob_fakes import CodecWrittenBlobs
+from tests.support.stalling import stalling  # noqa: F401 (a fixture)
 from tests.waiting import eventually
 
 DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}

@@ -32,7 +32,7 @@ from imgpipe_runtime.documents import (
 from imgpipe_runtime.mongo import connect
 from imgpipe_runtime.settings import MongoSettings
 from imgpipe_schemas import ImageResult, Progress, RequestAccepted, RequestStatus, RowProcessed, RowSubmitted
-from tests.conftest import BACKEND
+from tests.support.infra import BACKEND
 
 SMALL, LARGE = 1_000, 100_000
 CALLS = 150  # per query and size, at least: see MIN_CPU_S
@@ -368,6 +368,7 @@ async def database_cpu(pid: int, calls: list[Call], give_up_after_s: float | Non
     return sample({"db": pid})["db"].cpu_s - start
 
 
+@pytest.mark.long_running
 @pytest.mark.timeout(900)
 async def test_every_hot_query_costs_the_same_at_100000_documents_of_other_requests(infra):
     if BACKEND == "docker":

@@ -20,7 +20,7 @@ from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.netpolicy import NetPolicy
 from imgpipe_schemas import ImageOptions, RowProcessed, RowSubmitted
-from tests.blob_fakes import CodecWrittenBlobs
+from tests.support.blob_fakes import CodecWrittenBlobs
 
 CAP = 10_000
 SIZED = 4_000

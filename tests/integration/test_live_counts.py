@@ -6,7 +6,7 @@ import uuid
 from imgpipe_assembler.adapters.requests import ProgressStore
 from imgpipe_runtime.documents import ROWS, live_counts, progress, rows_of
 from imgpipe_schemas import ImageResult, RowProcessed
-from tests.integration.uploads import store_upload
+from tests.support.uploads import store_upload
 
 CSV = b'S. No.,Product Name,Input Image Urls\n1,A,"http://in/0,http://in/1"\n2,B,http://in/2\n3,C,http://in/3\n'
 

@@ -3,11 +3,9 @@ every status documented for a route is provoked and answered with the documented
 answers no status that it does not document (here, in test_api.py through answers_as_documented, and in
 the schemathesis run)."""
 
-import re
 import uuid
 from contextlib import contextmanager
 
-import jsonschema_rs
 import pytest
 from fastapi.testclient import TestClient
 from pymongo.errors import AutoReconnect
@@ -17,59 +15,12 @@ from imgpipe_ingest.api import FORM_OVERHEAD_BYTES, create_api
 from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.settings import BlobSettings
 from imgpipe_runtime.webhooks import generate_secret, sign_headers
+from tests.support.openapi import check_documented, documented_statuses, route_of
 
 KEY = "openapi-test-key-7c1d"
 AS_OWNER = {"X-API-Key": KEY}
 GOOD_CSV = b"S. No.,Product Name,Input Image Urls\n1,A,http://img.test/1.jpg\n"
 MAX_UPLOAD = 10_000
-
-
-def documented_statuses(schema: dict) -> dict[tuple[str, str], set[int]]:
-    return {
-        (method.upper(), path): {int(code) for code in operation["responses"]}
-        for path, operations in schema["paths"].items()
-        for method, operation in operations.items()
-    }
-
-
-def response_schema(schema: dict, method: str, path: str, code: int) -> dict | None:
-    """The documented JSON schema of an answer, resolvable on its own; None for a non-JSON answer."""
-    content = schema["paths"][path][method.lower()]["responses"][str(code)].get("content", {})
-    body = content.get("application/json", {}).get("schema")
-    return None if body is None else {**body, "components": schema["components"]}
-
-
-def route_of(app, method: str, path: str) -> str | None:
-    """The documented path template that serves ``path``; None for what the document leaves out. (The one
-    parameter in a path, a file's name, may hold slashes.)"""
-    for template, operations in app.openapi()["paths"].items():
-        pattern = re.sub(r"\\{[^}]+\\}", ".+", re.escape(template))
-        if method.lower() in operations and re.fullmatch(pattern, path):
-            return template
-    return None
-
-
-def check_documented(app, response) -> None:
-    """That the answer's status is documented for its route, and its JSON body is the documented one."""
-    method, path = response.request.method, response.request.url.path
-    template = route_of(app, method, path)
-    if template is None:
-        return
-    schema = app.openapi()
-    documented = documented_statuses(schema)[(method, template)]
-    assert response.status_code in documented, (
-        f"{method} {path} answered {response.status_code}, documented {documented}"
-    )
-    body_schema = response_schema(schema, method, template, response.status_code)
-    if body_schema is not None:
-        response.read()
-        jsonschema_rs.validate(body_schema, response.json())
-
-
-def answers_as_documented(client: TestClient) -> TestClient:
-    """The client, checking every answer it gets with check_documented."""
-    client.event_hooks = {"request": [], "response": [lambda response: check_documented(client.app, response)]}
-    return client
 
 
 @pytest.fixture

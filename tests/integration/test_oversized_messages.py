@@ -10,7 +10,7 @@ from imgpipe_bus.dead_letters import KEPT_VALUE_BYTES, TRUNCATED_HEADER
 from imgpipe_bus.producer import MessageRejected
 from imgpipe_schemas import RequestAccepted
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED
-from tests.integration.test_bus import run_agent
+from tests.support.agents import run_agent
 from tests.waiting import eventually
 
 

@@ -17,9 +17,9 @@ from imgpipe_runtime.blobs import GridFsBlobStore
 from imgpipe_runtime.documents import published_positions
 from imgpipe_schemas import ImageOptions, ImageResult, RequestAccepted, RowProcessed, RowSubmitted
 from imgpipe_schemas.topics import REQUESTS_ACCEPTED, REQUESTS_COMPLETED, ROWS_PROCESSED, ROWS_SUBMITTED
-from tests.conftest import BACKEND
-from tests.integration.kafka_helpers import consume
-from tests.integration.uploads import store_upload
+from tests.support.infra import BACKEND
+from tests.support.kafka_helpers import consume
+from tests.support.uploads import store_upload
 
 CSV = b'S. No.,Product Name,Input Image Urls\n1,A,http://in/0\n2,B,"http://in/1,http://in/2"\n'
 STALL = 60

@@ -30,8 +30,8 @@ from imgpipe_runtime.mongo import connect
 from imgpipe_runtime.retention import prune
 from imgpipe_runtime.settings import BlobSettings
 from imgpipe_runtime.webhooks import generate_secret
-from tests.integration.test_openapi import answers_as_documented
-from tests.integration.uploads import store_upload
+from tests.support.openapi import answers_as_documented
+from tests.support.uploads import store_upload
 
 CSV = b"S. No.,Product Name,Input Image Urls\n1,A,http://in/0\n2,B,http://in/1\n"
 NOW = datetime.now(UTC)

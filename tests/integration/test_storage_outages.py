@@ -15,7 +15,7 @@ from imgpipe_ingest.settings import Settings
 from imgpipe_runtime.blob_directory import DirectoryBlobStore
 from imgpipe_runtime.settings import BlobSettings
 from imgpipe_runtime.webhooks import generate_secret
-from tests.integration.test_openapi import answers_as_documented
+from tests.support.openapi import answers_as_documented
 from tests.waiting import wait_for
 
 CSV = b'S. No.,Product Name,Input Image Urls\n1,A,"http://img.test/1.jpg,http://img.test/2.jpg"\n2,B,http://img.test/3.jpg\n'

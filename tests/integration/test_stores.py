@@ -15,8 +15,8 @@ from imgpipe_runtime.blobs import GridFsBlobStore, open_blob_store
 from imgpipe_runtime.settings import BlobSettings
 from imgpipe_schemas import ImageResult, RowProcessed
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
-from tests.integration.kafka_helpers import consume
-from tests.integration.uploads import store_upload
+from tests.support.kafka_helpers import consume
+from tests.support.uploads import store_upload
 
 
 @pytest.fixture(params=["gridfs", "directory"])

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 from imgpipe_notifier.adapters.webhook import WebhookSender
 from imgpipe_notifier.settings import Settings
 from imgpipe_runtime.netpolicy import NetPolicy
-from tests.integration.stalling import stalling  # noqa: F401 (a fixture)
+from tests.support.stalling import stalling  # noqa: F401 (a fixture)
 from tests.waiting import eventually
 
 DEFAULTS = {name: field.default for name, field in Settings.model_fields.items()}

@@ -1,7 +1,7 @@
 import pytest
 
 from imgpipe_ingest.csv_input import CsvRejected, Limits
-from tests.csv_parsing import parse_csv
+from tests.support.csv_parsing import parse_csv
 
 HEADER = "S. No.,Product Name,Input Image Urls\n"
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imgpipe_ingest.csv_input import CsvRejected
-from tests.csv_parsing import parse_csv
+from tests.support.csv_parsing import parse_csv
 
 names = st.text(
     alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\ufeff"), min_size=1

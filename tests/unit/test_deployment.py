@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from imgpipe_ops.processes import venv_command
-from tests.conftest import COMPOSE_FILE, interpolate, kafka_settings
+from tests.support.infra import COMPOSE_FILE, interpolate, kafka_settings
 
 ROOT = COMPOSE_FILE.parent
 HA_ENV_FILE = ROOT / "deploy" / "compose" / "ha.env"

@@ -14,7 +14,7 @@ from imgpipe_image_worker.handlers import Adapters, process_row
 from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_schemas import ImageOptions, RowSubmitted
-from tests.blob_fakes import CodecWrittenBlobs
+from tests.support.blob_fakes import CodecWrittenBlobs
 from tests.waiting import eventually
 
 

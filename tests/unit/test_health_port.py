@@ -15,7 +15,7 @@ from imgpipe_bus import BusSettings, HealthSettings, create_app
 from imgpipe_bus.health import ConsumerLag, HealthServer, consumer_lag, unready_reasons
 from imgpipe_ops.processes import free_port
 from imgpipe_ops.stack import LocalStack, StackConfig
-from tests.conftest import COMPOSE_FILE
+from tests.support.infra import COMPOSE_FILE
 
 TP = namedtuple("TP", "topic partition")
 

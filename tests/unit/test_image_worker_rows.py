@@ -2,65 +2,11 @@
 fetched and compressed once, wherever it appears, and a transient failure is tried again."""
 
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-from imgpipe_image_worker.adapters.downloader import FetchFailed
-from imgpipe_image_worker.compress import Compressed
-from imgpipe_image_worker.handlers import Adapters, process_row
-from imgpipe_image_worker.shares import KeyedSlots
+from imgpipe_image_worker.handlers import process_row
 from imgpipe_image_worker.sources import SharedSources
-from imgpipe_schemas import ImageOptions, RowSubmitted
-from tests.blob_fakes import CodecWrittenBlobs
-
-
-class FakeSources:
-    def __init__(self, transient: set[str] = frozenset()) -> None:
-        self.fetched: list[str] = []
-        self.compressed = 0
-        self.options: list[ImageOptions] = []
-        self.transient = set(transient)
-
-    @asynccontextmanager
-    async def fetch(self, url: str, deadline: float) -> AsyncIterator[bytes]:
-        self.fetched.append(url)
-        if url in self.transient:
-            self.transient.discard(url)  # fails once
-            raise FetchFailed("timeout", f"{url}: timed out", transient=True)
-        yield b"source bytes of " + url.encode()
-
-    async def compress(
-        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions
-    ) -> Compressed:
-        self.compressed += 1
-        self.options.append(options)
-        return Compressed(None, "jpg", "image/jpeg", len(data) // 2)
-
-
-def adapters(fake: FakeSources) -> Adapters:
-    return Adapters(
-        fetch=fake.fetch,
-        compress=fake.compress,
-        blobs=CodecWrittenBlobs(),
-        producer=None,
-        public_base_url="http://api",
-        sources=SharedSources(),
-        image_budget_s=30,
-        row_budget_s=30,
-        request_fetches=KeyedSlots(50),
-    )
-
-
-def row(request_id: uuid.UUID, index: int, urls: list[str], quality: int = 50, **image_options) -> RowSubmitted:
-    return RowSubmitted(
-        request_id=request_id,
-        row_index=index,
-        serial=index + 1,
-        product_name="P",
-        image_urls=urls,
-        quality=quality,
-        image_options=ImageOptions(**image_options),
-    )
+from imgpipe_schemas import ImageOptions
+from tests.support.image_worker_fakes import FakeSources, adapters, row
 
 
 async def test_a_source_repeated_across_rows_is_fetched_and_compressed_once():

@@ -16,7 +16,7 @@ from imgpipe_image_worker.main import METRICS_PORT as IMAGE_WORKER_METRICS_PORT
 from imgpipe_ingest.main import METRICS_PORT as INGEST_METRICS_PORT
 from imgpipe_notifier.main import METRICS_PORT as NOTIFIER_METRICS_PORT
 from imgpipe_schemas.topics import IMAGE_WORKER_GROUP, ROWS_SUBMITTED
-from tests.unit.kustomize import render
+from tests.support.kustomize import render
 
 KUBERNETES = Path(__file__).parents[2] / "deploy" / "kubernetes"
 OVERLAYS = ("local", "production")

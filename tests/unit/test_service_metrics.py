@@ -18,8 +18,8 @@ from imgpipe_ingest.body_limit import BodyLimit
 from imgpipe_notifier import handlers as notifier
 from imgpipe_notifier.metrics import answer_class
 from imgpipe_ops.processes import free_port
-from tests.unit.test_assembler_completion import Assembler
-from tests.unit.test_image_worker_rows import FakeSources, adapters, row
+from tests.support.assembler_fakes import Assembler
+from tests.support.image_worker_fakes import FakeSources, adapters, row
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -3,7 +3,7 @@
 from imgpipe_ingest.adapters.requests import RequestStore
 from imgpipe_ingest.csv_input import CsvSummary
 from imgpipe_schemas import ImageOptions
-from tests.csv_parsing import parse_csv
+from tests.support.csv_parsing import parse_csv
 
 
 async def store_upload(
