@@ -6,22 +6,100 @@ import copy
 import csv
 import io
 import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import IO, Any, NoReturn
 
 from imgpipe_assembler.handlers import Adapters, complete_if_done, record_results
+from imgpipe_bus.positions import Position
 from imgpipe_runtime.blobs import output_csv_name
 from imgpipe_runtime.documents import Origin, new_request, new_row, row_id, row_results
-from imgpipe_schemas import FINISHED, ImageResult, RequestCompleted, RequestStatus, RowProcessed
+from imgpipe_schemas import (
+    FINISHED,
+    Event,
+    ImageResult,
+    Progress,
+    RequestAccepted,
+    RequestCompleted,
+    RequestStatus,
+    RowProcessed,
+    RowSubmitted,
+    Topic,
+)
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 COLUMNS = ["S. No.", "Product Name", "Input Image Urls"]
+Document = dict[str, Any]
 
 
-class FakeProgressStore:
+class NotUsedHere:
+    """The store's jobs that the completion tests never reach, present so that the fake is a whole Store."""
+
+    def _not_used(self) -> NoReturn:
+        raise AssertionError("not used by these tests")
+
+    async def register_request(self, accepted: RequestAccepted) -> bool:
+        self._not_used()
+
+    async def known(self, request_ids: set[str]) -> dict[str, Document]:
+        self._not_used()
+
+    async def register_rows(self, rows: Sequence[RowSubmitted]) -> set[str]:
+        self._not_used()
+
+    async def record_publication(
+        self, request_id: str, rows: Sequence[int], positions: Sequence[tuple[int, int]]
+    ) -> None:
+        self._not_used()
+
+    async def stalled(self, status: RequestStatus, before: datetime) -> list[Document]:
+        self._not_used()
+
+    async def unpublished_completions(self, before: datetime) -> list[Document]:
+        self._not_used()
+
+    async def undelivered_completions(self, before: datetime, limit: int = 1000) -> list[Document]:
+        self._not_used()
+
+    async def delivery_recorded(self, request: Document) -> bool:
+        self._not_used()
+
+    async def confirm_delivery(self, request_id: str, event_id: str) -> None:
+        self._not_used()
+
+    async def await_delivery(self, request_id: str, event_id: str, now: datetime) -> None:
+        self._not_used()
+
+    async def rows_not_done(self, request_id: str) -> list[Document]:
+        self._not_used()
+
+    async def rows_known(self, request: Document) -> int:
+        self._not_used()
+
+    async def published_positions(self, request_id: str) -> dict[int, tuple[int, int]]:
+        self._not_used()
+
+    async def note_unanswered(self, request_id: str, since: datetime | None, rows: Sequence[int] = ()) -> None:
+        self._not_used()
+
+    async def count_redrives(self, request_id: str, rows: Sequence[int]) -> None:
+        self._not_used()
+
+    async def mark_redriven(
+        self, request_id: str, now: datetime, unanswered: Sequence[int] = (), *, rows_missing: bool = False
+    ) -> None:
+        self._not_used()
+
+    async def recount(self, request: Document) -> None:
+        self._not_used()
+
+
+class FakeProgressStore(NotUsedHere):
     """ProgressStore's completion queries over dicts, with the conditions of the MongoDB ones (rows_of, and
     the replace-only-if-fewer-failed rule of record_rows). A write counter stands for the clock that
-    output_stale compares."""
+    output_stale compares. Typed as the service's Store: a fake that drifts from it fails `make check`."""
 
     def __init__(self) -> None:
         self.request_documents: dict[str, dict] = {}
@@ -29,7 +107,7 @@ class FakeProgressStore:
         self.writes = 0
         self.forgotten: list[str] = []
 
-    async def record_rows(self, results) -> set[str]:
+    async def record_rows(self, results: Sequence[RowProcessed]) -> set[str]:
         changed = set()
         for result in results:
             fields = row_results(result, NOW)
@@ -72,11 +150,13 @@ class FakeProgressStore:
     async def rows(self, request: dict) -> list[dict]:
         return copy.deepcopy(self._rows_of(request))
 
-    async def iter_rows(self, request: dict):
+    async def iter_rows(self, request: dict, chunk: int = 40) -> AsyncIterator[Document]:
         for row in copy.deepcopy(self._rows_of(request)):
             yield row
 
-    async def finish(self, request_id, status, output_file, progress, *, update: bool) -> dict | None:
+    async def finish(
+        self, request_id: str, status: RequestStatus, output_file: str, progress: Progress, *, update: bool
+    ) -> dict | None:
         request = self.request_documents[request_id]
         if (request["status"] in FINISHED) != update:
             return None
@@ -104,31 +184,51 @@ class FakeBlobs:
     def __init__(self) -> None:
         self.puts: list[tuple[str, bytes, str]] = []
 
-    async def put(self, name: str, data, content_type: str) -> None:
+    async def put(self, name: str, data: bytes | IO[bytes], content_type: str) -> None:
         await asyncio.sleep(0)  # lets a concurrent delivery run, as a real write would
         self.puts.append((name, data if isinstance(data, bytes) else data.read(), content_type))
 
-    async def open(self, name: str):
-        stored = [data for put_name, data, _ in self.puts if put_name == name]
-        if not stored:
-            return None
+    async def open(self, name: str) -> "StoredBlob | None":
+        stored = [(data, kind) for put_name, data, kind in self.puts if put_name == name]
+        return StoredBlob(name, stored[-1][1], len(stored[-1][0]), stored[-1][0]) if stored else None
 
-        class Reader:
-            async def chunks(self):
-                yield stored[-1]
+    async def delete_prefix(self, prefix: str) -> int:
+        before = len(self.puts)
+        self.puts = [put for put in self.puts if not put[0].startswith(prefix)]
+        return before - len(self.puts)
 
-        return Reader()
+    def writer(self) -> None:
+        return None
 
     def url(self, name: str) -> None:
         return None
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    name: str
+    content_type: str
+    length: int
+    data: bytes
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        yield self.data
 
 
 class FakeProducer:
     def __init__(self) -> None:
         self.published: list[tuple[object, RequestCompleted]] = []
 
-    async def publish(self, topic, event) -> None:
+    async def publish(self, topic: Topic, event: Event, headers: dict[str, bytes] | None = None) -> None:
+        assert isinstance(event, RequestCompleted)
         self.published.append((topic, event))
+
+    async def publish_many(
+        self, topic: Topic, events: Iterable[Event], headers: dict[str, bytes] | None = None
+    ) -> list[Position]:
+        for event in events:
+            await self.publish(topic, event, headers)
+        return []
 
 
 class Assembler:

@@ -100,7 +100,7 @@ def _default(info: FieldInfo) -> str:
     if info.default_factory is not None and not isinstance(info.default_factory, type):
         return "computed"  # from the machine (say how in its description), or a list
     if info.default_factory is not None:
-        value: Any = info.default_factory()  # type: ignore[call-arg]
+        value: Any = info.default_factory()  # type: ignore[call-arg, unused-ignore]  # a class, no arguments
     elif info.default is PydanticUndefined:
         return "required"
     else:

@@ -2,20 +2,21 @@
 handling and of the image worker's metrics."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
+from imgpipe_bus.positions import Position
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed
 from imgpipe_image_worker.handlers import Adapters
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
-from imgpipe_schemas import ImageOptions, RowSubmitted
+from imgpipe_schemas import Event, ImageOptions, RowSubmitted, Topic
 from tests.support.blob_fakes import CodecWrittenBlobs
 
 
 class FakeSources:
-    def __init__(self, transient: set[str] = frozenset()) -> None:
+    def __init__(self, transient: Iterable[str] = ()) -> None:
         self.fetched: list[str] = []
         self.compressed = 0
         self.options: list[ImageOptions] = []
@@ -37,12 +38,28 @@ class FakeSources:
         return Compressed(None, "jpg", "image/jpeg", len(data) // 2)
 
 
+class FakePublisher:
+    """Row handling never publishes (its caller does): anything published is kept, for a test to look at."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[Topic, Event]] = []
+
+    async def publish(self, topic: Topic, event: Event, headers: dict[str, bytes] | None = None) -> None:
+        self.published.append((topic, event))
+
+    async def publish_many(
+        self, topic: Topic, events: Iterable[Event], headers: dict[str, bytes] | None = None
+    ) -> list[Position]:
+        self.published += [(topic, event) for event in events]
+        return []
+
+
 def adapters(fake: FakeSources) -> Adapters:
     return Adapters(
         fetch=fake.fetch,
         compress=fake.compress,
         blobs=CodecWrittenBlobs(),
-        producer=None,
+        producer=FakePublisher(),
         public_base_url="http://api",
         sources=SharedSources(),
         image_budget_s=30,

@@ -28,7 +28,7 @@ def consume(bootstrap: str, topic: Topic, count: int, timeout: float = 30.0, mat
                 continue
             event = decode(topic, message.value())
             if match is None or match(event):
-                found.append((message.key().decode(), message.partition(), event))
+                found.append(((message.key() or b"").decode(), message.partition(), event))
     finally:
         consumer.close()
     assert len(found) >= count, f"only {len(found)} of {count} events on {topic.name} within {timeout} s"

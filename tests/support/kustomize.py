@@ -81,14 +81,14 @@ def merge(base: Any, patch: Any) -> Any:
             merged[key] = merge(base[key], value) if key in base else copy.deepcopy(value)
         return merged
     if isinstance(base, list) and isinstance(patch, list) and named(base) and named(patch):
-        merged = copy.deepcopy(base)
+        items: list[Any] = copy.deepcopy(base)
         for item in patch:
-            at = next((i for i, old in enumerate(merged) if old["name"] == item["name"]), None)
+            at = next((i for i, old in enumerate(items) if old["name"] == item["name"]), None)
             if at is None:
-                merged.append(copy.deepcopy(item))
+                items.append(copy.deepcopy(item))
             else:
-                merged[at] = merge(merged[at], item)
-        return merged
+                items[at] = merge(items[at], item)
+        return items
     return copy.deepcopy(patch)
 
 

@@ -29,7 +29,8 @@ class StallingSources:
     async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         port = writer.get_extra_info("sockname")[1]
         self._writers.add(writer)
-        self._holding.add(asyncio.current_task())
+        if (task := asyncio.current_task()) is not None:
+            self._holding.add(task)
         self.open[port] = self.open.get(port, 0) + 1
         self.peak, self.peak_per_port = max(self.peak, self.total_open), max(self.peak_per_port, self.open[port])
         try:
