@@ -55,16 +55,17 @@ def create_api(settings: Settings) -> FastAPI:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     serve_docs(app)
-    _document_only_what_is_sent(app, keyed=bool(app.state.api_keys.keys))
+    _document_only_what_is_sent(app, keyed=bool(app.state.api_keys.keys), redirects=settings.blobs.store == "s3")
     metrics.instrument(app)
     return app
 
 
-def _document_only_what_is_sent(app: FastAPI, keyed: bool) -> None:
+def _document_only_what_is_sent(app: FastAPI, keyed: bool, redirects: bool) -> None:
     """FastAPI documents a 422 for every route with parameters; the app answers invalid input with 400
     (envelope.errors documents each route's real statuses), so the 422s and their schemas are taken out.
     While no API keys are configured nothing needs one: the routes that take a key document no security
-    requirement and no 401 (the schemes stay declared, for the deployments that set keys)."""
+    requirement and no 401 (the schemes stay declared, for the deployments that set keys). Only a store
+    in a bucket (S3) redirects a file to it: the 307 is documented there alone."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -73,7 +74,7 @@ def _document_only_what_is_sent(app: FastAPI, keyed: bool) -> None:
         schema = generate()  # kept by the app as its openapi_schema: changed in place, built once
         for operations in schema["paths"].values():
             for operation in operations.values():
-                for code in UNSENT:
+                for code in UNSENT if redirects else (*UNSENT, "307"):
                     operation["responses"].pop(code, None)
                 if not keyed and "security" in operation:
                     operation["security"] = []
