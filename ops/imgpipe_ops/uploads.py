@@ -65,6 +65,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="what outputs keep of their sources' metadata (server default strip)",
     )
     up.add_argument("--keep-gps", action="store_true", default=None, help="with --metadata keep: GPS too")
+    up.add_argument(
+        "--preset",
+        choices=["web", "amazon", "google-shopping"],
+        help="a marketplace preset: its format and size defaults (the options given override them) and its rules, "
+        "each output checked against them (Image Checks in the output CSV)",
+    )
     up.add_argument("--idempotency-key", help="the same key and file again: the same request, not a new one")
     up.add_argument("--wait", action="store_true", help="show progress until the request finishes")
     up.add_argument("--output", type=Path, metavar="FILE", help="download the output CSV to FILE (implies --wait)")
@@ -121,6 +127,7 @@ def _form_fields(args: argparse.Namespace) -> dict:
         "progressive": None if args.progressive is None else str(args.progressive).lower(),
         "metadata": args.metadata,
         "keep_gps": "true" if args.keep_gps else None,
+        "preset": args.preset,
     }
 
 

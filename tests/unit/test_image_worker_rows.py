@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from imgpipe_image_worker.adapters.downloader import FetchFailed
-from imgpipe_image_worker.compress import Compressed
+from imgpipe_image_worker.compress import Compressed, Listing
 from imgpipe_image_worker.handlers import Adapters, process_row
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
@@ -19,6 +19,7 @@ class FakeSources:
         self.fetched: list[str] = []
         self.compressed = 0
         self.options: list[ImageOptions] = []
+        self.listings: list[Listing] = []
         self.transient = set(transient)
 
     @asynccontextmanager
@@ -30,11 +31,13 @@ class FakeSources:
         yield b"source bytes of " + url.encode()
 
     async def compress(
-        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions
+        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions, listing: Listing
     ) -> Compressed:
         self.compressed += 1
         self.options.append(options)
-        return Compressed(None, "jpg", "image/jpeg", len(data) // 2)
+        self.listings.append(listing)
+        checks = [f"main={listing.main} apparel={listing.apparel}"] if options.preset else None
+        return Compressed(None, "jpg", "image/jpeg", len(data) // 2, checks=checks)
 
 
 def adapters(fake: FakeSources) -> Adapters:
@@ -51,8 +54,11 @@ def adapters(fake: FakeSources) -> Adapters:
     )
 
 
-def row(request_id: uuid.UUID, index: int, urls: list[str], quality: int = 50, **image_options) -> RowSubmitted:
+def row(
+    request_id: uuid.UUID, index: int, urls: list[str], quality: int = 50, apparel: bool = False, **image_options
+) -> RowSubmitted:
     return RowSubmitted(
+        apparel=apparel,
         request_id=request_id,
         row_index=index,
         serial=index + 1,
@@ -96,6 +102,23 @@ async def test_other_image_options_are_their_own_work():
     again = await process_row(row(request, 2, ["http://a/x.jpg"], max_width=800), wired)
     assert len(fake.fetched) == 2 and fake.options == [ImageOptions(max_width=100), ImageOptions(max_width=800)]
     assert small.images[0].output_url != large.images[0].output_url == again.images[0].output_url
+
+
+async def test_with_a_preset_a_source_is_checked_as_the_image_it_is_in_each_row():
+    """Its checks depend on whether it is a row's main image and the row's product apparel: shared only
+    between places its marketplace's rules do not tell apart."""
+    fake = FakeSources()
+    wired = adapters(fake)
+    request = uuid.uuid4()
+    first = await process_row(row(request, 0, ["http://a/x.jpg", "http://a/y.jpg"], preset="amazon"), wired)
+    second = await process_row(row(request, 1, ["http://a/y.jpg", "http://a/x.jpg"], preset="amazon"), wired)
+    third = await process_row(row(request, 2, ["http://a/x.jpg"], apparel=True, preset="amazon"), wired)
+    again = await process_row(row(request, 3, ["http://a/z.jpg", "http://a/x.jpg"], preset="amazon"), wired)
+    assert [image.checks for image in first.images] == [["main=True apparel=False"], ["main=False apparel=False"]]
+    assert [image.checks for image in second.images] == [["main=True apparel=False"], ["main=False apparel=False"]]
+    assert third.images[0].checks == ["main=True apparel=True"]
+    assert again.images[1].output_url == second.images[1].output_url  # x as a second image: made once
+    assert fake.compressed == 6  # x three ways, y two, z once
 
 
 async def test_a_transient_failure_is_not_shared_with_later_positions():

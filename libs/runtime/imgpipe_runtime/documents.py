@@ -168,11 +168,14 @@ def new_row(
     quality: int | None = None,
     output_format: str | None = None,
     image_options: ImageOptions | None = None,
+    apparel: bool = False,
 ) -> dict[str, Any]:
     """A row's input as first stored, not yet done, without its ``_id`` (see row_id). ``cells`` are the
     input CSV's cells, which the output CSV repeats. An upload's rows take the request's encoder options;
-    a row produced straight to Kafka carries its own."""
+    a row produced straight to Kafka carries its own. ``apparel`` is stored only when true, so that any
+    other row is stored as it always was."""
     return {
+        **({"apparel": True} if apparel else {}),
         "request_id": str(request_id),
         "row_index": row_index,
         "serial": serial,

@@ -242,4 +242,5 @@ def _row_event(request: dict, row: dict) -> RowSubmitted:
         quality=row.get("quality") or request.get("quality") or 50,
         output_format=row.get("output_format") or request.get("output_format") or "jpeg",
         image_options=image_options(row, request),
+        apparel=row.get("apparel", False),
     )

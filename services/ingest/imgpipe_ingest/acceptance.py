@@ -91,6 +91,7 @@ def row_event(request_id: str, row: InputRow, request: dict) -> RowSubmitted:
         quality=request["quality"],
         output_format=request["output_format"],
         image_options=image_options(request),
+        apparel=row.apparel,
     )
 
 
