@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import httpx
 from pydantic import Field, field_validator
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tqdm import tqdm
 
 from imgpipe_ops.client import FINISHED, ApiError, status, upload
+from imgpipe_schemas.events import PresetName
 
 OK, FAILED, REFUSED = 0, 1, 2
 
@@ -67,7 +69,7 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
     up.add_argument("--keep-gps", action="store_true", default=None, help="with --metadata keep: GPS too")
     up.add_argument(
         "--preset",
-        choices=["web", "amazon", "google-shopping"],
+        choices=get_args(PresetName),
         help="a marketplace preset: its format and size defaults (the options given override them) and its rules, "
         "each output checked against them (Image Checks in the output CSV)",
     )
