@@ -1,35 +1,32 @@
 """``imgpipe bench``: what users care about, measured in one run on the same images and cores.
 
-(a) a plain Pillow loop, (b) the project's own compress() in the same number of processes, (c) the
+(a) a plain Pillow loop, (b) the project's own compress() in the same number of processes, and compress()
+with the options a request may choose (bench_codec; ``--codec-only`` runs only these), (c) the
 pipeline upload → SUCCESS, (d) a 10-row × 3-image request's latency, (e) the idle stack's CPU, (f) each
 process's memory, (g) large uploads answered, (h) the pipeline with 1 and with 2 compress processes, and
 the scale figures (i) to (l) of bench_scale.
 It prints figures and ratios and never passes or fails; the last line is one JSON object of them all.
 """
 
-import io
 import json
 import os
 import statistics
 import tempfile
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-from PIL import Image
 from tqdm import tqdm
 
-from imgpipe_image_worker.compress import compress
 from imgpipe_ops import proc_stats
+from imgpipe_ops.bench_codec import run_codec
 from imgpipe_ops.bench_scale import run_scale
 from imgpipe_ops.client import upload, wait_until_finished
 from imgpipe_ops.processes import free_port
 from imgpipe_ops.samples import LocalHttpServer, Route, photo_like_jpeg, products_csv
 from imgpipe_ops.stack import LocalStack, StackConfig
-from imgpipe_schemas import DEFAULT_QUALITY
 
 UPLOAD_TIMEOUT_S = 120
 # A client watching a big request polls a few times a second; 50 polls a second would cost the
@@ -52,28 +49,6 @@ class BenchOptions:
     processes: int = os.cpu_count() or 1
     scale_rows: int = 10_000  # rows × 2 small photos of the scale figures (i) and (j); 0 skips them and (k)
     big_rows: int | None = None  # rows of the optional upload (l)
-
-
-def plain_loop(data: bytes) -> int:
-    """Decode, re-encode as JPEG at quality 50: the least any pipeline must do per image."""
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        out = io.BytesIO()
-        image.convert("RGB").save(out, "JPEG", quality=DEFAULT_QUALITY)
-    return len(out.getvalue())
-
-
-def project_compress(data: bytes) -> int:
-    return compress(data).length
-
-
-def pool_rate(function, images: list[bytes], processes: int) -> tuple[float, int]:
-    """Images per second of ``function`` over ``images`` in a process pool, and the bytes it produced."""
-    with ProcessPoolExecutor(processes) as pool:
-        list(pool.map(function, images[:processes]))  # start and warm the processes
-        started = time.perf_counter()
-        sizes = list(pool.map(function, images, chunksize=4))
-        return len(images) / (time.perf_counter() - started), sum(sizes)
 
 
 def photos(options: BenchOptions) -> list[bytes]:
@@ -189,23 +164,41 @@ def print_cpu_table(title: str, cpu: dict[str, float], unit: str) -> None:
         print(f"      {label:<24} {value:7.2f} {unit}")
 
 
-def run_bench(options: BenchOptions) -> int:
-    n = options.processes
+def workload_of(options: BenchOptions) -> tuple[list[bytes], list[bytes], dict]:
+    """The distinct photos, the images of the throughput runs cycling over them, and the figures' header."""
     sources = photos(options)
     workload = [sources[i % len(sources)] for i in range(options.images)]
+    n = options.processes
     print(f"imgpipe bench: {len(workload)} images over {len(sources)} distinct photos, {n} processes")
-    figures: dict = {"processes": n, "images": len(workload), "distinct_photos": len(sources)}
+    return sources, workload, {"processes": n, "images": len(workload), "distinct_photos": len(sources)}
 
-    plain, plain_bytes = pool_rate(plain_loop, workload, n)
-    ours, our_bytes = pool_rate(project_compress, workload, n)
-    print(f"(a) plain Pillow loop (decode → JPEG q50): {plain:.1f} images/s, {plain_bytes / 2**20:.1f} MiB out")
-    print(
-        f"(b) compress() (the output policy):        {ours:.1f} images/s, {our_bytes / 2**20:.1f} MiB out "
-        f"({our_bytes / plain_bytes:.2f} of (a)'s bytes)"
-    )
-    figures.update(
-        plain_images_per_s=plain, plain_bytes=plain_bytes, compress_images_per_s=ours, compress_bytes=our_bytes
-    )
+
+def codec_figures(workload: list[bytes], processes: int) -> dict:
+    """(a), (b) and the request options' figures, in-process, with (a) and (b) also under their old names."""
+    codec = run_codec(workload, processes)
+    plain, ours = codec["plain"], codec["compress"]
+    return {
+        "codec": codec,
+        "plain_images_per_s": plain["images_per_s"],
+        "plain_bytes": plain["bytes"],
+        "compress_images_per_s": ours["images_per_s"],
+        "compress_bytes": ours["bytes"],
+    }
+
+
+def run_codec_only(options: BenchOptions) -> int:
+    """The in-process figures alone: no stack is started."""
+    _, workload, figures = workload_of(options)
+    figures.update(codec_figures(workload, options.processes))
+    print(json.dumps(figures, sort_keys=True, default=str))
+    return 0
+
+
+def run_bench(options: BenchOptions) -> int:
+    n = options.processes
+    sources, workload, figures = workload_of(options)
+    figures.update(codec_figures(workload, n))
+    plain, ours = figures["plain_images_per_s"], figures["compress_images_per_s"]
 
     routes = {f"/bench/{i}.jpg": Route(body) for i, body in enumerate(workload)}
     # The same photos at other URLs: every URL of a run is new to the workers, which do a repeated one once.

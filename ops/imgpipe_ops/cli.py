@@ -126,6 +126,10 @@ def bench(args: argparse.Namespace) -> int:
         from imgpipe_ops.bench import run_scale_only
 
         return run_scale_only(options)
+    if args.codec_only:
+        from imgpipe_ops.bench import run_codec_only
+
+        return run_codec_only(options)
     return run_bench(options)
 
 
@@ -207,6 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     bench_cmd.add_argument("--rows", type=int, help="also (l): an upload of this many rows accepted, e.g. 1000000")
     bench_cmd.add_argument("--scale-only", action="store_true", help="only the scale figures (i)–(l)")
+    bench_cmd.add_argument(
+        "--codec-only",
+        action="store_true",
+        help="only the in-process codec figures: (a), (b) and compress() with request options; no stack started",
+    )
     bench_cmd.set_defaults(func=bench)
     dlq_cmd = commands.add_parser("dlq", help="list, show and replay dead letters")
     dlq_cmd.set_defaults(func=dead_letters)

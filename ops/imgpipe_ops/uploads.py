@@ -10,6 +10,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import get_args
 
 import httpx
 from pydantic import Field, field_validator
@@ -17,6 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from tqdm import tqdm
 
 from imgpipe_ops.client import FINISHED, ApiError, status, upload
+from imgpipe_schemas.events import PresetName
 
 OK, FAILED, REFUSED = 0, 1, 2
 
@@ -65,6 +67,12 @@ def add_commands(commands: argparse._SubParsersAction) -> None:
         help="what outputs keep of their sources' metadata (server default strip)",
     )
     up.add_argument("--keep-gps", action="store_true", default=None, help="with --metadata keep: GPS too")
+    up.add_argument(
+        "--preset",
+        choices=get_args(PresetName),
+        help="a marketplace preset: its format and size defaults (the options given override them) and its rules, "
+        "each output checked against them (Image Checks in the output CSV)",
+    )
     up.add_argument("--idempotency-key", help="the same key and file again: the same request, not a new one")
     up.add_argument("--wait", action="store_true", help="show progress until the request finishes")
     up.add_argument("--output", type=Path, metavar="FILE", help="download the output CSV to FILE (implies --wait)")
@@ -121,6 +129,7 @@ def _form_fields(args: argparse.Namespace) -> dict:
         "progressive": None if args.progressive is None else str(args.progressive).lower(),
         "metadata": args.metadata,
         "keep_gps": "true" if args.keep_gps else None,
+        "preset": args.preset,
     }
 
 

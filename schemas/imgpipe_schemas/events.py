@@ -77,6 +77,9 @@ class WireModel(BaseModel):
 Fit = Literal["contain", "pad", "cover"]
 Metadata = Literal["strip", "keep_copyright", "keep"]
 QualityMode = Literal["auto:eco", "auto:good", "auto:best"]
+# The marketplace presets (imgpipe_runtime's presets.toml holds what each sets and its rules).
+PresetName = Literal["web", "amazon", "google-shopping"]
+MAX_CHECK_CHARS = 300
 MAX_SIDE = 20_000
 
 
@@ -127,6 +130,12 @@ class ImageOptions(BaseModel):
         description="Perceptual quality: per image, the lowest encoder quality whose output still scores the "
         "mode's SSIM target (JPEG, WebP, AVIF); the event's quality is then used only for PNG. "
         "Left out: the event's fixed quality.",
+    )
+    preset: PresetName | None = Field(
+        None,
+        description="A marketplace preset: format=auto chooses only among the formats it accepts, and each output "
+        "is checked against its rules (the row result's checks). Its geometry and format defaults are applied by "
+        "the upload API, which knows what a request set; a producer sets them on the event itself.",
     )
 
     # Field validators, not one for the model, so that an error names its field; each sees the fields
@@ -183,8 +192,11 @@ class RowSubmitted(Event):
     image_options: ImageOptions = Field(
         default_factory=ImageOptions, description="Geometry and the like; left out, every option's default."
     )
+    apparel: bool = Field(
+        False, description="The product is apparel, which some presets' rules ask more of (the CSV's Apparel column)."
+    )
 
-    wire_optional = frozenset({"image_options"})
+    wire_optional = frozenset({"image_options", "apparel"})
 
     def partition_key(self) -> str:
         """Rows of one request spread over the partitions, so that workers share a big request."""
@@ -212,8 +224,13 @@ class ImageResult(WireModel):
     score: Annotated[float, Field(ge=-1, le=1)] | None = Field(
         None, description="The perceptual score (SSIM) at that quality, when a quality mode chose it; else null."
     )
+    checks: Annotated[list[Annotated[str, Field(max_length=MAX_CHECK_CHARS)]], Field(max_length=50)] | None = Field(
+        None,
+        description="With a preset: why its marketplace would reject this output, one reason per broken rule "
+        "(empty when none is). Null without a preset, or for a failure.",
+    )
 
-    wire_optional = frozenset({"width", "height", "quality", "score"})
+    wire_optional = frozenset({"width", "height", "quality", "score", "checks"})
 
     @field_validator("error_message")
     @classmethod

@@ -64,7 +64,7 @@ def test_upload_waits_with_a_progress_bar_and_downloads_the_output(stack, source
     assert "SUCCESS: rows 2/2, images 3 ok, 1 failed of 4" in done.stdout
     assert "images:" in done.stderr and "rows 2/2, failed 1" in done.stderr  # the progress bar's last state
     table = list(csv.reader(io.StringIO(output.read_text())))
-    assert table[0][-3:] == ["Output Image Urls", "Image Errors", "Image Details"]
+    assert table[0][-4:] == ["Output Image Urls", "Image Errors", "Image Details", "Image Checks"]
     assert [len(row[3].split(",")) for row in table[1:]] == [2, 2]
     assert "http_404" in table[2][4]
     request_id = done.stdout.split()[1]

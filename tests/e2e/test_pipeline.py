@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from confluent_kafka import Producer
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from imgpipe_ops.client import upload, wait_until_finished
 from imgpipe_ops.dlq import Filters
@@ -167,6 +167,34 @@ def test_resized_and_stripped_per_request(stack, sources):
     image = Image.open(io.BytesIO(tagged))
     assert (image.format, image.size) == ("JPEG", (100, 75))
     assert dict(image.getexif()) == {} and "xmp" not in image.info and b"SN-123456" not in tagged
+
+
+def product_on(size: tuple[int, int], background: tuple[int, int, int]) -> bytes:
+    image = Image.new("RGB", size, background)
+    width, height = size
+    ImageDraw.Draw(image).ellipse((width // 4, height // 4, 3 * width // 4, 3 * height // 4), fill=(30, 80, 150))
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=95)
+    return out.getvalue()
+
+
+def test_a_marketplace_preset_says_why_it_would_reject_an_image(stack, sources):
+    sources.routes["/photos/small-grey.jpg"] = Route(product_on((640, 480), (200, 200, 200)))
+    sources.routes["/photos/large-white.jpg"] = Route(product_on((1200, 900), (255, 255, 255)))
+    urls = [f"{sources.url}/photos/small-grey.jpg", f"{sources.url}/photos/large-white.jpg"]
+    request_id = upload(stack.api_url, products_csv([(1, "Lamp", urls)]), preset="amazon")
+    final = wait_until_finished(stack.api_url, request_id, timeout=60)
+    row = list(csv.DictReader(io.StringIO(httpx.get(final["output_file_url"]).text)))[0]
+    assert row["Image Checks"] == (
+        "image 1: 640×480 is below 1000 px on its longest side; "
+        "image 1: background is not pure white (measured 200,200,200)"
+    )
+    assert all(without_query(url).endswith(".jpg") for url in row["Output Image Urls"].split(","))
+    shown = httpx.get(f"{stack.api_url}/api/rows/", params={"request_id": request_id}).json()["payload"]["rows"][0]
+    assert [image["checks"] for image in shown["images"]] == [
+        ["640×480 is below 1000 px on its longest side", "background is not pure white (measured 200,200,200)"],
+        [],
+    ]
 
 
 def test_status_api_answers_unknown_and_malformed_ids_in_the_envelope(stack):

@@ -123,6 +123,41 @@ def test_format_auto_compares_the_formats_at_a_quality_mode(client, settings, qu
     assert {(event.output_format, event.image_options.quality_mode) for _, _, event in rows} == {("auto", mode)}
 
 
+@pytest.mark.parametrize(
+    ("form", "output_format", "shaping"),
+    [
+        ({"preset": "web"}, "auto", {"max_width": 2048, "max_height": 2048, "quality_mode": "auto:good"}),
+        ({"preset": "web", "format": "webp", "max_width": "800"}, "webp", {"max_width": 800, "max_height": 2048}),
+        ({"preset": "google-shopping"}, "jpeg", {}),
+    ],
+)
+def test_a_preset_travels_with_the_rows_its_defaults_applied_where_the_request_set_nothing(
+    client, settings, form, output_format, shaping
+):
+    apparel_csv = (
+        HEADER.replace(b"\n", b",Apparel\n") + b"1,Shirt,http://img.test/1.jpg,yes\n2,Mug,http://img.test/2.jpg,\n"
+    )
+    response = post_csv(client, apparel_csv, **form)
+    assert response.status_code == 200
+    request_id = response.json()["payload"]["request_id"]
+    mine = lambda event: str(event.request_id) == request_id  # noqa: E731
+    rows = sorted(
+        (event for _, _, event in consume(settings.kafka.bootstrap_servers, ROWS_SUBMITTED, 2, match=mine)),
+        key=lambda event: event.row_index,
+    )
+    expected = ImageOptions(preset=form["preset"], **shaping)
+    assert [(event.output_format, event.image_options, event.apparel) for event in rows] == [
+        (output_format, expected, True),
+        (output_format, expected, False),
+    ]
+    with MongoClient(settings.mongo.url) as mongo:  # the reconciler re-drives a row from what is stored
+        stored = mongo[settings.mongo.database][ROWS].find({"request_id": request_id}, {"apparel": 1}).to_list()
+    assert sorted((row["_id"], row.get("apparel")) for row in stored) == [
+        (row_id(request_id, 0), True),
+        (row_id(request_id, 1), None),
+    ]
+
+
 def test_a_bad_csv_gets_400_listing_every_problem(client):
     response = post_csv(client, b"S. No.,Product Name,Input Image Urls\n0,,nope\n1,B,http://ok.test/a.jpg\n")
     assert response.status_code == 400
@@ -266,6 +301,9 @@ def test_a_large_upload_within_the_limits_is_read_in_chunks(bus_settings, mongo_
         ({"keep_gps": "true", "metadata": "strip"}, "keep_gps"),
         ({"fit": "pad", "max_width": "100"}, "fit"),
         ({"fit": "cover", "max_height": "100"}, "fit"),
+        ({"preset": "ebay"}, "preset"),
+        ({"preset": "google-shopping", "format": "avif"}, "format"),
+        ({"preset": "amazon", "format": "keep"}, "format"),
     ],
 )
 def test_quality_format_and_image_options_are_validated(client, form, field):
@@ -468,6 +506,7 @@ def test_rows_are_paged_in_input_order_with_each_images_outcome(client, settings
         height=480,
         quality=62,
         score=0.9912,
+        checks=["640×480 is below 1000 px on its longest side"],
     )
     failed = ImageResult(source_url="http://img.test/2b.jpg", error_code="http_404", error_message="Not Found")
     store_results(settings, request_id, {1: [ok, failed], 5: [ok, ok.model_copy(update={"source_url": "b"})]})
@@ -500,6 +539,7 @@ def test_rows_are_paged_in_input_order_with_each_images_outcome(client, settings
             "height": 480,
             "quality": 62,
             "score": 0.9912,
+            "checks": ["640×480 is below 1000 px on its longest side"],
         },
         {
             "source_url": "http://img.test/2b.jpg",
@@ -514,6 +554,7 @@ def test_rows_are_paged_in_input_order_with_each_images_outcome(client, settings
             "height": None,
             "quality": None,
             "score": None,
+            "checks": None,
         },
     ]
     assert rows_page(client, request_id, failed="true", offset=1)["rows"] == []

@@ -38,7 +38,7 @@ def accepted(request_id: uuid.UUID, rows: int) -> RequestAccepted:
 
 
 def submitted(
-    request_id: uuid.UUID, row: int, quality: int = 50, image_options: ImageOptions | None = None
+    request_id: uuid.UUID, row: int, quality: int = 50, image_options: ImageOptions | None = None, apparel: bool = False
 ) -> RowSubmitted:
     return RowSubmitted(
         request_id=request_id,
@@ -48,6 +48,7 @@ def submitted(
         image_urls=[f"http://in/{row}"],
         quality=quality,
         image_options=image_options or ImageOptions(),
+        apparel=apparel,
     )
 
 
@@ -82,9 +83,17 @@ async def test_results_before_rows_before_the_request_still_complete_it(adapters
         "images_failed": 0,
     }
     assert await output_table(adapters, request) == [
-        ["S. No.", "Product Name", "Input Image Urls", "Output Image Urls", "Image Errors", "Image Details"],
-        ["10", "P0", "http://in/0", "http://out/0", "", "quality=;score=;;0"],
-        ["11", "P1", "http://in/1", "http://out/1", "", "quality=;score=;;0"],
+        [
+            "S. No.",
+            "Product Name",
+            "Input Image Urls",
+            "Output Image Urls",
+            "Image Errors",
+            "Image Details",
+            "Image Checks",
+        ],
+        ["10", "P0", "http://in/0", "http://out/0", "", "quality=;score=;;0", ""],
+        ["11", "P1", "http://in/1", "http://out/1", "", "quality=;score=;;0", ""],
     ]
     completed = consume(
         bus_settings.bootstrap_servers, REQUESTS_COMPLETED, 1, match=lambda e: e.request_id == request_id
@@ -123,6 +132,7 @@ async def test_an_uploads_events_leave_its_stored_rows_alone(adapters, mongo_set
         "http://out/0",
         "",
         "quality=;score=;;0",
+        "",
     ]
     await db.client.close()
 
@@ -130,15 +140,15 @@ async def test_an_uploads_events_leave_its_stored_rows_alone(adapters, mongo_set
 async def test_a_request_whose_rows_never_came_is_redriven_then_failed(adapters, bus_settings):
     store, request_id = adapters.store, uuid.uuid4()
     await register_requests([accepted(request_id, 3)], adapters)
-    shaping = ImageOptions(max_width=50, max_height=50, fit="cover")
-    await register_rows([submitted(request_id, 0, quality=30, image_options=shaping)], adapters)
+    shaping = ImageOptions(max_width=50, max_height=50, fit="cover", preset="amazon")
+    await register_rows([submitted(request_id, 0, quality=30, image_options=shaping, apparel=True)], adapters)
     policy = ReconcilePolicy(stall_s=60, max_rounds=1)
     rows_topic = RowsTopic(bus_settings, group=f"workers-{uuid.uuid4().hex[:8]}")
     run = lambda seconds: reconcile(adapters, rows_topic, policy=policy, now=start + timedelta(seconds=seconds))  # noqa: E731
     start = datetime.now(UTC)
     assert (await run(61))["redriven"] == 1  # row 0 was published where the reconciler cannot see it
     redriven = consume(bus_settings.bootstrap_servers, ROWS_SUBMITTED, 1, match=lambda e: e.request_id == request_id)
-    assert [(e.row_index, e.quality, e.image_options) for _, _, e in redriven] == [(0, 30, shaping)]
+    assert [(e.row_index, e.quality, e.image_options, e.apparel) for _, _, e in redriven] == [(0, 30, shaping, True)]
     assert (await run(122))["waiting"] == 1  # row 0 waits for a worker: not given up while it waits
     await record_results([processed(request_id, 0)], adapters)
     assert (await store.get(str(request_id)))["status"] == "PROCESSING"

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestServer
 
 from imgpipe_image_worker.adapters.downloader import Downloader
 from imgpipe_image_worker.budgets import ByteBudget
-from imgpipe_image_worker.compress import Compressed
+from imgpipe_image_worker.compress import Compressed, Listing
 from imgpipe_image_worker.handlers import Adapters, process_row
 from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.shares import KeyedSlots, request_share
@@ -64,7 +64,9 @@ def production_worker() -> tuple[Adapters, Downloader]:
     return adapters, fetcher
 
 
-async def compressed(data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions) -> Compressed:
+async def compressed(
+    data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions, listing: Listing
+) -> Compressed:
     return Compressed(None, "jpg", "image/jpeg", len(data))
 
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestServer
 
 from imgpipe_image_worker.adapters.downloader import Downloader, FetchFailed
 from imgpipe_image_worker.budgets import ByteBudget
-from imgpipe_image_worker.compress import Compressed
+from imgpipe_image_worker.compress import Compressed, Listing
 from imgpipe_image_worker.handlers import Adapters, process_row
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
@@ -88,7 +88,9 @@ def downloader(budget: ByteBudget | None = None, attempts: int = 20) -> Download
     )
 
 
-async def compressed(data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions) -> Compressed:
+async def compressed(
+    data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions, listing: Listing
+) -> Compressed:
     return Compressed(None, "jpg", "image/jpeg", len(data))
 
 

@@ -117,16 +117,17 @@ def events_of(bootstrap: str, request_id: str, count: int, timeout: float = 30.0
 
 async def test_a_request_never_published_is_published_once_and_then_waits(db, bus_settings, reconciler):
     request_id = str(uuid.uuid4())
-    shaping = ImageOptions(max_width=64, fit="contain")
-    await store_upload(db, request_id, CSV, quality=40, image_options=shaping)  # ingest stopped before publishing
+    shaping = ImageOptions(max_width=64, fit="contain", preset="google-shopping")
+    apparel = CSV.replace(b"Urls\n", b"Urls,Apparel\n").replace(b"http://in/0\n", b"http://in/0,yes\n")
+    await store_upload(db, request_id, apparel, quality=40, image_options=shaping)  # ingest stopped before publishing
     assert (await reconciler.at(0))["redriven"] == 0  # not stalled yet
     assert (await reconciler.at(STALL + 1))["redriven"] == 1
     request = await reconciler.request(request_id)
     assert (request["status"], request["reconcile_rounds"]) == ("PROCESSING", 1)
     rows = events_of(bus_settings.bootstrap_servers, request_id, 2)
-    assert sorted((e.row_index, e.quality, tuple(e.image_urls)) for _, _, e in rows) == [
-        (0, 40, ("http://in/0",)),
-        (1, 40, ("http://in/1", "http://in/2")),
+    assert sorted((e.row_index, e.quality, tuple(e.image_urls), e.apparel) for _, _, e in rows) == [
+        (0, 40, ("http://in/0",), True),
+        (1, 40, ("http://in/1", "http://in/2"), False),
     ]
     assert {e.image_options for _, _, e in rows} == {shaping}
     assert sorted(await published_positions(db, request_id)) == [0, 1]

@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from imgpipe_bus.positions import Position
 from imgpipe_image_worker.adapters.downloader import FetchFailed
-from imgpipe_image_worker.compress import Compressed
+from imgpipe_image_worker.compress import Compressed, Listing
 from imgpipe_image_worker.handlers import Adapters
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
@@ -20,6 +20,7 @@ class FakeSources:
         self.fetched: list[str] = []
         self.compressed = 0
         self.options: list[ImageOptions] = []
+        self.listings: list[Listing] = []
         self.transient = set(transient)
 
     @asynccontextmanager
@@ -31,11 +32,13 @@ class FakeSources:
         yield b"source bytes of " + url.encode()
 
     async def compress(
-        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions
+        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions, listing: Listing
     ) -> Compressed:
         self.compressed += 1
         self.options.append(options)
-        return Compressed(None, "jpg", "image/jpeg", len(data) // 2)
+        self.listings.append(listing)
+        checks = [f"main={listing.main} apparel={listing.apparel}"] if options.preset else None
+        return Compressed(None, "jpg", "image/jpeg", len(data) // 2, checks=checks)
 
 
 class FakePublisher:
@@ -68,7 +71,9 @@ def adapters(fake: FakeSources) -> Adapters:
     )
 
 
-def row(request_id: uuid.UUID, index: int, urls: list[str], quality: int = 50, **image_options) -> RowSubmitted:
+def row(
+    request_id: uuid.UUID, index: int, urls: list[str], quality: int = 50, apparel: bool = False, **image_options
+) -> RowSubmitted:
     return RowSubmitted(
         request_id=request_id,
         row_index=index,
@@ -76,5 +81,6 @@ def row(request_id: uuid.UUID, index: int, urls: list[str], quality: int = 50, *
         product_name="P",
         image_urls=urls,
         quality=quality,
+        apparel=apparel,
         image_options=ImageOptions(**image_options),
     )

@@ -70,6 +70,7 @@ def test_the_digest_keeps_the_form_keys_were_always_claimed_with():
         {"webhook_url": "https://hooks.example/other"},
         {"image_options": ImageOptions(max_width=100)},
         {"image_options": ImageOptions(max_width=100, max_height=100, fit="cover")},
+        {"image_options": ImageOptions(preset="amazon")},
     ],
 )
 def test_every_option_but_the_key_is_part_of_the_digest(changed):

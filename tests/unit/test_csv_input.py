@@ -194,3 +194,24 @@ def test_the_urls_of_a_row_past_its_limit_are_not_checked_one_by_one():
     urls = ",".join(f"ftp://a.test/{n}.jpg" for n in range(25))
     rejected = problems_of(HEADER_LINE + f'1,A,"{urls}"\n')
     assert [p.message for p in rejected.problems] == ["25 URLs; at most 20 per row"]
+
+
+def test_an_optional_apparel_column_says_which_rows_are_apparel_and_is_kept_as_a_cell():
+    data = (
+        b"S. No.,Product Name,Input Image Urls, apparel \n"
+        b"1,Shirt,https://a.example/1.jpg,Yes\n2,Mug,https://a.example/2.jpg,\n3,Hat,https://a.example/3.jpg\n"
+        b"4,Coat,https://a.example/4.jpg,TRUE\n5,Cup,https://a.example/5.jpg,0\n"
+    )
+    upload = parse_csv(data)
+    assert [row.apparel for row in upload.rows] == [True, False, False, True, False]
+    assert upload.rows[0].cells[-1] == "Yes"
+    assert not any(row.apparel for row in parse_csv((HEADER + "1,P,https://a.example/1.jpg\n").encode()).rows)
+
+
+def test_an_apparel_cell_that_is_neither_yes_nor_no_is_a_problem_of_its_row():
+    data = b"S. No.,Product Name,Input Image Urls,Apparel\n1,Shirt,https://a.example/1.jpg,maybe\n"
+    with pytest.raises(CsvRejected) as rejected:
+        parse_csv(data)
+    assert [(p.row, p.column, p.message) for p in rejected.value.problems] == [
+        (1, "Apparel", "apparel 'maybe' is not one of yes, no, true, false, 1, 0")
+    ]

@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from imgpipe_image_worker.compress import Compressed
+from imgpipe_image_worker.compress import Compressed, Listing
 from imgpipe_image_worker.handlers import Adapters, process_row
 from imgpipe_image_worker.shares import KeyedSlots, request_share
 from imgpipe_image_worker.sources import SharedSources
@@ -94,7 +94,7 @@ class HangingSources:
         yield b"source"
 
     async def compress(
-        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions
+        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions, listing: Listing
     ) -> Compressed:
         return Compressed(None, "jpg", "image/jpeg", len(data))
 

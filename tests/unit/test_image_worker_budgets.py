@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.budgets import ByteBudget
-from imgpipe_image_worker.compress import Compressed
+from imgpipe_image_worker.compress import Compressed, Listing
 from imgpipe_image_worker.handlers import Adapters, process_row, replay_reason
 from imgpipe_image_worker.settings import Settings
 from imgpipe_image_worker.shares import KeyedSlots
@@ -119,7 +119,7 @@ class Hanging:
         yield url.encode()
 
     async def compress(
-        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions
+        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions, listing: Listing
     ) -> Compressed:
         if b"hang-compress" in data:
             await self._hang()

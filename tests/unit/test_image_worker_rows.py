@@ -44,6 +44,23 @@ async def test_other_image_options_are_their_own_work():
     assert small.images[0].output_url != large.images[0].output_url == again.images[0].output_url
 
 
+async def test_with_a_preset_a_source_is_checked_as_the_image_it_is_in_each_row():
+    """Its checks depend on whether it is a row's main image and the row's product apparel: shared only
+    between places its marketplace's rules do not tell apart."""
+    fake = FakeSources()
+    wired = adapters(fake)
+    request = uuid.uuid4()
+    first = await process_row(row(request, 0, ["http://a/x.jpg", "http://a/y.jpg"], preset="amazon"), wired)
+    second = await process_row(row(request, 1, ["http://a/y.jpg", "http://a/x.jpg"], preset="amazon"), wired)
+    third = await process_row(row(request, 2, ["http://a/x.jpg"], apparel=True, preset="amazon"), wired)
+    again = await process_row(row(request, 3, ["http://a/z.jpg", "http://a/x.jpg"], preset="amazon"), wired)
+    assert [image.checks for image in first.images] == [["main=True apparel=False"], ["main=False apparel=False"]]
+    assert [image.checks for image in second.images] == [["main=True apparel=False"], ["main=False apparel=False"]]
+    assert third.images[0].checks == ["main=True apparel=True"]
+    assert again.images[1].output_url == second.images[1].output_url  # x as a second image: made once
+    assert fake.compressed == 6  # x three ways, y two, z once
+
+
 async def test_a_transient_failure_is_not_shared_with_later_positions():
     fake = FakeSources(transient={"http://a/slow.jpg"})
     wired = adapters(fake)

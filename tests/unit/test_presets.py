@@ -5,7 +5,8 @@ from datetime import date
 
 from PIL import Image, ImageDraw
 
-from imgpipe_image_worker.presets import Output, background, check, presets
+from imgpipe_image_worker.presets import background
+from imgpipe_runtime.presets import Output, check, presets
 
 BEFORE_2027 = date(2026, 12, 8)
 

@@ -37,3 +37,10 @@ def test_quality_takes_a_number_or_a_mode_and_refuses_anything_else(capsys):
         with pytest.raises(SystemExit):
             parsed("--quality", bad)
         assert "neither 1-95 nor" in capsys.readouterr().err
+
+
+def test_preset_is_one_of_the_marketplace_presets(capsys):
+    assert _form_fields(parsed("--preset", "google-shopping"))["preset"] == "google-shopping"
+    with pytest.raises(SystemExit):
+        parsed("--preset", "ebay")
+    assert "invalid choice" in capsys.readouterr().err

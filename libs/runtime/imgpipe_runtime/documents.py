@@ -165,6 +165,7 @@ def row_event(
     product_name: str,
     image_urls: Sequence[str],
     row: Mapping[str, Any] | None = None,
+    apparel: bool | None = None,
 ) -> RowSubmitted:
     """The one builder of a row's event, for ingest's first publication and the reconciler's re-drive: the
     row's encoder and image options where a stored ``row`` has its own (a row produced straight to Kafka),
@@ -179,6 +180,7 @@ def row_event(
         quality=row.get("quality") or request.get("quality") or DEFAULT_QUALITY,
         output_format=row.get("output_format") or request.get("output_format") or DEFAULT_OUTPUT_FORMAT,
         image_options=image_options(row, request),
+        apparel=bool(row.get("apparel", False)) if apparel is None else apparel,
     )
 
 
@@ -200,11 +202,14 @@ def new_row(
     quality: int | None = None,
     output_format: str | None = None,
     image_options: ImageOptions | None = None,
+    apparel: bool = False,
 ) -> dict[str, Any]:
     """A row's input as first stored, not yet done, without its ``_id`` (see row_id). ``cells`` are the
     input CSV's cells, which the output CSV repeats. An upload's rows take the request's encoder options;
-    a row produced straight to Kafka carries its own."""
+    a row produced straight to Kafka carries its own. ``apparel`` is stored only when true, so that any
+    other row is stored as it always was."""
     return {
+        **({"apparel": True} if apparel else {}),
         "request_id": str(request_id),
         "row_index": row_index,
         "serial": serial,

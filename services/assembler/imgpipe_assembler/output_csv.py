@@ -1,5 +1,5 @@
-"""The output CSV: every input column in input row order, plus output URLs, image errors and image details.
-Pure."""
+"""The output CSV: every input column in input row order, plus output URLs, image errors, image details and
+what a marketplace preset's checks found. Pure."""
 
 import csv
 import hashlib
@@ -12,6 +12,7 @@ from imgpipe_schemas import ImageResult
 OUTPUT_URLS = "Output Image Urls"
 IMAGE_ERRORS = "Image Errors"
 IMAGE_DETAILS = "Image Details"
+IMAGE_CHECKS = "Image Checks"
 
 
 class OutputCsvWriter:
@@ -20,8 +21,10 @@ class OutputCsvWriter:
 
     A failed image keeps its position in ``Output Image Urls`` as an empty entry, so the n-th output URL
     always belongs to the n-th input URL; ``Image Errors`` names each failed image and why. ``Image Details``
-    holds, in the same positions as the URLs, each output's ``quality=…;score=…;WxH;bytes`` (details). A
-    row's cells are stored without trailing empty ones, and padded to the header's width here.
+    holds, in the same positions as the URLs, each output's ``quality=…;score=…;WxH;bytes`` (details).
+    ``Image Checks`` names, for a request with a preset, each reason its marketplace would reject an image
+    for (``image 2: 640×480 is below 1000 px on its longest side``); it is empty without a preset. A row's
+    cells are stored without trailing empty ones, and padded to the header's width here.
     """
 
     def __init__(self, columns: Sequence[str], out: IO[bytes]) -> None:
@@ -30,7 +33,7 @@ class OutputCsvWriter:
         self._buffer = io.StringIO()
         self._csv = csv.writer(self._buffer, lineterminator="\n")
         self.digest = hashlib.sha256()
-        self._csv.writerow([*columns, OUTPUT_URLS, IMAGE_ERRORS, IMAGE_DETAILS])
+        self._csv.writerow([*columns, OUTPUT_URLS, IMAGE_ERRORS, IMAGE_DETAILS, IMAGE_CHECKS])
         self._flush()
 
     def add(self, cells: Sequence[str], images: Sequence[ImageResult]) -> None:
@@ -42,7 +45,12 @@ class OutputCsvWriter:
             if image.output_url is None
         )
         details_of = ",".join(details(image) if image.ok else "" for image in images)
-        self._csv.writerow([*cells, *[""] * (self._width - len(cells)), urls, errors, details_of])
+        checks = "; ".join(
+            f"image {number}: {problem}"
+            for number, image in enumerate(images, start=1)
+            for problem in image.checks or ()
+        )
+        self._csv.writerow([*cells, *[""] * (self._width - len(cells)), urls, errors, details_of, checks])
         self._flush()
 
     def _flush(self) -> None:

@@ -23,17 +23,25 @@ and keeps the smallest. An animated image keeps
 its first frame. Whenever the result would not be smaller than the source, the source bytes are kept instead,
 unless the request's geometry (see geometry) changed the image: then the source is not what was asked for.
 Either way the output holds only the metadata the request keeps (see metadata).
+
+With a marketplace preset (``options.preset``), ``auto`` chooses only among the formats the preset accepts, a
+source is kept as it is only in one of them, and each output is checked against the preset's rules as the
+image it is in its row (``Listing``: the main image or another, apparel or not): ``Compressed.checks`` says
+why the marketplace would reject it. A rule on the background reads the output's decoded pixels, so the
+output is decoded again only when such a rule applies.
 """
 
 import dataclasses
 import io
 from dataclasses import dataclass
+from datetime import date
 from typing import Protocol, cast
 
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from imgpipe_image_worker import encoders, geometry, metadata, perceptual
+from imgpipe_image_worker import encoders, geometry, metadata, perceptual, presets
 from imgpipe_image_worker.encoders import TYPES
+from imgpipe_runtime import presets as rules
 from imgpipe_schemas import DEFAULT_QUALITY, ImageOptions
 from imgpipe_schemas.events import QualityMode
 
@@ -84,6 +92,16 @@ class Compressed:
     height: int | None = None
     quality: int | None = None  # the encoder's; None for a source kept as it is
     score: float | None = None  # the perceptual score, when a quality mode chose the quality
+    checks: list[str] | None = None  # with a preset: why its marketplace would reject this output
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Where an image stands in its row, which some marketplace rules depend on: the row's first image is
+    its main one, and an apparel product's images must be larger on some marketplaces."""
+
+    main: bool = True
+    apparel: bool = False
 
 
 @dataclass(frozen=True)
@@ -94,8 +112,26 @@ class Encoding:
     jpeg_optimize: bool = False
     median_cut_max_pixels: int = MEDIAN_CUT_MAX_PIXELS
     options: ImageOptions = ImageOptions()
-    # format=auto's candidates; a preset may narrow them.
+    # format=auto's candidates; a preset may narrow them (for_request).
     allowed_formats: tuple[str, ...] = AUTO_FORMATS
+    listing: Listing = Listing()
+    today: date | None = None  # the day a preset's rules are checked for; None: the day of the encode
+
+    def for_request(
+        self, quality: int, output_format: str, options: ImageOptions, listing: Listing = Listing()
+    ) -> "Encoding":
+        """This service-wide encoding with one request's choices, and the auto candidates its preset accepts."""
+        allowed: tuple[str, ...] = AUTO_FORMATS
+        if options.preset is not None:
+            allowed = rules.auto_formats(rules.presets()[options.preset], AUTO_FORMATS) or ("JPEG",)
+        return dataclasses.replace(
+            self,
+            quality=quality,
+            output_format=output_format,
+            options=options,
+            allowed_formats=allowed,
+            listing=listing,
+        )
 
 
 def compress(
@@ -157,13 +193,31 @@ def _encode(data: bytes, encoding: Encoding) -> Compressed:
             "undecodable_image", f"the image could not be decoded: {exc.__class__.__name__}: {exc}"[:300]
         ) from exc
     width, height = image.size
-    if shape is None and len(encoded) >= len(data) and source_format in SOURCE_TYPES:
+    preset = rules.presets()[encoding.options.preset] if encoding.options.preset else None
+    accepted = preset is None or str(source_format).lower() in preset.formats
+    if shape is None and len(encoded) >= len(data) and source_format in SOURCE_TYPES and accepted:
         source = metadata.cleaned_source(data, source_format, kept, orientation)
         if source is not None and len(source) <= len(encoded):
             extension, content_type = SOURCE_TYPES[source_format]
-            return Compressed(source, extension, content_type, len(source), True, width, height)
+            out = Compressed(source, extension, content_type, len(source), True, width, height)
+            return _checked(out, str(source_format), preset, encoding)
     extension, content_type = TYPES[target]
-    return Compressed(encoded, extension, content_type, len(encoded), False, width, height, quality, score)
+    out = Compressed(encoded, extension, content_type, len(encoded), False, width, height, quality, score)
+    return _checked(out, target, preset, encoding)
+
+
+def _checked(out: Compressed, image_format: str, preset: rules.Preset | None, encoding: Encoding) -> Compressed:
+    """``out`` with the problems its marketplace would find in it, when the request has a preset."""
+    if preset is None:
+        return out
+    listing, today = encoding.listing, encoding.today or date.today()
+    measured = None
+    if rules.needs_background(preset, main=listing.main, apparel=listing.apparel, today=today):
+        with Image.open(io.BytesIO(cast(bytes, out.data))) as decoded:  # the pixels a marketplace sees
+            measured = presets.background(decoded)
+    facts = rules.Output(cast(int, out.width), cast(int, out.height), out.length, image_format.lower(), measured)
+    checks = rules.check(preset, facts, main=listing.main, apparel=listing.apparel, today=today)
+    return dataclasses.replace(out, checks=checks)
 
 
 def _quality(image: Image.Image, target: str, encoding: Encoding) -> tuple[int, float | None]:

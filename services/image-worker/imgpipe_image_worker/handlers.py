@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from imgpipe_bus import Consumed, DeadLetterCopy, Publisher
 from imgpipe_image_worker import metrics
 from imgpipe_image_worker.adapters.downloader import FetchFailed
-from imgpipe_image_worker.compress import Compressed, ImageRejected
+from imgpipe_image_worker.compress import Compressed, ImageRejected, Listing
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
 from imgpipe_runtime.blobs import BlobStore, file_url, output_image_stem
@@ -32,7 +32,7 @@ from imgpipe_schemas.topics import ROWS_PROCESSED
 log = logging.getLogger(__name__)
 
 Fetch = Callable[[str, float], AbstractAsyncContextManager[bytes]]
-Compress = Callable[[bytes, int, str, str, ImageOptions], Awaitable[Compressed]]
+Compress = Callable[[bytes, int, str, str, ImageOptions, Listing], Awaitable[Compressed]]
 
 
 @dataclass(frozen=True)
@@ -86,12 +86,17 @@ async def process_row(row: RowSubmitted, adapters: Adapters) -> RowProcessed:
 
 async def process_image(row: RowSubmitted, index: int, url: str, adapters: Adapters) -> ImageResult:
     """A source that appears more than once in the request is fetched and compressed once (see sources):
-    once per set of options that shape the output, all of which are in the key."""
-    key = (str(row.request_id), url, row.quality, row.output_format, row.image_options)
-    return await adapters.sources.once(key, lambda: fetch_and_compress(row, index, url, adapters))
+    once per set of options that shape the output, all of which are in the key, and with a preset once per
+    place in a row its rules tell apart (main image or not, apparel or not), since its checks differ."""
+    listing = Listing(main=index == 0, apparel=row.apparel)
+    checked_as = listing if row.image_options.preset is not None else None
+    key = (str(row.request_id), url, row.quality, row.output_format, row.image_options, checked_as)
+    return await adapters.sources.once(key, lambda: fetch_and_compress(row, index, url, adapters, listing))
 
 
-async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: Adapters) -> ImageResult:
+async def fetch_and_compress(
+    row: RowSubmitted, index: int, url: str, adapters: Adapters, listing: Listing = Listing()
+) -> ImageResult:
     """A compression cut short by the budget stops its codec process (see codec_pool): the CPU of an image
     is inside its budget, whatever the image."""
     bytes_in = 0
@@ -107,7 +112,7 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
             bytes_in = len(source)
             clock.fetched(bytes_in)
             stage = "compressing"
-            output = await adapters.compress(source, row.quality, row.output_format, stem, row.image_options)
+            output = await adapters.compress(source, row.quality, row.output_format, stem, row.image_options, listing)
             clock.compressed()
     except (FetchFailed, ImageRejected) as exc:
         clock.failed()
@@ -143,6 +148,7 @@ async def fetch_and_compress(row: RowSubmitted, index: int, url: str, adapters: 
         height=output.height,
         quality=output.quality,
         score=output.score,
+        checks=output.checks,
     )
 
 

@@ -65,7 +65,10 @@ async def accept_rows(
                 if not rows:
                     continue
                 await store.insert_rows(request_id, rows)
-                events = (row_event(request, row.index, row.serial, row.product_name, row.image_urls) for row in rows)
+                events = (
+                    row_event(request, row.index, row.serial, row.product_name, row.image_urls, apparel=row.apparel)
+                    for row in rows
+                )
                 positions = await producer.publish_many(ROWS_SUBMITTED, events)
                 await store.record_publication(request_id, [row.index for row in rows], positions)
                 accepted = rows[-1].index + 1

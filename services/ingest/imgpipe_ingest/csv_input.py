@@ -10,7 +10,7 @@ import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from imgpipe_runtime import netpolicy
 from imgpipe_schemas.events import MAX_IMAGES_PER_ROW, MAX_PRODUCT_CHARS, MAX_URL_CHARS
@@ -18,6 +18,10 @@ from imgpipe_schemas.events import MAX_IMAGES_PER_ROW, MAX_PRODUCT_CHARS, MAX_UR
 SERIAL_NAMES = ("s. no.", "serial number")
 PRODUCT = "product name"
 URLS = "input image urls"
+# Optional: whether the row's product is apparel, which some marketplace presets' rules ask more of.
+APPAREL = "apparel"
+YES = ("yes", "true", "1")
+NO = ("", "no", "false", "0")
 MAX_URL_LENGTH = MAX_URL_CHARS
 MAX_SERIAL = 2**63 - 1  # a 64-bit signed integer, as MongoDB and every Kafka client store it
 # A row's cells in all: far below MongoDB's 16 MB document limit whatever the other columns hold.
@@ -46,6 +50,7 @@ class InputRow:
     product_name: str
     image_urls: list[str]
     cells: list[str]
+    apparel: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,6 +182,7 @@ def _records(source: BinaryIO) -> Iterator[list[str]]:
 def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[Problem]) -> Iterator[InputRow | None]:
     """Each data row, checked: the row, or None with its problems appended."""
     serial_col, product_col, urls_col = _locate_columns(columns)
+    apparel_col = _apparel_column(columns)
     needed = max(serial_col, product_col, urls_col) + 1
     seen_serials: dict[int, int] = {}
     records = _records(source)
@@ -216,7 +222,32 @@ def _rows(source: BinaryIO, columns: list[str], limits: Limits, problems: list[P
             )
             product = ""
         urls = _urls(cells[urls_col], columns[urls_col], number, limits, problems)
-        yield InputRow(index, serial, product, urls, cells) if serial is not None and product and urls else None
+        apparel = _apparel(cells, apparel_col, columns, number, problems)
+        valid = serial is not None and product and urls and apparel is not None
+        yield InputRow(index, cast(int, serial), product, urls, cells, bool(apparel)) if valid else None
+
+
+def _apparel_column(columns: list[str]) -> int | None:
+    """The optional Apparel column's position; None without one. Named twice, it is ambiguous."""
+    matches = [i for i, name in enumerate(columns) if name.strip().lower() == APPAREL]
+    if len(matches) > 1:
+        raise CsvRejected([Problem(None, "Apparel", f"column 'Apparel' appears {len(matches)} times in the header")])
+    return matches[0] if matches else None
+
+
+def _apparel(
+    cells: list[str], column: int | None, columns: list[str], number: int, problems: list[Problem]
+) -> bool | None:
+    """The row's Apparel cell read as yes or no (a short row's missing cell is no); None when it is neither."""
+    if column is None:
+        return False
+    cell = cells[column] if column < len(cells) else ""
+    value = cell.strip().lower()
+    if value in YES or value in NO:
+        return value in YES
+    shown = cell if len(cell) <= 40 else f"{cell[:40]}…"
+    problems.append(Problem(number, columns[column], f"apparel {shown!r} is not one of yes, no, true, false, 1, 0"))
+    return None
 
 
 def _unpadded(cells: list[str], needed: int) -> list[str]:

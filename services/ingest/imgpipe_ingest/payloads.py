@@ -56,6 +56,11 @@ class ImageOutcome(Payload):
     score: float | None = Field(
         None, description="The perceptual score (SSIM on luma) at that quality, when a quality mode chose it"
     )
+    checks: list[str] | None = Field(
+        None,
+        description="With a preset: why its marketplace would reject this output, one reason per broken rule "
+        "(empty when none is); null without a preset",
+    )
 
 
 class RowOutcome(Payload):

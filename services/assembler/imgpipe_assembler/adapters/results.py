@@ -134,6 +134,7 @@ class ResultStore(Collections):
                 quality=row.quality,
                 output_format=row.output_format,
                 image_options=row.image_options,
+                apparel=row.apparel,
             )
             # Results that arrived first keep their ``done``.
             not_done = {"done": document.pop("done")}

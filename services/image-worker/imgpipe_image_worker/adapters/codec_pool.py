@@ -40,7 +40,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import cast
 
-from imgpipe_image_worker.compress import BlobWriter, Compressed, Encoding, ImageRejected, compress
+from imgpipe_image_worker.compress import BlobWriter, Compressed, Encoding, ImageRejected, Listing, compress
 from imgpipe_schemas import ImageOptions
 
 Codec = Callable[[bytes, Encoding, BlobWriter | None, str], Compressed]
@@ -84,11 +84,16 @@ class CodecPool:
             thread.start()
 
     async def compress(
-        self, data: bytes, quality: int, output_format: str, stem: str, options: ImageOptions | None = None
+        self,
+        data: bytes,
+        quality: int,
+        output_format: str,
+        stem: str,
+        options: ImageOptions | None = None,
+        listing: Listing = Listing(),
     ) -> Compressed:
         """The output of ``data``; already stored as ``<stem>.<extension>`` when its bytes are None."""
-        options = options or ImageOptions()
-        encoding = dataclasses.replace(self._encoding, quality=quality, output_format=output_format, options=options)
+        encoding = self._encoding.for_request(quality, output_format, options or ImageOptions(), listing)
         call = (self._codec, (data, encoding, self._writer, stem), self._cpu_limit_s)
         for attempt in range(2):
             outcome = await self._run(call)

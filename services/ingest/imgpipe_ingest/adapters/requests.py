@@ -39,6 +39,7 @@ class RequestStore:
                             product_name=row.product_name,
                             image_urls=row.image_urls,
                             cells=row.cells,
+                            apparel=row.apparel,
                         ),
                     }
                     for row in rows[start : start + ROW_BATCH]

@@ -12,9 +12,10 @@ from imgpipe_ingest.csv_input import CsvRejected, Limits, submitted_url_problem
 from imgpipe_ingest.deps import AcceptancesDep, Blobs, Keys, Owner, Policy, SettingsDep, Store
 from imgpipe_ingest.envelope import ClientError, envelope, errors
 from imgpipe_ingest.payloads import Uploaded, UploadPayload
+from imgpipe_ingest.preset_defaults import PresetConflict, with_preset
 from imgpipe_runtime.netpolicy import BlockedAddress, NetPolicy, check_url
 from imgpipe_schemas import ImageOptions
-from imgpipe_schemas.events import MAX_SIDE, Fit, Metadata, OutputFormat, QualityMode
+from imgpipe_schemas.events import MAX_SIDE, Fit, Metadata, OutputFormat, PresetName, QualityMode
 
 # 1–95 (leading zeros forgiven, as an integer field forgave them), or a quality mode.
 QUALITY_PATTERN = r"^(?:0*(?:[1-9]|[1-8][0-9]|9[0-5])|auto(?::(?:eco|good|best))?)$"
@@ -80,6 +81,13 @@ async def upload(
         Form(description="strip (default; the ICC profile is kept), keep_copyright, keep (all but GPS)"),
     ] = None,
     keep_gps: Annotated[bool | None, Form(description="With metadata=keep, keep GPS positions too")] = None,
+    preset: Annotated[
+        PresetName | None,
+        Form(
+            description="A marketplace preset: its format and size defaults (any option given here overrides "
+            "them) and its rules, each output checked against them (Image Checks in the output CSV)",
+        ),
+    ] = None,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -91,10 +99,7 @@ async def upload(
     if file.size is not None and file.size > settings.max_upload_bytes:
         raise ClientError(413, f"the file is larger than {settings.max_upload_bytes} bytes")
     fixed_quality, quality_mode = _quality(quality, settings.default_quality)
-    if output_format == "auto" and quality_mode is None:
-        quality_mode = "auto:good"  # the formats are compared at equal perceptual quality
     chosen = {
-        "quality_mode": quality_mode,
         "max_width": max_width,
         "max_height": max_height,
         "fit": fit,
@@ -103,6 +108,13 @@ async def upload(
         "metadata": metadata,
         "keep_gps": keep_gps,
     }
+    try:
+        output_format, chosen = with_preset(preset, output_format, chosen)
+    except PresetConflict as exc:
+        raise ClientError(400, "invalid request", {"errors": [{"field": exc.field, "message": str(exc)}]}) from exc
+    if output_format == "auto" and quality_mode is None:
+        quality_mode = "auto:good"  # the formats are compared at equal perceptual quality
+    chosen["quality_mode"] = quality_mode
     options = handlers.UploadOptions(
         quality=fixed_quality,
         output_format=output_format or "jpeg",
