@@ -23,6 +23,9 @@ TYPES = {
 }
 # One thread per codec process (see above): the worker's processes are already one per core.
 CODEC_THREADS = 1
+# The encoder settings of each lossy format, beside its quality: what quality=auto's trial encodes use too.
+SAVE_OPTIONS: dict[str, dict[str, int]] = {"JPEG": {}, "WEBP": {"method": 4}, "AVIF": {"max_threads": CODEC_THREADS}}
+WHITE = (255, 255, 255)
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,9 @@ def encode(
             **kept,
         )
     elif target == "WEBP":
-        rgb_or_rgba(image).save(out, "WEBP", quality=quality, method=4, icc_profile=icc_profile, **kept)
+        rgb_or_rgba(image).save(out, "WEBP", quality=quality, icc_profile=icc_profile, **SAVE_OPTIONS["WEBP"], **kept)
     elif target == "AVIF":
-        rgb_or_rgba(image).save(
-            out, "AVIF", quality=quality, max_threads=CODEC_THREADS, icc_profile=icc_profile, **kept
-        )
+        rgb_or_rgba(image).save(out, "AVIF", quality=quality, icc_profile=icc_profile, **SAVE_OPTIONS["AVIF"], **kept)
     else:
         image = rgb_or_rgba(image)
         if quality < 95:
@@ -89,9 +90,13 @@ def jpeg_compatible(image: Image.Image) -> Image.Image:
     """JPEG has no alpha: transparency is flattened onto white."""
     if image.mode in JPEG_MODES:
         return image
-    image = rgb_or_rgba(image)
-    if image.mode == "RGBA":
-        flat = Image.new("RGB", image.size, (255, 255, 255))
-        flat.paste(image, mask=image.getchannel("A"))
-        return flat
-    return image
+    return flattened(rgb_or_rgba(image))
+
+
+def flattened(image: Image.Image) -> Image.Image:
+    """An RGBA image on white, as a page without transparency shows it; any other image as it is."""
+    if image.mode != "RGBA":
+        return image
+    flat = Image.new("RGB", image.size, WHITE)
+    flat.paste(image, mask=image.getchannel("A"))
+    return flat

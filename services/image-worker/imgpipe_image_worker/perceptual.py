@@ -23,6 +23,9 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
+# The trial encodes use the full-size encode's settings, or they would measure another encoder.
+from imgpipe_image_worker.encoders import SAVE_OPTIONS, flattened, rgb_or_rgba
+
 # SSIM targets per mode and format: each the corpus median of that format at quality 50, 75 and 90 (see
 # docs/perceptual-quality.md). Per format, because WebP and AVIF smooth grain that JPEG keeps, and SSIM counts
 # grain as structure: one target for all would drive WebP to its top quality on grainy photos.
@@ -40,15 +43,11 @@ TRIAL_SIDE = 512
 # apart. AVIF at 512 px: at 256 px its q75 and q90 trials score the same (the modes could not be told
 # apart), and its search is cheap next to its own full-size encode anyway.
 TRIAL_SIDES = {"JPEG": 256, "WEBP": 256, "AVIF": TRIAL_SIDE}
-# The same encoder settings as the full-size encode, or the trial would measure another encoder. AVIF runs
-# in codec processes that are already one per core: its own threads would only contend with them.
-SAVE_OPTIONS = {"JPEG": {}, "WEBP": {"method": 4}, "AVIF": {"max_threads": 1}}
 
 WINDOW = 7  # scikit-image's default: a 7×7 uniform window, sample covariance
 COUNT = WINDOW * WINDOW
 K1, K2 = 0.01, 0.03
 C1, C2 = (K1 * 255) ** 2, (K2 * 255) ** 2
-BACKGROUND = (255, 255, 255)
 
 
 class Choice(NamedTuple):
@@ -75,7 +74,7 @@ def round_trip(image: Image.Image, fmt: str, quality: int) -> Image.Image:
 def trial_image(image: Image.Image, side: int = TRIAL_SIDE) -> Image.Image:
     """The image the search encodes: at most ``side`` on its longest side, in a mode every format takes
     (RGB, or RGBA where there is transparency; JPEG's trial is flattened onto white as its encode is)."""
-    image = _rgb_or_rgba(image)
+    image = rgb_or_rgba(image)
     size = _shrunk_size(image.size, side)
     if size != image.size:
         image = _shrunk(image, size)
@@ -102,7 +101,7 @@ def choose_quality(
     side = side or TRIAL_SIDES[fmt]
     trial = trial_image(image, side)
     if fmt == "JPEG":
-        trial = _flatten(trial)
+        trial = flattened(trial)
     reference = _Reference(trial, side)
     scores: dict[int, float] = {}
     low, high = 0, len(QUALITIES)  # every index below low fails; high passes, or is past the end
@@ -175,7 +174,7 @@ def _window_sums(values: np.ndarray) -> np.ndarray:
 
 def _luma(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     if image.mode != "L":
-        image = _flatten(_rgb_or_rgba(image))
+        image = flattened(rgb_or_rgba(image))
     if image.size != size:
         image = _shrunk(image, size)
     return np.asarray(image.convert("L"), dtype=np.int32)
@@ -192,20 +191,3 @@ def _shrunk_size(size: tuple[int, int], side: int) -> tuple[int, int]:
     if scale >= 1:
         return size
     return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
-
-
-def _rgb_or_rgba(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGB", "RGBA"):
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        return image.convert("I").point(lambda value: value / 256).convert("RGB")
-    has_alpha = image.mode in ("LA", "PA", "RGBa") or "transparency" in image.info
-    return image.convert("RGBA" if has_alpha else "RGB")
-
-
-def _flatten(image: Image.Image) -> Image.Image:
-    if image.mode != "RGBA":
-        return image
-    flat = Image.new("RGB", image.size, BACKGROUND)
-    flat.paste(image, mask=image.getchannel("A"))
-    return flat
