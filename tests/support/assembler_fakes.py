@@ -6,18 +6,16 @@ import copy
 import csv
 import io
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, NoReturn
+from typing import IO, Any, NoReturn, cast
 
 from imgpipe_assembler.handlers import Adapters, complete_if_done, record_results
-from imgpipe_bus.positions import Position
 from imgpipe_runtime.blobs import output_csv_name
 from imgpipe_runtime.documents import Origin, new_request, new_row, row_id, row_results
 from imgpipe_schemas import (
     FINISHED,
-    Event,
     ImageResult,
     Progress,
     RequestAccepted,
@@ -25,9 +23,9 @@ from imgpipe_schemas import (
     RequestStatus,
     RowProcessed,
     RowSubmitted,
-    Topic,
 )
 from imgpipe_schemas.topics import REQUESTS_COMPLETED
+from tests.support.bus_fakes import RecordingPublisher
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 COLUMNS = ["S. No.", "Product Name", "Input Image Urls"]
@@ -215,28 +213,12 @@ class StoredBlob:
         yield self.data
 
 
-class FakeProducer:
-    def __init__(self) -> None:
-        self.published: list[tuple[object, RequestCompleted]] = []
-
-    async def publish(self, topic: Topic, event: Event, headers: dict[str, bytes] | None = None) -> None:
-        assert isinstance(event, RequestCompleted)
-        self.published.append((topic, event))
-
-    async def publish_many(
-        self, topic: Topic, events: Iterable[Event], headers: dict[str, bytes] | None = None
-    ) -> list[Position]:
-        for event in events:
-            await self.publish(topic, event, headers)
-        return []
-
-
 class Assembler:
     """The adapters of one test, and the handlers called with them."""
 
     def __init__(self, rows: int, *, stored_rows: int | None = None, origin: Origin = Origin.UPLOAD) -> None:
         self.request_id = str(uuid.uuid4())
-        self.store, self.blobs, self.producer = FakeProgressStore(), FakeBlobs(), FakeProducer()
+        self.store, self.blobs, self.producer = FakeProgressStore(), FakeBlobs(), RecordingPublisher()
         self.store.request_documents[self.request_id] = {
             "_id": self.request_id,
             **new_request(
@@ -280,7 +262,9 @@ class Assembler:
     @property
     def events(self) -> list[RequestCompleted]:
         assert {topic for topic, _ in self.producer.published} <= {REQUESTS_COMPLETED}
-        return [event for _, event in self.producer.published]
+        events = [event for _, event in self.producer.published]
+        assert all(isinstance(event, RequestCompleted) for event in events)
+        return cast(list[RequestCompleted], events)
 
     def output_table(self) -> list[list[str]]:
         name, data, content_type = self.blobs.puts[-1]

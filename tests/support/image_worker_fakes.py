@@ -5,14 +5,14 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
-from imgpipe_bus.positions import Position
 from imgpipe_image_worker.adapters.downloader import FetchFailed
 from imgpipe_image_worker.compress import Compressed, Listing
 from imgpipe_image_worker.handlers import Adapters
 from imgpipe_image_worker.shares import KeyedSlots
 from imgpipe_image_worker.sources import SharedSources
-from imgpipe_schemas import Event, ImageOptions, RowSubmitted, Topic
+from imgpipe_schemas import ImageOptions, RowSubmitted
 from tests.support.blob_fakes import CodecWrittenBlobs
+from tests.support.bus_fakes import RecordingPublisher
 
 
 class FakeSources:
@@ -41,28 +41,12 @@ class FakeSources:
         return Compressed(None, "jpg", "image/jpeg", len(data) // 2, checks=checks)
 
 
-class FakePublisher:
-    """Row handling never publishes (its caller does): anything published is kept, for a test to look at."""
-
-    def __init__(self) -> None:
-        self.published: list[tuple[Topic, Event]] = []
-
-    async def publish(self, topic: Topic, event: Event, headers: dict[str, bytes] | None = None) -> None:
-        self.published.append((topic, event))
-
-    async def publish_many(
-        self, topic: Topic, events: Iterable[Event], headers: dict[str, bytes] | None = None
-    ) -> list[Position]:
-        self.published += [(topic, event) for event in events]
-        return []
-
-
 def adapters(fake: FakeSources) -> Adapters:
     return Adapters(
         fetch=fake.fetch,
         compress=fake.compress,
         blobs=CodecWrittenBlobs(),
-        producer=FakePublisher(),
+        producer=RecordingPublisher(),
         public_base_url="http://api",
         sources=SharedSources(),
         image_budget_s=30,
