@@ -71,10 +71,7 @@ def settings() -> list[Setting]:
 def render() -> str:
     lines = ["| variable | default | read by | meaning |", "|---|---|---|---|"]
     for s in settings():
-        lines.append(
-            f"| `{s.variable}` | {_either(s.defaults, s.readers)} | {', '.join(s.readers)} | "
-            f"{_either(s.descriptions, s.readers)} |"
-        )
+        lines.append(f"| `{s.variable}` | {_either(s.defaults)} | {', '.join(s.readers)} | {_either(s.descriptions)} |")
     return "\n".join(lines)
 
 
@@ -84,7 +81,7 @@ def current(text: str) -> str:
     return f"{head}{BEGIN}\n{render()}\n{END}{rest.split(END, 1)[1]}"
 
 
-def _either(values: dict[str, list[str]], readers: list[str]) -> str:
+def _either(values: dict[str, list[str]]) -> str:
     if len(values) == 1:
         return _cell(next(iter(values)))
     return "; ".join(f"{', '.join(by)}: {_cell(value).removesuffix('.')}" for value, by in values.items())
