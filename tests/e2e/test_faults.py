@@ -32,7 +32,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def sources():
     photos = [photo_like_jpeg(600, 400, seed=i) for i in range(6)]
-    routes = {f"/p/{i}.jpg": Route(photos[i % 6], delay_s=0.15) for i in range(ROWS * PER_ROW)}
+    # Each row's images come 50 ms later than the row before's: the rows finish one after another over about
+    # a second, so "the request half done" lasts long enough to be seen, rather than every row finishing
+    # together and landing in one batch of the assembler.
+    routes = {f"/p/{i}.jpg": Route(photos[i % 6], delay_s=0.15 + 0.05 * (i // PER_ROW)) for i in range(ROWS * PER_ROW)}
     with LocalHttpServer(routes=routes) as server:
         yield server
 
